@@ -1,0 +1,1 @@
+//! prise-proto: the wire protocols of prise, without I/O.
