@@ -1,1 +1,4 @@
-//! prise-hub
+//! prise-hub: sessions, rooms, presence, ordered and durable publishing.
+#![forbid(unsafe_code)]
+
+pub mod store;
