@@ -201,9 +201,8 @@ impl Sequencer {
                 // heads so they are read again from the store.
                 self.rooms.clear();
                 for (_, _, reply) in ordered {
-                    let _ = reply.send(Err(BrokerError::Store(StoreError::Database(
-                        e.to_string(),
-                    ))));
+                    let _ =
+                        reply.send(Err(BrokerError::Store(StoreError::Database(e.to_string()))));
                 }
             }
         }

@@ -272,7 +272,11 @@ impl Hub {
     fn slow_consumer(&self, session: &Arc<Session>) {
         if session.close_reason().is_none() {
             self.inner.stats.slow_consumer(session.transport);
-            tracing::info!(session = session.id.0, transport = session.transport.as_str(), "disconnecting slow consumer");
+            tracing::info!(
+                session = session.id.0,
+                transport = session.transport.as_str(),
+                "disconnecting slow consumer"
+            );
         }
         session.close(CloseReason::SlowConsumer);
     }
@@ -380,8 +384,7 @@ impl Hub {
                 .await?;
             let truncated = page.messages.last().is_some_and(|m| m.offset < delivered)
                 && page.messages.len() == limit;
-            joined.recovered =
-                Some(same_epoch && from == since && page.complete && !truncated);
+            joined.recovered = Some(same_epoch && from == since && page.complete && !truncated);
             joined.replay = page.messages;
         }
         Ok(joined)
@@ -409,7 +412,13 @@ impl Hub {
         r: &mut Room,
         session: &Arc<Session>,
         user: &User,
-    ) -> (Arc<str>, Epoch, Offset, Vec<User>, Option<Vec<Arc<Session>>>) {
+    ) -> (
+        Arc<str>,
+        Epoch,
+        Offset,
+        Vec<User>,
+        Option<Vec<Arc<Session>>>,
+    ) {
         let mut others = None;
         if r.sessions.insert(session.id, Arc::clone(session)).is_none() {
             let entry = r
@@ -615,7 +624,10 @@ impl Hub {
         let count = count.min(self.inner.config.limits.max_history);
         let known = {
             let shard = self.shard(room);
-            shard.rooms.get(room).map(|r| (r.epoch.clone(), r.delivered))
+            shard
+                .rooms
+                .get(room)
+                .map(|r| (r.epoch.clone(), r.delivered))
         };
         let (epoch, until) = match known {
             Some(k) => k,
@@ -647,7 +659,8 @@ impl Hub {
     /// # Errors
     /// A store failure.
     pub async fn suspend(&self, session: &Arc<Session>, pid: &str) -> Result<(), HubError> {
-        let window = u64::try_from(self.inner.config.recovery_window.as_millis()).unwrap_or(u64::MAX);
+        let window =
+            u64::try_from(self.inner.config.recovery_window.as_millis()).unwrap_or(u64::MAX);
         let snapshot = SessionSnapshot {
             user: session.user(),
             rooms: session.rooms().iter().map(|r| r.to_string()).collect(),

@@ -59,7 +59,10 @@ impl Stats {
 
     /// Open connections over all transports.
     pub fn connections_total(&self) -> u64 {
-        self.connections.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.connections
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Messages published since start.

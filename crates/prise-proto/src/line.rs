@@ -364,10 +364,7 @@ mod tests {
     fn over_long_lines_are_reported_once_and_skipped() {
         let mut d = LineDecoder::new(4);
         let mut b = BytesMut::from(&b"abcdefgh"[..]);
-        assert_eq!(
-            decode_all(&mut d, &mut b),
-            vec![Err(LineError::TooLong(4))]
-        );
+        assert_eq!(decode_all(&mut d, &mut b), vec![Err(LineError::TooLong(4))]);
         assert!(b.is_empty(), "discarded bytes are not kept");
         b.extend_from_slice(b"ijkl\nPING\n");
         assert_eq!(decode_all(&mut d, &mut b), vec![Ok("PING".into())]);
@@ -437,7 +434,10 @@ mod tests {
         );
         assert_eq!(Command::parse("quit"), Ok(Command::Quit));
         assert_eq!(Command::parse("rooms"), Ok(Command::Rooms));
-        assert_eq!(Command::parse("Who general"), Ok(Command::Who("general".into())));
+        assert_eq!(
+            Command::parse("Who general"),
+            Ok(Command::Who("general".into()))
+        );
     }
 
     #[test]
@@ -446,7 +446,10 @@ mod tests {
         let e = Command::parse("FROB x").unwrap_err();
         assert_eq!(e.code(), "UNKNOWN_COMMAND");
         assert_eq!(e.to_string(), "unknown command FROB, try HELP");
-        assert_eq!(Command::parse("SAY general").unwrap_err().code(), "BAD_REQUEST");
+        assert_eq!(
+            Command::parse("SAY general").unwrap_err().code(),
+            "BAD_REQUEST"
+        );
         assert!(Command::parse("JOIN a SINCE x").is_err());
         assert!(Command::parse("JOIN a AFTER 3").is_err());
         assert!(Command::parse("NICK a b").is_err());

@@ -24,9 +24,7 @@ struct Room {
 
 impl Room {
     fn first(&self) -> Offset {
-        self.messages
-            .front()
-            .map_or(self.last.next(), |m| m.offset)
+        self.messages.front().map_or(self.last.next(), |m| m.offset)
     }
 }
 
@@ -76,11 +74,13 @@ impl HistoryStore for MemoryStore {
     ) -> BoxFuture<'a, Result<Option<RoomHead>, StoreError>> {
         let mut s = self.lock();
         let h = if create {
-            Some(head(s.rooms.entry(room.to_owned()).or_insert_with(|| Room {
-                epoch: new_epoch(),
-                last: Offset::ZERO,
-                messages: VecDeque::new(),
-                dropped_seq: 0,
+            Some(head(s.rooms.entry(room.to_owned()).or_insert_with(|| {
+                Room {
+                    epoch: new_epoch(),
+                    last: Offset::ZERO,
+                    messages: VecDeque::new(),
+                    dropped_seq: 0,
+                }
             })))
         } else {
             s.rooms.get(room).map(head)
@@ -204,7 +204,8 @@ impl HistoryStore for MemoryStore {
         let mut s = self.lock();
         if s.sessions.len() >= MAX_SESSIONS {
             let now = snapshot.expires_at;
-            s.sessions.retain(|_, v| v.expires_at > now.saturating_sub(1));
+            s.sessions
+                .retain(|_, v| v.expires_at > now.saturating_sub(1));
             if s.sessions.len() >= MAX_SESSIONS
                 && let Some(k) = s
                     .sessions
@@ -234,11 +235,7 @@ impl HistoryStore for MemoryStore {
 
     fn rooms(&self, limit: usize) -> BoxFuture<'_, Result<Vec<(String, Offset)>, StoreError>> {
         let s = self.lock();
-        let mut v: Vec<_> = s
-            .rooms
-            .iter()
-            .map(|(k, r)| (k.clone(), r.last))
-            .collect();
+        let mut v: Vec<_> = s.rooms.iter().map(|(k, r)| (k.clone(), r.last)).collect();
         v.sort();
         v.truncate(limit);
         futures_util::future::ready(Ok(v)).boxed()

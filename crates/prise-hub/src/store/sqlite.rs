@@ -216,9 +216,12 @@ impl Writer {
             if !appends.is_empty() {
                 let result = self.append(appends.iter().flat_map(|(b, _)| b.iter()));
                 for (_, reply) in appends {
-                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| {
-                        StoreError::Database(e.to_string())
-                    }));
+                    let _ = reply.send(
+                        result
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|e| StoreError::Database(e.to_string())),
+                    );
                 }
             }
             for op in others {
@@ -285,8 +288,8 @@ impl Writer {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let cutoff = u64::try_from(now.saturating_sub(self.retention.age.as_millis()))
-            .unwrap_or(u64::MAX);
+        let cutoff =
+            u64::try_from(now.saturating_sub(self.retention.age.as_millis())).unwrap_or(u64::MAX);
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE rooms SET dropped_seq = max(dropped_seq, coalesce(
@@ -400,7 +403,12 @@ impl HistoryStore for SqliteStore {
                     ))?;
                     let messages = stmt
                         .query_map(
-                            params![room, after.0, until.0, i64::try_from(limit).unwrap_or(i64::MAX)],
+                            params![
+                                room,
+                                after.0,
+                                until.0,
+                                i64::try_from(limit).unwrap_or(i64::MAX)
+                            ],
                             row_to_message,
                         )?
                         .collect::<Result<Vec<_>, _>>()?;
@@ -448,9 +456,7 @@ impl HistoryStore for SqliteStore {
                 rooms.iter().map(|r| r.clone().into()).collect();
             args.push(i64::try_from(after_seq).unwrap_or(i64::MAX).into());
             let dropped: u64 = c.query_row(
-                &format!(
-                    "SELECT coalesce(max(dropped_seq), 0) FROM rooms WHERE name IN ({marks})"
-                ),
+                &format!("SELECT coalesce(max(dropped_seq), 0) FROM rooms WHERE name IN ({marks})"),
                 rusqlite::params_from_iter(args.iter().take(n)),
                 |r| r.get(0),
             )?;
@@ -499,7 +505,8 @@ impl HistoryStore for SqliteStore {
 
     fn rooms(&self, limit: usize) -> BoxFuture<'_, Result<Vec<(String, Offset)>, StoreError>> {
         self.read_with(move |c| {
-            let mut stmt = c.prepare_cached("SELECT name, last FROM rooms ORDER BY name LIMIT ?1")?;
+            let mut stmt =
+                c.prepare_cached("SELECT name, last FROM rooms ORDER BY name LIMIT ?1")?;
             stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
                 Ok((r.get(0)?, Offset(r.get(1)?)))
             })?
