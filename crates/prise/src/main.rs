@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the hub: WebSocket, TCP lines, the web page, history and metrics.
     Serve(prise_server::ServeArgs),
+    /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
+    Bench(prise_bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +39,11 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Bench(args) => {
+                let mut out = std::io::stdout().lock();
+                prise_bench::run(args, &mut out, &mut std::io::stderr()).await?;
+                Ok(())
+            }
         }
     })
 }
