@@ -173,9 +173,7 @@ pub fn decode_payload(body: &[u8], limits: PayloadLimits) -> Result<Vec<Packet>,
             return Err(DecodeError::TooManyPackets);
         }
         if let Some(b64) = part.strip_prefix('b') {
-            let data = BASE64
-                .decode(b64)
-                .map_err(|_| DecodeError::InvalidBase64)?;
+            let data = BASE64.decode(b64).map_err(|_| DecodeError::InvalidBase64)?;
             packets.push(Packet::Binary(Bytes::from(data)));
         } else {
             packets.push(decode_text(part)?);

@@ -92,13 +92,7 @@ impl Packet {
     /// Encodes the packet text (attachments are sent separately).
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        encode_header(
-            &mut out,
-            self.kind,
-            &self.nsp,
-            self.id,
-            self.attachments,
-        );
+        encode_header(&mut out, self.kind, &self.nsp, self.id, self.attachments);
         if let Some(data) = &self.data {
             // Serializing a `Value` into a String cannot fail.
             out.push_str(&serde_json::to_string(data).unwrap_or_default());
@@ -142,15 +136,29 @@ pub fn encode_event(
     args: &[Value],
     attachments: usize,
 ) -> String {
+    let mut out = String::new();
+    encode_event_into(&mut out, nsp, id, name, args, attachments);
+    out
+}
+
+/// Like [`encode_event`], appending to `out` (so a caller can put the
+/// Engine.IO type digit in front without a second copy).
+pub fn encode_event_into(
+    out: &mut String,
+    nsp: &str,
+    id: Option<u64>,
+    name: Option<&str>,
+    args: &[Value],
+    attachments: usize,
+) {
     let kind = match (name.is_some(), attachments > 0) {
         (true, false) => PacketKind::Event,
         (true, true) => PacketKind::BinaryEvent,
         (false, false) => PacketKind::Ack,
         (false, true) => PacketKind::BinaryAck,
     };
-    let mut out = String::with_capacity(16 + nsp.len());
-    encode_header(&mut out, kind, nsp, id, attachments);
-    let mut json = std::mem::take(&mut out).into_bytes();
+    encode_header(out, kind, nsp, id, attachments);
+    let mut json = std::mem::take(out).into_bytes();
     json.push(b'[');
     let mut first = true;
     if let Some(name) = name {
@@ -166,8 +174,8 @@ pub fn encode_event(
         let _ = serde_json::to_writer(&mut json, arg);
     }
     json.push(b']');
-    // The header is ASCII plus the namespace (a &str) and serde_json writes UTF-8.
-    String::from_utf8(json).unwrap_or_default()
+    // `out` was a String and serde_json writes UTF-8, so this cannot fail.
+    *out = String::from_utf8(json).unwrap_or_default();
 }
 
 /// Why a text or binary message is not a valid Socket.IO packet.
@@ -405,10 +413,7 @@ impl Decoder {
     /// # Errors
     /// A [`DecodeError`] when no packet waits for it or the total is over the cap.
     pub fn feed_binary(&mut self, data: Bytes) -> Result<Option<Decoded>, DecodeError> {
-        let (_, atts, total) = self
-            .pending
-            .as_mut()
-            .ok_or(DecodeError::UnexpectedBinary)?;
+        let (_, atts, total) = self.pending.as_mut().ok_or(DecodeError::UnexpectedBinary)?;
         *total += data.len();
         if *total > self.limits.max_attachment_bytes {
             self.pending = None;
@@ -423,13 +428,10 @@ impl Decoder {
             return Ok(None);
         }
         // `done` was computed from `pending`, which is Some here.
-        Ok(self
-            .pending
-            .take()
-            .map(|(packet, attachments, _)| Decoded {
-                packet,
-                attachments,
-            }))
+        Ok(self.pending.take().map(|(packet, attachments, _)| Decoded {
+            packet,
+            attachments,
+        }))
     }
 }
 
@@ -445,7 +447,10 @@ mod tests {
     #[test]
     fn decodes_connect_packets() {
         let p = d("0").unwrap();
-        assert_eq!((p.kind, p.nsp.as_str(), p.data), (PacketKind::Connect, "/", None));
+        assert_eq!(
+            (p.kind, p.nsp.as_str(), p.data),
+            (PacketKind::Connect, "/", None)
+        );
         let p = d(r#"0{"token":"123"}"#).unwrap();
         assert_eq!(p.data, Some(json!({"token":"123"})));
         let p = d("0/custom,").unwrap();
@@ -453,7 +458,10 @@ mod tests {
         let p = d("0/random").unwrap();
         assert_eq!(p.nsp, "/random");
         let p = d(r#"0/custom,{"token":"abc"}"#).unwrap();
-        assert_eq!((p.nsp.as_str(), p.data), ("/custom", Some(json!({"token":"abc"}))));
+        assert_eq!(
+            (p.nsp.as_str(), p.data),
+            ("/custom", Some(json!({"token":"abc"})))
+        );
         assert_eq!(d("0[1]"), Err(DecodeError::InvalidPayload));
         assert_eq!(d(r#"1{"a":1}"#), Err(DecodeError::InvalidPayload));
         assert_eq!(d("1/custom,").unwrap().kind, PacketKind::Disconnect);
@@ -550,24 +558,20 @@ mod tests {
             encode_event("/c", None, Some("e"), &[], 1),
             r#"51-/c,["e"]"#
         );
-        assert_eq!(
-            encode_event("/", None, None, &[], 0),
-            "3[]"
-        );
+        assert_eq!(encode_event("/", None, None, &[], 0), "3[]");
     }
 
     #[test]
     fn decoder_reassembles_attachments() {
         let mut dec = Decoder::new(Limits::default());
         assert_eq!(
-            dec.feed_text(r#"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#),
+            dec.feed_text(
+                r#"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+            ),
             Ok(None)
         );
         assert!(dec.is_reassembling());
-        assert_eq!(
-            dec.feed_binary(Bytes::from_static(&[1, 2, 3])),
-            Ok(None)
-        );
+        assert_eq!(dec.feed_binary(Bytes::from_static(&[1, 2, 3])), Ok(None));
         let done = dec
             .feed_binary(Bytes::from_static(&[4, 5, 6]))
             .unwrap()
