@@ -108,6 +108,33 @@ for (const [mode, topts] of Object.entries(MODES)) {
     s.disconnect();
   });
 
+  await check(`[${mode}] connection state recovery: socket.recovered and missed events`, async () => {
+    const opts = { ...topts, path: "/recovery.io/", reconnectionDelay: 300, reconnectionDelayMax: 300 };
+    const a = client("/", opts);
+    await once(a, "connect");
+    assert.equal(a.recovered, false);
+    await settled(a, mode);
+    const b = client("/", opts);
+    await once(b, "connect");
+    const got = [];
+    a.on("news", (m, offset) => got.push([m, offset]));
+    const first = once(a, "news");
+    const off1 = await b.timeout(3000).emitWithAck("publish", "m1");
+    await first;
+    assert.deepEqual(got, [["m1", off1]]);
+    const down = once(a, "disconnect");
+    a.emit("drop");
+    assert.equal((await down)[0], "transport close");
+    // Published while `a` is away (it comes back after 300 ms).
+    const off2 = await b.timeout(3000).emitWithAck("publish", "m2");
+    await once(a, "connect", 5000);
+    assert.equal(a.recovered, true, "the server answered with the same pid");
+    while (!got.some(([m]) => m === "m2")) await once(a, "news");
+    assert.deepEqual(got, [["m1", off1], ["m2", off2]]);
+    a.close();
+    b.close();
+  });
+
   await check(`[${mode}] disconnect both ways`, async () => {
     const { s } = await connected("/", topts);
     const d1 = once(s, "disconnect");

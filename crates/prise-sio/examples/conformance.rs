@@ -6,6 +6,11 @@
 //!   (auth token must be `secret`) and the scenario events
 //!   (`message`, `message-with-ack`, `echo`, `join`, `leave`, `say`,
 //!   `binary`, `whoami`, `ask`, `drop`, `kick`);
+//! - `/recovery.io/`: Socket.IO with connection state recovery on, for the
+//!   recovery interop check: `publish(msg)` appends to a small log and
+//!   broadcasts `news(msg, offset)` to every socket (the offset last, as the
+//!   official client expects); a client coming back with `{pid, offset}`
+//!   gets what it missed and `socket.recovered === true`;
 //! - `/health`: `ok`.
 //!
 //! ```text
@@ -239,6 +244,103 @@ impl SioHandler for App {
     }
 }
 
+/// Most messages the recovery log keeps.
+const RECOVERY_LOG: usize = 1_000;
+
+/// Connection state recovery on top of an in-memory log with a global offset.
+#[derive(Default)]
+struct RecoveryApp {
+    state: Mutex<RecoveryState>,
+}
+
+#[derive(Default)]
+struct RecoveryState {
+    next_offset: u64,
+    log: std::collections::VecDeque<(u64, Value)>,
+    known_pids: BTreeSet<String>,
+    members: Vec<Socket>,
+}
+
+impl RecoveryApp {
+    fn state(&self) -> std::sync::MutexGuard<'_, RecoveryState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn news(msg: &Value, offset: u64) -> Payload {
+    Payload::new(vec![msg.clone(), json!(offset.to_string())])
+}
+
+impl SioHandler for RecoveryApp {
+    fn connect<'a>(
+        &'a self,
+        socket: Socket,
+        _auth: Value,
+        recovery: Option<RecoveryRequest>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ConnectRefusal>> {
+        Box::pin(async move {
+            let mut st = self.state();
+            let resume = recovery.and_then(|r| {
+                let offset: u64 = r.offset.parse().ok()?;
+                let covered = st.log.front().is_none_or(|(first, _)| *first <= offset + 1);
+                (st.known_pids.contains(&r.pid) && covered).then_some((r.pid, offset))
+            });
+            let outcome = match &resume {
+                Some((_, offset)) => {
+                    // Emitted now, sent right after the CONNECT answer.
+                    for (o, msg) in st.log.iter().filter(|(o, _)| o > offset) {
+                        let _ = socket.emit("news", &news(msg, *o));
+                    }
+                    ConnectOutcome::Recovered
+                }
+                None => ConnectOutcome::Fresh,
+            };
+            let pid = resume.map_or_else(|| socket.pid().to_string(), |(pid, _)| pid);
+            st.known_pids.insert(pid);
+            st.members.push(socket);
+            Ok(outcome)
+        })
+    }
+
+    fn event<'a>(
+        &'a self,
+        socket: Socket,
+        event: String,
+        payload: Payload,
+        ack: Option<Ack>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match event.as_str() {
+                "publish" => {
+                    let msg = payload.args.first().cloned().unwrap_or(Value::Null);
+                    let (offset, packet, members) = {
+                        let mut st = self.state();
+                        st.next_offset += 1;
+                        let offset = st.next_offset;
+                        st.log.push_back((offset, msg.clone()));
+                        if st.log.len() > RECOVERY_LOG {
+                            st.log.pop_front();
+                        }
+                        // Encoded once for every member.
+                        let packet = EncodedPacket::event("/", "news", &news(&msg, offset));
+                        (offset, packet, st.members.clone())
+                    };
+                    for m in &members {
+                        let _ = m.emit_encoded(&packet);
+                    }
+                    reply(ack, Payload::one(json!(offset.to_string())));
+                }
+                "drop" => socket.close_transport(),
+                _ => {}
+            }
+        })
+    }
+
+    fn disconnect<'a>(&'a self, socket: Socket, _reason: DisconnectReason) -> BoxFuture<'a, ()> {
+        Box::pin(async move { self.state().members.retain(|s| *s != socket) })
+    }
+}
+
 fn engine_config(path: &str) -> EngineConfig {
     EngineConfig {
         path: path.to_owned(),
@@ -280,10 +382,19 @@ async fn main() -> anyhow::Result<()> {
         },
         App::default(),
     );
+    let recovery = SioLayer::new(
+        SioConfig {
+            engine: engine_config("/recovery.io/"),
+            recovery: true,
+            ..SioConfig::default()
+        },
+        RecoveryApp::default(),
+    );
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(eio.router())
-        .merge(sio.router());
+        .merge(sio.router())
+        .merge(recovery.router());
 
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     let addr = listener.local_addr()?;
@@ -295,6 +406,7 @@ async fn main() -> anyhow::Result<()> {
     let stop = {
         let sio = sio.clone();
         let eio = eio.clone();
+        let recovery = recovery.clone();
         async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -304,6 +416,7 @@ async fn main() -> anyhow::Result<()> {
                 _ = term.recv() => {}
             }
             sio.shutdown(Duration::from_secs(2)).await;
+            recovery.shutdown(Duration::from_secs(1)).await;
             eio.shutdown(Duration::from_secs(1)).await;
         }
     };

@@ -99,6 +99,11 @@ async fn poll<H: EngineHandler>(engine: &Arc<Engine<H>>, sid: &str) -> Response<
     };
     let s = &*entry.session;
     s.check_pong_deadline();
+    if s.state().probed {
+        // The upgrade's noop is for the poll that was pending at the probe;
+        // a new poll waits for the upgrade's outcome (400 once upgraded).
+        wait_for_upgrade(s, engine.config.upgrade_timeout).await;
+    }
     {
         let mut st = s.state();
         if st.transport != Transport::Polling {
@@ -142,6 +147,22 @@ async fn poll<H: EngineHandler>(engine: &Arc<Engine<H>>, sid: &str) -> Response<
             _ = &mut notified => {}
             _ = s.closed.cancelled() => {}
             _ = tokio::time::sleep_until(deadline) => return payload(&[], Some("6")),
+        }
+    }
+}
+
+async fn wait_for_upgrade(s: &Session, timeout: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = s.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !s.state().upgrading || s.is_closed() {
+            return;
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => return,
         }
     }
 }
