@@ -267,9 +267,10 @@ async fn connect_with_auth_event_and_acks_both_ways() -> Result<()> {
 
     // Client event asking for ack 7 → handler → ack.
     ws.send(Message::text(r#"427["ping",1,{"a":"b"}]"#)).await?;
-    let Ev::Event(_, name, payload, Some(ack)) = srv.next().await? else {
+    let Ev::Event(from, name, payload, Some(ack)) = srv.next().await? else {
         bail!("expected an event with ack");
     };
+    assert_eq!(from, socket);
     assert_eq!(name, "ping");
     assert_eq!(payload.args, vec![json!(1), json!({"a": "b"})]);
     assert_eq!(ack.id(), 7);
@@ -577,15 +578,12 @@ async fn connect_timeout_closes_a_silent_session() -> Result<()> {
     })
     .await?;
     let mut ws = ws_session(srv.addr).await?;
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await? {
-            None | Some(Err(_)) => break,
-            Some(Ok(Message::Close(frame))) => {
-                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
-                break;
-            }
-            Some(Ok(other)) => bail!("unexpected {other:?}"),
+    match tokio::time::timeout(WAIT, ws.next()).await? {
+        None | Some(Err(_)) => {}
+        Some(Ok(Message::Close(frame))) => {
+            assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
         }
+        Some(Ok(other)) => bail!("unexpected {other:?}"),
     }
     Ok(())
 }
@@ -604,13 +602,10 @@ async fn shutdown_closes_websockets_and_answers_polls() -> Result<()> {
     let poll = tokio::spawn(async move { http(addr, "GET", &path, &[], b"").await });
     let layer = Arc::new(srv.layer);
     layer.shutdown(Duration::from_secs(2)).await;
-    let code = loop {
-        match ws_next(&mut ws).await? {
-            Message::Close(f) => break f.map(|f| u16::from(f.code)),
-            other => bail!("unexpected {other:?}"),
-        }
+    let Message::Close(frame) = ws_next(&mut ws).await? else {
+        bail!("expected a close frame");
     };
-    assert_eq!(code, Some(1001));
+    assert_eq!(frame.map(|f| u16::from(f.code)), Some(1001));
     let r = poll.await??;
     assert_eq!(r.status, 200);
     assert!(r.text().ends_with('1'), "{}", r.text());

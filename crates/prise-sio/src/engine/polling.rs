@@ -100,9 +100,10 @@ async fn poll<H: EngineHandler>(engine: &Arc<Engine<H>>, sid: &str) -> Response<
     let s = &*entry.session;
     s.check_pong_deadline();
     if s.state().probed {
-        // The upgrade's noop is for the poll that was pending at the probe;
-        // a new poll waits for the upgrade's outcome (400 once upgraded).
-        wait_for_upgrade(s, engine.config.upgrade_timeout).await;
+        // A poll that arrives while the upgrade is being completed waits a
+        // little for `5` (then: 400, the session has moved to the WebSocket)
+        // before it gets its noop, as the reference server's 100 ms check does.
+        wait_for_upgrade(s, PROBE_POLL_GRACE.min(engine.config.upgrade_timeout)).await;
     }
     {
         let mut st = s.state();
@@ -150,6 +151,9 @@ async fn poll<H: EngineHandler>(engine: &Arc<Engine<H>>, sid: &str) -> Response<
         }
     }
 }
+
+/// How long a poll arriving mid-upgrade waits for the upgrade to complete.
+const PROBE_POLL_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 async fn wait_for_upgrade(s: &Session, timeout: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
