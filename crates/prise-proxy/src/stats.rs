@@ -9,7 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::backend::BackendStatus;
 
 /// One per-backend series: name, type, help, and how to read it from a snapshot.
-type Series = (&'static str, &'static str, &'static str, fn(&BackendStatus) -> u64);
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&BackendStatus) -> u64,
+);
 
 /// Counters of one proxy.
 #[derive(Debug, Default)]
