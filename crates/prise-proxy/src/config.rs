@@ -32,6 +32,8 @@ pub const DEFAULT_BUFFER_SIZE: usize = 256 * 1024;
 pub const MIN_BUFFER_SIZE: usize = 4 * 1024;
 /// Largest buffer accepted (the kernel's default `pipe-max-size`).
 pub const MAX_BUFFER_SIZE: usize = 1024 * 1024;
+/// Most relay threads accepted by `--threads`.
+pub const MAX_THREADS: usize = 256;
 /// Most bytes a send/expect health check reads while looking for its expected answer.
 pub const MAX_EXPECT_READ: usize = 16 * 1024;
 
@@ -161,6 +163,9 @@ pub struct ProxyArgs {
     /// Copy through user-space buffers instead of splice(2).
     #[arg(long)]
     pub no_splice: bool,
+    /// Relay threads, each with its own event loop [default: the number of CPUs].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// PEM certificate chain: terminate TLS on the listener.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -199,6 +204,7 @@ struct FileConfig {
     drain_timeout: Option<String>,
     buffer_size: Option<usize>,
     splice: Option<bool>,
+    threads: Option<usize>,
     proxy_protocol: Option<ProxyProtocol>,
     admin: Option<String>,
     #[serde(default)]
@@ -295,6 +301,9 @@ pub struct ProxyConfig {
     pub buffer_size: usize,
     /// Use splice(2) where both ends are plain TCP (Linux only).
     pub splice: bool,
+    /// Relay threads: connections are spread over this many single-threaded event loops
+    /// (fixed at start; a reload does not change it).
+    pub threads: usize,
     /// TLS termination on the listener.
     pub tls: Option<ListenerTls>,
     /// TLS toward backends.
@@ -328,6 +337,7 @@ impl ProxyConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             buffer_size: DEFAULT_BUFFER_SIZE,
             splice: cfg!(target_os = "linux"),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tls: None,
             backend_tls: None,
             proxy_protocol: None,
@@ -405,6 +415,9 @@ impl ProxyConfig {
         if let Some(b) = args.buffer_size.or(file.buffer_size) {
             cfg.buffer_size = b;
         }
+        if let Some(t) = args.threads.or(file.threads) {
+            cfg.threads = t;
+        }
         if args.no_splice {
             cfg.splice = false;
         } else if let Some(s) = file.splice {
@@ -466,6 +479,11 @@ impl ProxyConfig {
         }
         if self.max_connections == 0 {
             return bad("max connections must be at least 1");
+        }
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            return Err(ConfigError::Invalid(format!(
+                "threads must be between 1 and {MAX_THREADS}"
+            )));
         }
         if !(MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&self.buffer_size) {
             return Err(ConfigError::Invalid(format!(

@@ -14,6 +14,10 @@
 //! connects of real traffic count as failures too (passive marking). Every state change is
 //! published on a `watch` channel, which is what tests and the admin view observe.
 //!
+//! Relayed connections run on a fixed set of relay threads, each a single-threaded event
+//! loop (see `--threads`): the accept loop hands each socket to the next thread in turn and a
+//! connection then lives on that thread, with no cross-thread wake-ups on the data path.
+//!
 //! Shutdown is a [`CancellationToken`](tokio_util::sync::CancellationToken): the listener
 //! closes at once, open connections drain until a deadline, then are cut.
 //!
@@ -48,6 +52,7 @@ pub mod health;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod server;
+mod shard;
 #[cfg(target_os = "linux")]
 mod splice;
 pub mod stats;

@@ -163,6 +163,15 @@ impl Proxy {
     pub async fn run(self, shutdown: CancellationToken) {
         let Self { shared, listener } = self;
         let tracker = TaskTracker::new();
+        let threads = shared.current().config.threads;
+        // Without relay threads (the system refused them) connections run on this runtime.
+        let shards = match crate::shard::Shards::start(threads) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "no relay threads, relaying on the main runtime");
+                None
+            }
+        };
         loop {
             let permit = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -183,14 +192,28 @@ impl Proxy {
                 },
             };
             let state = shared.current();
-            tracker.spawn(connection(
-                Arc::clone(&shared.stats),
-                state,
-                shared.hard_stop.clone(),
-                sock,
-                peer,
-                permit,
-            ));
+            let stats = Arc::clone(&shared.stats);
+            let stop = shared.hard_stop.clone();
+            match (&shards, sock.into_std()) {
+                (Some(shards), Ok(std_sock)) => {
+                    // Re-registered with the relay thread's own reactor once it runs there.
+                    shards.next().spawn(tracker.track_future(async move {
+                        match TcpStream::from_std(std_sock) {
+                            Ok(sock) => connection(stats, state, stop, sock, peer, permit).await,
+                            Err(e) => tracing::warn!(error = %e, "cannot register connection"),
+                        }
+                    }));
+                }
+                (None, Ok(std_sock)) => {
+                    tracker.spawn(async move {
+                        match TcpStream::from_std(std_sock) {
+                            Ok(sock) => connection(stats, state, stop, sock, peer, permit).await,
+                            Err(e) => tracing::warn!(error = %e, "cannot register connection"),
+                        }
+                    });
+                }
+                (_, Err(e)) => tracing::warn!(error = %e, "cannot take accepted socket"),
+            }
         }
         drop(listener);
         tracker.close();
@@ -204,6 +227,7 @@ impl Proxy {
             shared.hard_stop.cancel();
             tracker.wait().await;
         }
+        drop(shards);
         shared.closed.cancel();
     }
 }

@@ -105,12 +105,28 @@ async fn direction(
     loop {
         // Fill the (empty) pipe from the source socket.
         let n = loop {
-            match from.try_io(Interest::READABLE, || {
-                Ok(splice(from, None, &pipe.w, None, pipe.size, flags)?)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => from.readable().await?,
-                Err(e) => return Err(e),
+            // A short splice means the socket's receive queue is empty: report WouldBlock to
+            // tokio so it clears the readiness now instead of after one more (failing)
+            // system call, and keep the count. Tokio only clears readiness that no newer
+            // epoll event has refreshed, so no wake-up is lost.
+            let mut got = None;
+            let r = from.try_io(Interest::READABLE, || {
+                let n = splice(from, None, &pipe.w, None, pipe.size, flags)?;
+                got = Some(n);
+                if n > 0 && n < pipe.size {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
+                }
+            });
+            match (r, got) {
+                (_, Some(n)) => break n,
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => {
+                    from.readable().await?;
+                }
+                (Err(e), None) => return Err(e),
+                // Not produced: the closure sets `got` whenever it returns Ok.
+                (Ok(()), None) => {}
             }
         };
         if n == 0 {
@@ -122,13 +138,24 @@ async fn direction(
         // Drain the pipe into the destination socket.
         let mut left = n;
         while left > 0 {
-            match to.try_io(Interest::WRITABLE, || {
-                Ok(splice(&pipe.r, None, to, None, left, flags)?)
-            }) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
-                Err(e) => return Err(e),
+            // Likewise, a short write means the send buffer is full.
+            let mut put = None;
+            let r = to.try_io(Interest::WRITABLE, || {
+                let m = splice(&pipe.r, None, to, None, left, flags)?;
+                put = Some(m);
+                if m > 0 && m < left {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
+                }
+            });
+            match (r, put) {
+                (_, Some(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                (_, Some(m)) => left -= m,
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
+                (Err(e), None) => return Err(e),
+                // Not produced: the closure sets `put` whenever it returns Ok.
+                (Ok(()), None) => {}
             }
         }
         activity.touch();

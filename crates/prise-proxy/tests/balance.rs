@@ -52,11 +52,10 @@ async fn least_connections_prefers_the_idle_backend() {
             .into_iter()
             .find(|x| x.addr() != busy_addr)
             .unwrap();
-        let deadline = Instant::now() + WAIT;
-        while idle_backend.active() != 0 {
-            assert!(Instant::now() < deadline, "close not seen by the proxy");
-            tokio::task::yield_now().await;
-        }
+        assert!(
+            eventually(|| idle_backend.active() == 0).await,
+            "close not seen by the proxy"
+        );
     }
 
     // With all connections held, each new one goes to the backend with fewer.
@@ -102,7 +101,7 @@ async fn killed_backend_goes_down_within_fall_intervals_and_comes_back_after_ris
     let a_addr = a.kill().await;
     let killed = Instant::now();
     // fall × interval, plus one interval of phase and a margin for a loaded machine.
-    let bound = interval * 3 + interval + Duration::from_millis(400);
+    let bound = interval * 3 + interval + Duration::from_secs(1);
     assert!(
         wait_state(&mut state, false, WAIT).await,
         "never marked down"

@@ -164,3 +164,14 @@ pub async fn wait_state(rx: &mut watch::Receiver<bool>, up: bool, bound: Duratio
         .await
         .is_ok_and(|r| r.is_ok())
 }
+
+/// Waits (bounded) until `cond` holds, for state another thread updates without an event.
+pub async fn eventually(cond: impl Fn() -> bool) -> bool {
+    tokio::time::timeout(WAIT, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
