@@ -91,7 +91,9 @@ echo "# $("$PRISE" --version 2>/dev/null || echo prise) | $(haproxy -v | head -1
 # ---- bulk throughput -------------------------------------------------------------------
 ISRV=$(free_port)
 start "$ISRV" iperf3 -s -p "$ISRV" -B 127.0.0.1
-mapfile -t TARGETS < <(echo "direct $ISRV"; start_proxies "$ISRV" iperf)
+# (Not in a subshell: `start` records the pids to stop.)
+start_proxies "$ISRV" iperf >"$WORK/targets-iperf"
+mapfile -t TARGETS < <(echo "direct $ISRV"; cat "$WORK/targets-iperf")
 
 gbps() { # port [extra iperf3 args]: receiver Gbit/s of one run
     local port=$1
@@ -123,7 +125,8 @@ done
 # ---- request/response ------------------------------------------------------------------
 RSRV=$(free_port)
 start "$RSRV" redis-server --port "$RSRV" --bind 127.0.0.1 --save '' --appendonly no
-mapfile -t TARGETS < <(echo "direct $RSRV"; start_proxies "$RSRV" redis)
+start_proxies "$RSRV" redis >"$WORK/targets-redis"
+mapfile -t TARGETS < <(echo "direct $RSRV"; cat "$WORK/targets-redis")
 
 echo
 echo "## redis-benchmark -t ping -n $REQUESTS -c $CLIENTS, best of $REPEAT interleaved runs (requests/s; fraction of direct)"

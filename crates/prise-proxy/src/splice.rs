@@ -7,6 +7,10 @@
 //! socket's readiness (a `WouldBlock` clears it, so the next `readable()`/`writable()` waits
 //! for epoll).
 //!
+//! Small messages are cheaper to copy than to splice, so each direction starts by reading
+//! into a 16 KiB buffer and switches to splicing once a read fills it (a bulk stream), and
+//! back once a splice returns less.
+//!
 //! Each direction owns one pipe. It fills the pipe from its source socket, then drains the
 //! pipe completely into the destination before reading again, so the pipe never blocks and
 //! holds at most `pipe_size` bytes. End of stream on the source shuts down writing on the
@@ -28,6 +32,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::relay::{Activity, RelayError, Transferred, supervise};
 use crate::stats::Stats;
+
+/// Reads below this size go through a small user-space buffer: for request/response
+/// traffic a plain read and write cost less than two splices. A read that fills it switches
+/// the direction to splice until a splice returns less.
+const SPLICE_MIN: usize = 16 * 1024;
+
+const FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
 
 /// One pipe: a read end and a write end.
 #[derive(Debug)]
@@ -100,34 +111,26 @@ async fn direction(
     activity: &Activity,
     counter: &AtomicU64,
 ) -> io::Result<u64> {
-    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    let mut small = vec![0u8; SPLICE_MIN];
+    let mut bulk = false;
     let mut total = 0u64;
     loop {
-        // Fill the (empty) pipe from the source socket.
-        let n = loop {
-            // A short splice means the socket's receive queue is empty: report WouldBlock to
-            // tokio so it clears the readiness now instead of after one more (failing)
-            // system call, and keep the count. Tokio only clears readiness that no newer
-            // epoll event has refreshed, so no wake-up is lost.
-            let mut got = None;
-            let r = from.try_io(Interest::READABLE, || {
-                let n = splice(from, None, &pipe.w, None, pipe.size, flags)?;
-                got = Some(n);
-                if n > 0 && n < pipe.size {
-                    Err(io::ErrorKind::WouldBlock.into())
-                } else {
-                    Ok(())
-                }
-            });
-            match (r, got) {
-                (_, Some(n)) => break n,
-                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => {
-                    from.readable().await?;
-                }
-                (Err(e), None) => return Err(e),
-                // Not produced: the closure sets `got` whenever it returns Ok.
-                (Ok(()), None) => {}
+        let n = if bulk {
+            let n = splice_in(from, pipe).await?;
+            if n > 0 {
+                splice_out(pipe, to, n).await?;
             }
+            // A short read means the stream is not (or no longer) bulk.
+            bulk = n >= SPLICE_MIN;
+            n
+        } else {
+            let n = read(from, &mut small).await?;
+            if n > 0 {
+                write_all(to, &small[..n]).await?;
+            }
+            // A read that fills the small buffer means more is streaming: splice it.
+            bulk = n == small.len();
+            n
         };
         if n == 0 {
             // Source finished writing: pass the half-close on. The destination may already
@@ -135,31 +138,94 @@ async fn direction(
             let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
             return Ok(total);
         }
-        // Drain the pipe into the destination socket.
-        let mut left = n;
-        while left > 0 {
-            // Likewise, a short write means the send buffer is full.
-            let mut put = None;
-            let r = to.try_io(Interest::WRITABLE, || {
-                let m = splice(&pipe.r, None, to, None, left, flags)?;
-                put = Some(m);
-                if m > 0 && m < left {
-                    Err(io::ErrorKind::WouldBlock.into())
-                } else {
-                    Ok(())
-                }
-            });
-            match (r, put) {
-                (_, Some(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                (_, Some(m)) => left -= m,
-                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
-                (Err(e), None) => return Err(e),
-                // Not produced: the closure sets `put` whenever it returns Ok.
-                (Ok(()), None) => {}
-            }
-        }
         activity.touch();
         total += n as u64;
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
+}
+
+/// Runs one non-blocking call on `sock` for `interest`, waiting for readiness as needed.
+///
+/// `call` returns the byte count; a count below `full` means the socket's queue is drained
+/// (read) or full (write), so tokio is told WouldBlock to clear the readiness now instead of
+/// after one more failing system call, and the count is kept. Tokio only clears readiness
+/// that no newer epoll event has refreshed, so no wake-up is lost.
+async fn nonblocking(
+    sock: &TcpStream,
+    interest: Interest,
+    full: usize,
+    mut call: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        let mut done = None;
+        let r = sock.try_io(interest, || {
+            let n = call()?;
+            done = Some(n);
+            if n > 0 && n < full {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        });
+        match (r, done) {
+            (_, Some(n)) => return Ok(n),
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => {
+                if interest == Interest::READABLE {
+                    sock.readable().await?;
+                } else {
+                    sock.writable().await?;
+                }
+            }
+            (Err(e), None) => return Err(e),
+            // Not produced: the closure sets `done` whenever it returns Ok.
+            (Ok(()), None) => {}
+        }
+    }
+}
+
+async fn read(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let full = buf.len();
+    nonblocking(from, Interest::READABLE, full, || {
+        Ok(rustix::io::read(from, &mut *buf)?)
+    })
+    .await
+}
+
+async fn write_all(to: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let full = buf.len();
+        let m = nonblocking(to, Interest::WRITABLE, full, || {
+            Ok(rustix::io::write(to, buf)?)
+        })
+        .await?;
+        if m == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[m..];
+    }
+    Ok(())
+}
+
+/// Fills the (empty) pipe from the socket.
+async fn splice_in(from: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
+    nonblocking(from, Interest::READABLE, pipe.size, || {
+        Ok(splice(from, None, &pipe.w, None, pipe.size, FLAGS)?)
+    })
+    .await
+}
+
+/// Drains `n` bytes from the pipe into the socket.
+async fn splice_out(pipe: &Pipe, to: &TcpStream, mut n: usize) -> io::Result<()> {
+    while n > 0 {
+        let left = n;
+        let m = nonblocking(to, Interest::WRITABLE, left, || {
+            Ok(splice(&pipe.r, None, to, None, left, FLAGS)?)
+        })
+        .await?;
+        if m == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        n -= m;
+    }
+    Ok(())
 }
