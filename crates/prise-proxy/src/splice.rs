@@ -93,8 +93,22 @@ pub(crate) async fn relay(
     let activity = Activity::new();
     let body = async {
         let (upstream, downstream) = tokio::try_join!(
-            direction(client, backend, &pipes.up, &activity, &stats.bytes_up),
-            direction(backend, client, &pipes.down, &activity, &stats.bytes_down),
+            direction(
+                client,
+                backend,
+                &pipes.up,
+                &activity,
+                &stats.bytes_up,
+                stats
+            ),
+            direction(
+                backend,
+                client,
+                &pipes.down,
+                &activity,
+                &stats.bytes_down,
+                stats
+            ),
         )?;
         Ok(Transferred {
             upstream,
@@ -110,6 +124,7 @@ async fn direction(
     pipe: &Pipe,
     activity: &Activity,
     counter: &AtomicU64,
+    stats: &Stats,
 ) -> io::Result<u64> {
     let mut small = vec![0u8; SPLICE_MIN];
     let mut bulk = false;
@@ -119,6 +134,7 @@ async fn direction(
             let n = splice_in(from, pipe).await?;
             if n > 0 {
                 splice_out(pipe, to, n).await?;
+                stats.bytes_spliced.fetch_add(n as u64, Ordering::Relaxed);
             }
             // A short read means the stream is not (or no longer) bulk.
             bulk = n >= SPLICE_MIN;

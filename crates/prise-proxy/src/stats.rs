@@ -35,6 +35,8 @@ pub struct Stats {
     pub bytes_up: AtomicU64,
     /// Bytes relayed from backends to clients.
     pub bytes_down: AtomicU64,
+    /// Bytes (of `bytes_up` + `bytes_down`) that moved by splice(2), never entering user space.
+    pub bytes_spliced: AtomicU64,
     /// Configuration reloads applied.
     pub reloads: AtomicU64,
 }
@@ -80,6 +82,12 @@ impl Stats {
                 "counter",
                 "Connections closed by the idle timeout.",
                 get(&self.idle_closed),
+            ),
+            (
+                "prise_proxy_spliced_bytes_total",
+                "counter",
+                "Relayed bytes that moved by splice(2).",
+                get(&self.bytes_spliced),
             ),
             (
                 "prise_proxy_reloads_total",

@@ -140,6 +140,21 @@ async fn full_duplex_bulk_is_intact_through_splice() {
     let stats = p.handle.stats();
     let up = stats.bytes_up.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(up, data.len() as u64);
+    // A bulk stream goes (mostly) through the pipes, not through user space.
+    let spliced = stats
+        .bytes_spliced
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(spliced > data.len() as u64, "only {spliced} bytes spliced");
+
+    // Request/response traffic stays on the small-buffer path.
+    let mut c = LineClient::connect(p.addr).await;
+    assert!(c.ask("ping").await.is_some());
+    assert_eq!(
+        stats
+            .bytes_spliced
+            .load(std::sync::atomic::Ordering::Relaxed),
+        spliced
+    );
 }
 
 #[tokio::test]
