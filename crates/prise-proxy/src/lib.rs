@@ -18,7 +18,7 @@
 //! loop (see `--threads`): the accept loop hands each socket to the next thread in turn and a
 //! connection then lives on that thread, with no cross-thread wake-ups on the data path.
 //!
-//! Shutdown is a [`CancellationToken`](tokio_util::sync::CancellationToken): the listener
+//! Shutdown is a `tokio_util` `CancellationToken`: the listener
 //! closes at once, open connections drain until a deadline, then are cut.
 //!
 //! Every resource is bounded: a semaphore permit is taken *before* `accept` (max
@@ -34,8 +34,10 @@
 //!                                                      │ connect (timeout) ─▶ PROXY v1/v2 header
 //!                                                      │ TLS to backend (optional)
 //!                                                      ▼
-//!            plain ⇄ plain on Linux:  socket ─splice─▶ pipe ─splice─▶ socket   (each direction)
-//!            otherwise:               socket ─read─▶ buffer ─write─▶ socket    (each direction)
+//!            plain ⇄ plain on Linux, per direction:
+//!              bulk (a read fills 16 KiB):  socket ─splice─▶ pipe ─splice─▶ socket
+//!              small messages:              socket ─read─▶ 16 KiB ─write─▶ socket
+//!            otherwise (TLS, --no-splice): socket ─read─▶ buffer ─write─▶ socket
 //!                                                      │ EOF on one side ⇒ shutdown(WR) on the other
 //!                                                      ▼ both directions done / idle / drain deadline
 //!                                                    close
