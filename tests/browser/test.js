@@ -48,6 +48,7 @@ const ctx = {
   carol: null,
   pageErrors: [],
   broken: null,
+  cutter: null,
 };
 
 fs.mkdirSync(OUT, { recursive: true });
@@ -178,8 +179,58 @@ function lineClient(host, port) {
   });
 }
 
+// ---------------------------------------------------------------- fault injection
+/**
+ * A TCP forwarder in front of the HTTP port: the test can cut every
+ * connection through it and refuse new ones, as a dropped network would.
+ */
+function cutter(target) {
+  const conns = new Set();
+  let blocked = false;
+  const server = net.createServer((client) => {
+    if (blocked) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect({ host: target.host, port: target.port });
+    const pair = [client, upstream];
+    conns.add(pair);
+    const end = () => {
+      conns.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        base: `http://127.0.0.1:${server.address().port}`,
+        cut() {
+          blocked = true;
+          for (const [a, b] of conns) {
+            a.destroy();
+            b.destroy();
+          }
+          conns.clear();
+        },
+        restore() {
+          blocked = false;
+        },
+        close() {
+          this.cut();
+          server.close();
+        },
+      });
+    });
+  });
+}
+
 // ---------------------------------------------------------------- browser helpers
-async function openAs(name, options) {
+async function openAs(name, options, base = ctx.httpBase) {
   const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
@@ -189,7 +240,7 @@ async function openAs(name, options) {
       ctx.pageErrors.push(`${name} console: ${msg.text()}`);
     }
   });
-  await page.goto(`${ctx.httpBase}/`);
+  await page.goto(`${base}/`);
   await page.getByTestId('login').waitFor({ state: 'visible' });
   await page.getByTestId('nickname-input').fill(name);
   await page.getByTestId('login-submit').click();
@@ -265,6 +316,7 @@ before(async () => {
 
 after(async () => {
   if (ctx.carol) ctx.carol.close();
+  if (ctx.cutter) ctx.cutter.close();
   if (ctx.browser) await ctx.browser.close().catch(() => {});
   await stopServer();
 });
@@ -360,6 +412,46 @@ step('a reload shows the room history', async () => {
   await presence(bob, 'carol').waitFor();
 });
 
+step('after a dropped connection the page reconnects and catches up from its last offset', async () => {
+  const { alice } = ctx.pages;
+  ctx.cutter = await cutter({ host: new URL(ctx.httpBase).hostname, port: Number(new URL(ctx.httpBase).port) });
+  const dave = await openAs('dave', { colorScheme: 'light' }, ctx.cutter.base);
+  const joins = [];
+  dave.on('websocket', (ws) =>
+    ws.on('framesent', (f) => {
+      try {
+        const msg = JSON.parse(String(f.payload));
+        if (msg.type === 'join') joins.push(msg);
+      } catch (_) {
+        /* not JSON */
+      }
+    }),
+  );
+  await message(dave, 'alice', 'welcome carol').waitFor();
+  const seen = Number(
+    await dave.locator('[data-testid="message-list"] [data-testid="message"]').last().getAttribute('data-offset'),
+  );
+
+  ctx.cutter.cut();
+  await dave.locator('[data-testid="conn-status"][data-state="waiting"]').waitFor();
+  await send(alice, 'sent while dave was away');
+  await message(alice, 'alice', 'sent while dave was away').waitFor();
+  ctx.cutter.restore();
+
+  await connected(dave);
+  await message(dave, 'alice', 'sent while dave was away').waitFor();
+  const resume = joins.find((j) => j.room === 'general');
+  assert.ok(resume, 'the page joined general again');
+  assert.equal(resume.since, seen, 'the join resumed from the last offset seen');
+  const offsets = await dave
+    .locator('[data-testid="message-list"] [data-testid="message"]')
+    .evaluateAll((nodes) => nodes.map((n) => Number(n.dataset.offset)));
+  assert.equal(new Set(offsets).size, offsets.length, 'no message shown twice');
+  assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b), 'messages stay in offset order');
+  await dave.context().close();
+  delete ctx.pages.dave;
+});
+
 step('rooms: create, switch, and unread counts', async () => {
   const { alice, bob } = ctx.pages;
   for (const page of [alice, bob]) {
@@ -413,6 +505,24 @@ step('the dashboard shows live connections, rates and rooms', async () => {
       { timeout: 4000 },
     );
   }
+});
+
+step('on a narrow screen the room list opens as a drawer', async () => {
+  const { bob } = ctx.pages;
+  await bob.setViewportSize({ width: 390, height: 800 });
+  const rooms = bob.getByTestId('sidebar');
+  await bob.getByTestId('sidebar-toggle').click();
+  await bob.waitForFunction(() => {
+    const r = document.querySelector('[data-testid="sidebar"]').getBoundingClientRect();
+    return r.left >= 0 && r.right <= window.innerWidth;
+  });
+  await rooms.locator('[data-testid="room-item"][data-room="random"]').waitFor();
+  await bob.screenshot({ path: path.join(OUT, 'final-mobile-rooms.png') });
+  await rooms.locator('[data-testid="room-item"][data-room="general"] [data-testid="room-button"]').click();
+  await bob.waitForFunction(() => document.querySelector('[data-testid="sidebar"]').getBoundingClientRect().right <= 0);
+  await message(bob, 'carol', 'hello from nc').waitFor();
+  await bob.screenshot({ path: path.join(OUT, 'final-mobile-chat.png') });
+  await bob.setViewportSize({ width: 1280, height: 800 });
 });
 
 step('no script errors on the page', async () => {

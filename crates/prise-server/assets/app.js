@@ -615,7 +615,10 @@
     room.joining = true;
     const resume = room.joinedOnce;
     const req = { type: 'join', room: name, name: state.name };
-    if (resume) req.since = room.lastOffset;
+    if (resume) {
+      req.since = room.lastOffset;
+      if (room.epoch !== null) req.epoch = room.epoch;
+    }
     let ack;
     try {
       ack = await request(req);
@@ -633,9 +636,12 @@
     room.joined = true;
     room.joinedOnce = true;
     const offset = Number(ack.offset);
+    // recovered:false means the server could not replay from our offset (the
+    // history was reset or retention dropped part of it): start over.
     const reset =
       resume &&
-      ((ack.epoch !== undefined && room.epoch !== null && ack.epoch !== room.epoch) ||
+      (ack.recovered === false ||
+        (ack.epoch !== undefined && room.epoch !== null && ack.epoch !== room.epoch) ||
         (Number.isFinite(offset) && offset < room.lastOffset));
     if (reset) {
       // The room's history was lost or reset: what we hold no longer lines up.
@@ -643,7 +649,7 @@
       room.offsets.clear();
       room.ids.clear();
       room.lastOffset = 0;
-      addNote(room, ['History of this room was reset on the server']);
+      addNote(room, ['Reconnected: some earlier messages could not be recovered']);
     }
     if (ack.epoch !== undefined) room.epoch = ack.epoch;
     room.members.clear();
