@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the browser test of the web page against a freshly started prise server.
-#   PRISE_BIN     path to the prise binary (default: target/debug/prise, built if missing)
+#   PRISE_BIN     path to the prise binary (default: target/debug/prise, built first)
 #   CHROMIUM_BIN  path to Chromium (default: /usr/bin/chromium)
 set -euo pipefail
 
@@ -10,10 +10,10 @@ root="$(cd "$here/../.." && pwd)"
 "$root/scripts/deps-browser.sh"
 
 if [ -z "${PRISE_BIN:-}" ]; then
+    # The page is embedded in the binary: build so it carries the current assets
+    # (a no-op when nothing changed).
+    (cd "$root" && cargo build -q -p prise)
     PRISE_BIN="$root/target/debug/prise"
-    if [ ! -x "$PRISE_BIN" ]; then
-        (cd "$root" && cargo build -q -p prise)
-    fi
 fi
 export PRISE_BIN
 

@@ -18,7 +18,9 @@ const { chromium } = require('playwright-core');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const OUT = path.join(__dirname, 'out');
-const PRISE_BIN = process.env.PRISE_BIN || path.join(ROOT, 'target', 'debug', 'prise');
+const PRISE_BIN = process.env.PRISE_BIN
+  ? path.resolve(process.env.PRISE_BIN)
+  : path.join(ROOT, 'target', 'debug', 'prise');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--headless',

@@ -1236,10 +1236,10 @@
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   }
 
-  function niceCeil(v) {
-    if (v <= 1) return 1;
+  /** The smallest 1, 2 or 5 times a power of ten that is at least v. */
+  function niceStep(v) {
     const p = 10 ** Math.floor(Math.log10(v));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    for (const m of [1, 2, 5]) if (v <= m * p) return m * p;
     return 10 * p;
   }
 
@@ -1265,7 +1265,8 @@
     const plotW = W - padL - padR;
     const plotH = H - padT - padB;
     const data = dash.samples;
-    const max = niceCeil(Math.max(0, ...data) * 1.1);
+    const gridStep = niceStep(Math.max(0.5, (Math.max(0, ...data) * 1.1) / 4));
+    const max = gridStep * 4;
     const border = cssVar('--border');
     const muted = cssVar('--text-3');
     const accent = cssVar('--accent');
@@ -1282,8 +1283,8 @@
       ctx.lineTo(W - padR, y);
       ctx.stroke();
       ctx.fillStyle = muted;
-      const label = (max * i) / 4;
-      ctx.fillText(Number.isInteger(label) ? String(label) : label.toFixed(1), padL - 6, y);
+      const label = gridStep * i;
+      ctx.fillText(Number.isInteger(label) ? label.toLocaleString() : label.toFixed(1), padL - 6, y);
     }
     ctx.textAlign = 'left';
     ctx.textBaseline = 'alphabetic';
