@@ -32,7 +32,8 @@
   const GROUP_GAP_MS = 5 * 60 * 1000;
 
   const NAME_RE = /^[\p{L}\p{N}_.\-]{1,32}$/u;
-  const ROOM_RE = /^[\p{L}\p{N}_.\-:]{1,64}$/u;
+  /** Room names as the server takes them: no spaces or control characters. */
+  const ROOM_RE = /^[^\s\p{Cc}]{1,64}$/u;
   const URL_RE = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
 
   // ---------------------------------------------------------------- helpers
@@ -1435,7 +1436,7 @@
     const name = ui.newRoomInput.value.trim().replace(/^#/, '');
     if (!ROOM_RE.test(name)) {
       ui.newRoomError.hidden = false;
-      ui.newRoomError.textContent = 'Room names are 1 to 64 letters, digits, “-”, “_”, “.” or “:”.';
+      ui.newRoomError.textContent = 'Room names are 1 to 64 characters, without spaces.';
       return;
     }
     ui.newRoomError.hidden = true;
