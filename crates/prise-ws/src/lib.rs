@@ -362,9 +362,14 @@ mod tests {
             // The second message is over the cap: reading it fails.
             ws.next().await.unwrap().is_err()
         });
-        let (mut ws, proto) = connect(a, "ws://x/ws", &ClientOptions::default(), WsConfig::default())
-            .await
-            .unwrap();
+        let (mut ws, proto) = connect(
+            a,
+            "ws://x/ws",
+            &ClientOptions::default(),
+            WsConfig::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(proto, None);
         ws.send(Message::text("hello")).await.unwrap();
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
