@@ -112,7 +112,7 @@ impl NetError {
             return match tls {
                 rustls::Error::InvalidCertificate(reason) => Self::CertificateInvalid {
                     host: peer.to_owned(),
-                    reason: format!("{reason:?}").to_lowercase(),
+                    reason: reason.to_string(),
                 },
                 other => Self::Tls(format!("{peer}: {other}")),
             };
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(e.exit_code(), exit_code::TLS);
         assert_eq!(
             e.to_string(),
-            "certificate invalid for example.test: unknownissuer"
+            "certificate invalid for example.test: UnknownIssuer"
         );
         assert!(!e.is_retryable());
     }
