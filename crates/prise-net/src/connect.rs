@@ -98,7 +98,14 @@ pub async fn connect_with_retry<R: Rng>(
         );
         match transport::connect(ep, opts).await {
             Ok(conn) => {
-                events.emit("connected", json!({ "url": ep.to_string() }));
+                let protocol = match &conn {
+                    Conn::Ws(_, p) => p.clone(),
+                    _ => None,
+                };
+                events.emit(
+                    "connected",
+                    json!({ "url": ep.to_string(), "protocol": protocol }),
+                );
                 return Ok(conn);
             }
             Err(e) if e.is_retryable() => {

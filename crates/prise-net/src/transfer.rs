@@ -210,38 +210,56 @@ where
             resume.offset
         )));
     }
-    let mut file = tokio::fs::File::open(path)
-        .await
+    let mut file = std::fs::File::open(path)
         .map_err(|e| NetError::io(format!("opening {}", path.display()), e))?;
     if resume.offset > 0 {
         tracing::info!(offset = resume.offset, "resuming");
-        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(resume.offset))
-            .await
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(resume.offset))
             .map_err(|e| NetError::io("seeking", e))?;
     }
     bar.set_length(size);
     bar.set_position(resume.offset);
     let mut left = size - resume.offset;
-    let mut chunk = vec![0u8; CHUNK];
-    while left > 0 {
-        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file
-            .read(&mut chunk[..want])
-            .await
-            .map_err(|e| NetError::io(format!("reading {}", path.display()), e))?;
-        if n == 0 {
-            return Err(NetError::Transfer(format!(
-                "{} shrank while being sent",
-                path.display()
-            )));
+    // A reader thread keeps the socket fed while the previous chunk is sent.
+    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(WRITE_QUEUE);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut to_read = left;
+        while to_read > 0 {
+            let want = CHUNK.min(usize::try_from(to_read).unwrap_or(usize::MAX));
+            let mut chunk = BytesMut::zeroed(want);
+            let r = match file.read(&mut chunk) {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                )),
+                Ok(n) => {
+                    chunk.truncate(n);
+                    to_read -= n as u64;
+                    Ok(chunk.freeze())
+                }
+                Err(e) => Err(e),
+            };
+            let failed = r.is_err();
+            if tx.blocking_send(r).is_err() || failed {
+                break;
+            }
         }
+    });
+    while left > 0 {
+        let chunk = match rx.recv().await {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return Err(NetError::io(format!("reading {}", path.display()), e)),
+            None => return Err(NetError::Transfer("file reader stopped".into())),
+        };
         stream
-            .write_all(&chunk[..n])
+            .write_all(&chunk)
             .await
             .map_err(|e| NetError::from_io(e, peer))?;
-        left -= n as u64;
-        bar.inc(n as u64);
+        left -= chunk.len() as u64;
+        bar.inc(chunk.len() as u64);
     }
+    drop(rx);
+    let _ = reader.await;
     stream
         .flush()
         .await

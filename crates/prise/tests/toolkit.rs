@@ -629,3 +629,99 @@ fn discover_finds_an_announced_echo_server() {
         "{text}"
     );
 }
+
+/// Two network namespaces joined by a veth pair (10.213.7.1 and .2/24),
+/// created for one test and deleted when dropped.
+struct NetnsPair {
+    a: String,
+    b: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+}
+
+impl NetnsPair {
+    fn new(tag: &str) -> Self {
+        let id = std::process::id();
+        let pair = Self {
+            a: format!("prise-{tag}-{id}-a"),
+            b: format!("prise-{tag}-{id}-b"),
+        };
+        ip(&["netns", "add", &pair.a]);
+        ip(&["netns", "add", &pair.b]);
+        ip(&[
+            "link", "add", "veth-a", "netns", &pair.a, "type", "veth", "peer", "name", "veth-b",
+            "netns", &pair.b,
+        ]);
+        for (ns, dev, addr) in [
+            (&pair.a, "veth-a", "10.213.7.1/24"),
+            (&pair.b, "veth-b", "10.213.7.2/24"),
+        ] {
+            ip(&["-n", ns, "addr", "add", addr, "brd", "+", "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        pair
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn discover_across_two_network_namespaces() {
+    let pair = NetnsPair::new("disc");
+    let echo = spawn(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &pair.a,
+            PRISE,
+            "echo",
+            "tcp://0.0.0.0:0",
+            "--announce",
+            "ns-echo",
+        ],
+        Stdio::null(),
+    );
+    let port = echo.port();
+    let o = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &pair.b,
+            PRISE,
+            "discover",
+            "--broadcast",
+            "10.213.7.255",
+            "--wait",
+            "1s",
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    // The host comes from the answer's source address, across the link.
+    assert!(
+        text.contains(&format!("ns-echo\techo\ttcp://10.213.7.1:{port}\t")),
+        "{text}"
+    );
+    // And the announced service is reachable from the other namespace.
+    let url = format!("tcp://10.213.7.1:{port}");
+    let o = run(
+        "ip",
+        &["netns", "exec", &pair.b, PRISE, "connect", &url],
+        b"across\n",
+    );
+    assert_eq!(stdout(&o), "across\n", "{o:?}");
+    drop(echo);
+}
