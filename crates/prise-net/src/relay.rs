@@ -176,6 +176,27 @@ impl Events {
     }
 }
 
+/// Reads `reader` in a background task, in chunks of up to [`READ_CHUNK`]
+/// bytes, into a bounded queue; the queue closes at end of input.
+pub fn read_chunks<R: AsyncRead + Send + Unpin + 'static>(mut reader: R) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            buf.reserve(READ_CHUNK);
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(buf.split().freeze()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// Local input: chunks of bytes from a reader task, cut into messages.
 #[derive(Debug)]
 pub struct Input {
@@ -186,23 +207,8 @@ pub struct Input {
 
 impl Input {
     /// Input read from `reader` by a background task (bounded queue).
-    pub fn spawn<R: AsyncRead + Send + Unpin + 'static>(mut reader: R) -> Self {
-        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-        tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            loop {
-                buf.reserve(READ_CHUNK);
-                match reader.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if tx.send(buf.split().freeze()).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        Self::from_channel(rx)
+    pub fn spawn<R: AsyncRead + Send + Unpin + 'static>(reader: R) -> Self {
+        Self::from_channel(read_chunks(reader))
     }
 
     /// Input from standard input.
@@ -329,14 +335,15 @@ async fn idle<T>(
 }
 
 async fn write_out<W: AsyncWrite + Unpin>(out: &mut W, parts: &[&[u8]]) -> Result<(), NetError> {
-    for p in parts {
-        out.write_all(p)
-            .await
-            .map_err(|e| NetError::io("writing output", e))?;
+    let err = |e| NetError::io("writing output", e);
+    if let [one] = parts {
+        out.write_all(one).await.map_err(err)?;
+    } else {
+        // One write per message, so that messages of several peers sharing
+        // stdout never interleave inside a line.
+        out.write_all(&parts.concat()).await.map_err(err)?;
     }
-    out.flush()
-        .await
-        .map_err(|e| NetError::io("writing output", e))
+    out.flush().await.map_err(err)
 }
 
 async fn relay_stream<W: AsyncWrite + Unpin + Send>(

@@ -725,3 +725,93 @@ fn discover_across_two_network_namespaces() {
     assert_eq!(stdout(&o), "across\n", "{o:?}");
     drop(echo);
 }
+
+#[test]
+fn client_certificate_for_openssl_s_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_cert(dir.path());
+    let port = free_tcp_port();
+    // -Verify: the server demands a client certificate signed by the CA.
+    let _server = spawn(
+        "openssl",
+        &[
+            "s_server",
+            "-rev",
+            "-Verify",
+            "1",
+            "-verify_return_error",
+            "-CAfile",
+            &ca,
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            &cert,
+            "-key",
+            &key,
+        ],
+        Stdio::null(),
+    );
+    let url = format!("tls://localhost:{port}");
+    let o = run(
+        PRISE,
+        &[
+            "connect",
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--idle-timeout",
+            "2s",
+            "--retry",
+            "50",
+            "--retry-base",
+            "10ms",
+            "--retry-cap",
+            "50ms",
+            &url,
+        ],
+        b"mutual\n",
+    );
+    assert!(stdout(&o).contains("lautum"), "{o:?}");
+}
+
+#[test]
+fn keep_open_serves_peers_at_once_and_broadcasts_input() {
+    let mut l = spawn(
+        PRISE,
+        &["listen", "--keep-open", "--json", "tcp://127.0.0.1:0"],
+        Stdio::piped(),
+    );
+    let port = l.port();
+    let mut a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    a.write_all(b"from a\n").unwrap();
+    b.write_all(b"from b\n").unwrap();
+    let mut accepted = 0;
+    let mut texts = Vec::new();
+    while accepted < 2 || texts.len() < 2 {
+        let e: serde_json::Value = serde_json::from_str(&l.next_line()).unwrap();
+        match e["event"].as_str().unwrap() {
+            "accepted" => accepted += 1,
+            "recv" => texts.push(e["text"].as_str().unwrap().to_owned()),
+            _ => {}
+        }
+    }
+    texts.sort();
+    assert_eq!(texts, ["from a\n", "from b\n"]);
+    // What is typed goes to every connected peer.
+    l.child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"to all\n")
+        .unwrap();
+    for peer in [&mut a, &mut b] {
+        peer.set_read_timeout(Some(WAIT)).unwrap();
+        let mut got = [0u8; 7];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"to all\n");
+    }
+}
