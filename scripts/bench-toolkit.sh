@@ -30,7 +30,7 @@ echo "size: ${SIZE_MIB} MiB on tmpfs; $(nproc) cores; $(date -u +%F)"
 P=$(free_port)
 iperf3 -s -1 -p "$P" >/dev/null 2>&1 & PIDS+=($!)
 wait_port "$P"
-IPERF=$(iperf3 -c 127.0.0.1 -p "$P" -n "${SIZE_MIB}M" -J | python3 -c 'import json,sys; print(f"{json.load(sys.stdin)[\"end\"][\"sum_received\"][\"bits_per_second\"]/8/1048576:.0f}")')
+IPERF=$(iperf3 -c 127.0.0.1 -p "$P" -n "${SIZE_MIB}M" -J | python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["end"]["sum_received"]["bits_per_second"]/8/1048576))')
 echo "iperf3 -n ${SIZE_MIB}M:                 $IPERF MiB/s"
 
 # prise send/recv (hash, transfer, hash again, verify).

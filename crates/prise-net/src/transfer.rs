@@ -161,10 +161,13 @@ async fn hash_file(path: PathBuf, len: Option<u64>) -> Result<(blake3::Hasher, u
         let mut hasher = blake3::Hasher::new();
         let n = match len {
             Some(len) => std::io::copy(&mut file.take(len), &mut hasher)?,
-            None => std::io::copy(
-                &mut std::io::BufReader::with_capacity(CHUNK, file),
-                &mut hasher,
-            )?,
+            None => {
+                drop(file);
+                // Memory-mapped and spread over every core: the sender hashes
+                // before it can send, so this time is on the critical path.
+                hasher.update_mmap_rayon(&path)?;
+                hasher.count()
+            }
         };
         Ok::<_, std::io::Error>((hasher, n))
     })
@@ -337,17 +340,29 @@ where
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let part_shown = part.display().to_string();
     // Writing and hashing run on their own thread, beside the socket reads.
-    let writer = tokio::task::spawn_blocking(move || {
+    // Hashing and writing run on two threads of their own, beside the
+    // socket reads; both queues are bounded.
+    let (htx, hrx) = std::sync::mpsc::sync_channel::<Bytes>(WRITE_QUEUE);
+    let hashing = tokio::task::spawn_blocking(move || {
         let mut hasher = hasher;
+        while let Ok(chunk) = hrx.recv() {
+            hasher.update(&chunk);
+        }
+        hasher
+    });
+    let writer = tokio::task::spawn_blocking(move || {
         file.set_len(file_len)?;
-        let mut file = std::io::BufWriter::with_capacity(CHUNK, file);
+        let mut file = file;
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(file_len))?;
         while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
+            // The hasher only stops early if it panicked; the write error
+            // below (or the join) reports it.
+            let _ = htx.send(chunk.clone());
             file.write_all(&chunk)?;
         }
+        drop(htx);
         file.flush()?;
-        Ok::<_, std::io::Error>(hasher)
+        Ok::<_, std::io::Error>(())
     });
 
     bar.set_length(header.size);
@@ -357,13 +372,14 @@ where
     let mut data = buf;
     let mut short = false;
     while left > 0 {
-        if data.is_empty() {
-            data.reserve(CHUNK);
-            let n = stream
-                .read_buf(&mut data)
-                .await
-                .map_err(|e| NetError::from_io(e, peer));
-            match n {
+        // Gather a large chunk before handing it over: fewer, bigger
+        // writes and hash updates.
+        let want = CHUNK.min(usize::try_from(left).unwrap_or(usize::MAX));
+        while data.len() < want {
+            if data.capacity() - data.len() < want - data.len() {
+                data.reserve(CHUNK);
+            }
+            match stream.read_buf(&mut data).await {
                 Ok(0) | Err(_) => {
                     short = true;
                     break;
@@ -371,19 +387,25 @@ where
                 Ok(_) => {}
             }
         }
-        let take = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let take = data.len().min(want);
+        if take == 0 {
+            break;
+        }
         let chunk = data.split_to(take).freeze();
         left -= take as u64;
         bar.inc(take as u64);
-        if tx.send(chunk).await.is_err() {
+        if tx.send(chunk).await.is_err() || short {
             break;
         }
     }
     drop(tx);
-    let hasher = writer
+    writer
         .await
         .map_err(|e| NetError::io("writing", std::io::Error::other(e)))?
         .map_err(|e| NetError::io(format!("writing {part_shown}"), e))?;
+    let hasher = hashing
+        .await
+        .map_err(|e| NetError::io("hashing", std::io::Error::other(e)))?;
     let reply = |v: Verdict| {
         let mut m = BytesMut::new();
         v.encode(&mut m);
