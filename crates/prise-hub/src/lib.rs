@@ -1,1 +1,127 @@
-//! prise-hub
+//! prise-hub: sessions, rooms, presence, ordered and durable publishing.
+//!
+//! # Design
+//!
+//! The hub knows nothing of sockets. A transport registers a [`Session`] with
+//! [`Hub::connect`] and gets the receiving end of the session's bounded queue;
+//! it turns client requests into hub calls and queued [`Outbound`] events into
+//! its own wire format.
+//!
+//! ```text
+//!  transport ──join/leave/typing──▶ Hub (rooms in 16 shards, presence counts)
+//!  transport ──publish──▶ Hub ──▶ Broker (order) ──▶ HistoryStore (commit)
+//!                                    └──deliver, in order──▶ Hub ──try_send──▶ session queues
+//!  session queue full ──▶ session closed as a slow consumer (counted)
+//! ```
+//!
+//! Seams: [`store::HistoryStore`] (memory, SQLite) and [`broker::Broker`]
+//! (local; Redis keeps the same contract), both behind `Arc<dyn …>`.
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod clock;
+mod hub;
+pub mod session;
+pub mod stats;
+pub mod store;
+
+pub use hub::{Hub, Joined, Resumed};
+pub use session::{CloseReason, Delivery, Outbound, Session, SessionId};
+
+use prise_proto::limits::{Limits, NameError};
+use std::time::Duration;
+
+/// Default time a disconnected session can be resumed: 2 minutes.
+pub const DEFAULT_RECOVERY_WINDOW: Duration = Duration::from_secs(120);
+
+/// The transports the hub serves, for metrics and per-transport encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// The TCP line protocol.
+    Tcp = 0,
+    /// WebSocket JSON at `/ws`.
+    Ws = 1,
+    /// Socket.IO at `/socket.io/`.
+    SocketIo = 2,
+}
+
+impl Transport {
+    /// Number of transports.
+    pub const COUNT: usize = 3;
+    /// Every transport.
+    pub const ALL: [Transport; 3] = [Transport::Tcp, Transport::Ws, Transport::SocketIo];
+
+    /// Label used in metrics and `/stats`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Ws => "ws",
+            Self::SocketIo => "socketio",
+        }
+    }
+}
+
+/// Hub settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Caps on what peers control.
+    pub limits: Limits,
+    /// How long a disconnected session can be resumed.
+    pub recovery_window: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            recovery_window: DEFAULT_RECOVERY_WINDOW,
+        }
+    }
+}
+
+/// Why a hub operation was refused. [`HubError::code`] is the code every
+/// transport shows (`ERR CODE …`, `error {code}`).
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The room does not exist.
+    #[error("no room {0}")]
+    NoRoom(String),
+    /// The session is not in the room.
+    #[error("not in room {0}; JOIN it first")]
+    NotMember(String),
+    /// The content is larger than the limit.
+    #[error("message larger than {0} bytes")]
+    TooLarge(usize),
+    /// The session is in as many rooms as allowed.
+    #[error("already in {0} rooms")]
+    TooManyRooms(usize),
+    /// The hub holds as many rooms as allowed.
+    #[error("too many rooms on this server")]
+    RoomLimit,
+    /// A room or user name is invalid.
+    #[error("invalid name: {0}")]
+    BadName(NameError),
+    /// The connection limit is reached.
+    #[error("server is full")]
+    Full,
+    /// Publishing failed; the message is not acknowledged.
+    #[error("send failed: {0}")]
+    Send(#[from] broker::BrokerError),
+    /// The history store failed.
+    #[error("history store: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+impl HubError {
+    /// The protocol error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoRoom(_) | Self::NotMember(_) => "NO_ROOM",
+            Self::TooLarge(_) => "TOO_LARGE",
+            Self::TooManyRooms(_) | Self::RoomLimit => "TOO_MANY_ROOMS",
+            Self::BadName(_) => "BAD_REQUEST",
+            Self::Full => "SERVER_FULL",
+            Self::Send(_) | Self::Store(_) => "SEND_ERROR",
+        }
+    }
+}

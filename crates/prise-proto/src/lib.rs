@@ -1,5 +1,30 @@
 //! prise-proto: the wire protocols of prise, without I/O.
+//!
+//! # Design
+//!
+//! Every protocol prise speaks is a pure function or a small state machine over
+//! bytes and strings here: no sockets, no tokio, no clock. The transports in
+//! `prise-server` and the toolkit in `prise-net` feed bytes in and write bytes
+//! out; everything between is tested with byte literals and fuzzed.
+//!
+//! ```text
+//!  socket bytes ──▶ line::LineDecoder ──▶ line::Command::parse ──▶ hub
+//!  hub event    ──▶ line::write_msg / wsjson::encode::* ──▶ socket bytes
+//!  text frame   ──▶ wsjson::Request::decode ──▶ hub
+//!  Engine.IO / Socket.IO packets ──▶ engineio / socketio ──▶ prise-sio
+//!  toolkit streams ──▶ framing (lines, length prefix) ──▶ prise-net
+//!  file transfer   ──▶ transfer (header, resume, verdict) ──▶ prise-net
+//! ```
+//!
+//! Every size a peer controls is capped by [`limits::Limits`].
+#![forbid(unsafe_code)]
 
+pub mod engineio;
 pub mod framing;
 pub mod hexdump;
+pub mod limits;
+pub mod line;
+pub mod message;
+pub mod socketio;
 pub mod transfer;
+pub mod wsjson;

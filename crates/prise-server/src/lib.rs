@@ -1,1 +1,228 @@
-//! prise-server
+//! prise-server: the listeners and transports of `prise serve`.
+//!
+//! # Design
+//!
+//! ```text
+//!  --http  ──▶ hyper (h1/h2, upgrades) ──▶ axum routes: /  /ws  /stats  /metrics  /healthz  /readyz
+//!                                                         └──▶ ws.rs (WebSocket JSON) ─┐
+//!  --tcp   ──▶ tcp.rs (line protocol, one task per connection) ──────────────────────┤
+//!                                                                                     ▼
+//!                                                                            prise_hub::Hub
+//! ```
+//!
+//! Shutdown is a value passed down: one [`CancellationToken`] that every
+//! accept loop and connection task selects on, and one [`TaskTracker`] that
+//! [`run`] waits on (with a deadline) before flushing the store. On shutdown a
+//! WebSocket gets close 1001 and a TCP client `BYE`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod http;
+mod page;
+mod sio;
+mod tcp;
+mod ws;
+
+pub use config::{ServeArgs, StoreKind};
+
+use prise_hub::Hub;
+use prise_hub::clock::SystemClock;
+use prise_hub::store::{HistoryStore, MemoryStore, SqliteStore, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+pub use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The history store failed.
+    #[error("history store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The addresses the server listens on, once bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// The HTTP listener.
+    pub http: SocketAddr,
+    /// The TCP line-protocol listener.
+    pub tcp: SocketAddr,
+}
+
+/// Messages per second over the last second, as f64 bits.
+#[derive(Debug, Default)]
+pub(crate) struct Rate(AtomicU64);
+
+impl Rate {
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// What every listener and connection task shares.
+pub(crate) struct Shared {
+    pub(crate) hub: Hub,
+    pub(crate) sio: prise_sio::SioLayer,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) rate: Rate,
+}
+
+/// Opens the configured store.
+///
+/// # Errors
+/// Fails when the data directory or the database cannot be opened.
+pub fn open_store(args: &ServeArgs) -> Result<Arc<dyn HistoryStore>, ServeError> {
+    Ok(match args.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new(args.retention())),
+        StoreKind::Sqlite => {
+            std::fs::create_dir_all(&args.data).map_err(|source| ServeError::DataDir {
+                path: args.data.clone(),
+                source,
+            })?;
+            Arc::new(SqliteStore::open(
+                &args.data.join("prise.db"),
+                args.retention(),
+            )?)
+        }
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Runs the hub until `shutdown` is cancelled, then closes every connection
+/// (within `args.shutdown_timeout`) and flushes the store.
+///
+/// `on_ready` is called once both listeners are bound, with their addresses.
+///
+/// # Errors
+/// Fails when a listener cannot be bound or the store cannot be opened.
+pub async fn run(
+    args: ServeArgs,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(Bound),
+) -> Result<(), ServeError> {
+    let store = open_store(&args)?;
+    let hub = Hub::start(args.hub_config(), store, Arc::new(SystemClock)).await?;
+    http::prometheus();
+    let http_listener = bind(args.http).await?;
+    let tcp_listener = bind(args.tcp).await?;
+    let bound = Bound {
+        http: http_listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind {
+                addr: args.http,
+                source,
+            })?,
+        tcp: tcp_listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind {
+                addr: args.tcp,
+                source,
+            })?,
+    };
+    let sio_config = sio_config(&args);
+    let shared = Arc::new_cyclic(|weak| Shared {
+        hub: hub.clone(),
+        sio: prise_sio::SioLayer::with_handler(
+            sio_config,
+            Arc::new(sio::HubSio::new(weak.clone())),
+        ),
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+        rate: Rate::default(),
+    });
+    let listeners = TaskTracker::new();
+    listeners.spawn(http::serve(http_listener, Arc::clone(&shared)));
+    listeners.spawn(tcp::serve(tcp_listener, Arc::clone(&shared)));
+    listeners.spawn(sample_rate(Arc::clone(&shared)));
+    listeners.close();
+    tracing::info!(http = %bound.http, tcp = %bound.tcp, "prise serve ready");
+    on_ready(bound);
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    listeners.wait().await;
+    shared.sio.shutdown(args.shutdown_timeout).await;
+    shared.tracker.close();
+    if tokio::time::timeout(args.shutdown_timeout, shared.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = shared.tracker.len(),
+            "connections still open at the shutdown deadline"
+        );
+    }
+    hub.flush().await.map_err(|e| match e {
+        prise_hub::HubError::Store(s) => ServeError::Store(s),
+        other => ServeError::Store(StoreError::Database(other.to_string())),
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The Socket.IO settings for the hub: recovery on, limits from the hub's.
+fn sio_config(args: &ServeArgs) -> prise_sio::SioConfig {
+    let mut config = prise_sio::SioConfig {
+        recovery: true,
+        ..prise_sio::SioConfig::default()
+    };
+    config.engine.max_payload = args.max_frame;
+    config.engine.max_queued_packets = args.queue_depth;
+    config.engine.max_sessions = args.max_connections;
+    config.engine.cors = prise_sio::CorsConfig {
+        allowed_origins: args.cors_origins.clone(),
+        credentials: false,
+    };
+    config.engine.ws = prise_ws::WsConfig {
+        max_message_size: args.max_frame,
+        max_frame_size: args.max_frame,
+        ..prise_ws::WsConfig::default()
+    };
+    config
+}
+
+/// Samples the publish counter once a second for the dashboard's rate.
+async fn sample_rate(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = shared.hub.stats().messages();
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                let now = shared.hub.stats().messages();
+                shared.rate.set((now - last) as f64);
+                last = now;
+            }
+        }
+    }
+}

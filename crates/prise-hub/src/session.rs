@@ -1,0 +1,179 @@
+//! A session: one client connection on any transport, as the hub sees it.
+
+use crate::Transport;
+use prise_proto::message::{Message, User};
+use std::any::Any;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A session's id, unique within the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// Why the hub ended a session. The transport turns it into its own answer
+/// (a close code, a `BYE` line, a disconnect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The outbound queue was full: the client does not read fast enough.
+    SlowConsumer,
+    /// The server is shutting down.
+    Shutdown,
+    /// The session's credentials expired.
+    AuthExpired,
+}
+
+impl CloseReason {
+    /// Short text for logs and close frames.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SlowConsumer => "slow consumer",
+            Self::Shutdown => "server shutting down",
+            Self::AuthExpired => "authentication expired",
+        }
+    }
+}
+
+/// A message on its way to many sessions, with its encodings cached so that
+/// fan-out encodes once per transport, not once per subscriber.
+pub struct Delivery {
+    /// The message.
+    pub message: Arc<Message>,
+    encoded: [OnceLock<Arc<dyn Any + Send + Sync>>; Transport::COUNT],
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Wraps a message for fan-out.
+    pub fn new(message: Arc<Message>) -> Self {
+        Self {
+            message,
+            encoded: Default::default(),
+        }
+    }
+
+    /// The message encoded for `transport` (any type the transport sends),
+    /// computed by the first caller and shared by every other subscriber.
+    pub fn encoded<T: Send + Sync + 'static>(
+        &self,
+        transport: Transport,
+        encode: impl FnOnce(&Message) -> T,
+    ) -> Arc<T> {
+        let slot = &self.encoded[transport as usize];
+        if let Some(any) = slot.get() {
+            // One transport caches one type; a caller asking for another
+            // type gets a fresh, uncached encoding.
+            return Arc::clone(any)
+                .downcast::<T>()
+                .unwrap_or_else(|_| Arc::new(encode(&self.message)));
+        }
+        let fresh = Arc::new(encode(&self.message));
+        let stored = slot.get_or_init(|| Arc::clone(&fresh) as Arc<dyn Any + Send + Sync>);
+        Arc::clone(stored).downcast::<T>().unwrap_or(fresh)
+    }
+}
+
+/// An event queued for a session.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A message published in one of the session's rooms (its own included).
+    Message(Arc<Delivery>),
+    /// A user joined a room the session is in.
+    Joined {
+        /// Room.
+        room: Arc<str>,
+        /// Who.
+        user: User,
+    },
+    /// A user left a room the session is in.
+    Left {
+        /// Room.
+        room: Arc<str>,
+        /// Who.
+        user: User,
+    },
+    /// A user started or stopped typing.
+    Typing {
+        /// Room.
+        room: Arc<str>,
+        /// Who.
+        user: User,
+        /// Started or stopped.
+        typing: bool,
+    },
+}
+
+/// The hub's side of a session. The transport holds an `Arc<Session>` and the
+/// receiving end of its queue.
+#[derive(Debug)]
+pub struct Session {
+    /// Process-unique id.
+    pub id: SessionId,
+    /// Transport that carries it.
+    pub transport: Transport,
+    user: Mutex<User>,
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    closed: CancellationToken,
+    reason: OnceLock<CloseReason>,
+    pub(crate) rooms: Mutex<Vec<Arc<str>>>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: SessionId,
+        transport: Transport,
+        user: User,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Self {
+        Self {
+            id,
+            transport,
+            user: Mutex::new(user),
+            tx,
+            closed: CancellationToken::new(),
+            reason: OnceLock::new(),
+            rooms: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The session's user.
+    pub fn user(&self) -> User {
+        self.user.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_user(&self, user: User) {
+        *self.user.lock().unwrap_or_else(|e| e.into_inner()) = user;
+    }
+
+    /// Rooms the session is in.
+    pub fn rooms(&self) -> Vec<Arc<str>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks the transport to end the session; the first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.closed.cancel();
+    }
+
+    /// Resolves when the hub (or the server) asked the session to end.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn closed(&self) -> CloseReason {
+        self.closed.cancelled().await;
+        self.close_reason().unwrap_or(CloseReason::Shutdown)
+    }
+
+    /// Why the session was asked to end, if it was.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.reason.get().copied()
+    }
+}

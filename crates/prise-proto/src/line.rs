@@ -1,0 +1,476 @@
+//! The TCP line protocol: netcat-friendly, one UTF-8 command per line.
+//!
+//! ```text
+//! client                         server
+//!                                HELLO prise/0.1.0 line/1 sid=… (HELP for commands)
+//! NICK alice                 →   OK alice
+//! JOIN general               →   OK general offset=41 members=2 epoch=…
+//! SAY general hello          →   OK 42
+//!                                MSG general 42 alice hello      (to every member)
+//! PING x                     →   PONG x
+//! QUIT                       →   BYE
+//! ```
+//!
+//! Commands are case-insensitive; lines end in `\n` or `\r\n`; a line longer
+//! than the cap is answered `ERR LINE_TOO_LONG …` and skipped up to its end,
+//! so the connection stays usable.
+
+use bytes::{Buf, BytesMut};
+use std::fmt::Write as _;
+
+use crate::message::{Message, Offset};
+
+/// The protocol's name and version, sent in the greeting.
+pub const PROTOCOL: &str = "line/1";
+
+/// Why a line could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line is longer than the cap; it is being skipped.
+    #[error("line longer than {0} bytes")]
+    TooLong(usize),
+    /// The line is not valid UTF-8.
+    #[error("line is not valid UTF-8")]
+    BadUtf8,
+}
+
+/// Splits a byte stream into lines with a cap on their length.
+///
+/// Over-long lines are reported once and then discarded up to their `\n`,
+/// without buffering them: memory per connection stays at most the cap.
+#[derive(Debug, Clone)]
+pub struct LineDecoder {
+    max: usize,
+    discarding: bool,
+    scanned: usize,
+}
+
+impl LineDecoder {
+    /// A decoder for lines of at most `max` bytes (terminator excluded).
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            discarding: false,
+            scanned: 0,
+        }
+    }
+
+    /// Takes the next line out of `buf`.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed. A `\r` before the `\n`
+    /// is removed.
+    ///
+    /// # Errors
+    /// [`LineError::TooLong`] once per over-long line (its bytes are dropped
+    /// as they arrive), [`LineError::BadUtf8`] for a line that is not UTF-8.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<String>, LineError> {
+        loop {
+            let newline = buf[self.scanned..].iter().position(|&b| b == b'\n');
+            if self.discarding {
+                match newline {
+                    Some(i) => {
+                        buf.advance(self.scanned + i + 1);
+                        self.scanned = 0;
+                        self.discarding = false;
+                        continue;
+                    }
+                    None => {
+                        buf.clear();
+                        self.scanned = 0;
+                        return Ok(None);
+                    }
+                }
+            }
+            return match newline {
+                Some(i) => {
+                    let end = self.scanned + i;
+                    self.scanned = 0;
+                    let mut line = buf.split_to(end + 1);
+                    line.truncate(end);
+                    if line.last() == Some(&b'\r') {
+                        line.truncate(end - 1);
+                    }
+                    if line.len() > self.max {
+                        return Err(LineError::TooLong(self.max));
+                    }
+                    String::from_utf8(line.to_vec())
+                        .map(Some)
+                        .map_err(|_| LineError::BadUtf8)
+                }
+                None if buf.len() > self.max + 1 => {
+                    // +1 leaves room for a `\r` that the `\n` will follow.
+                    self.discarding = true;
+                    buf.clear();
+                    self.scanned = 0;
+                    Err(LineError::TooLong(self.max))
+                }
+                None => {
+                    self.scanned = buf.len();
+                    Ok(None)
+                }
+            };
+        }
+    }
+}
+
+/// A client command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `PING [token]` → `PONG [token]`.
+    Ping(Option<String>),
+    /// `TIME` → `TIME <RFC 3339>`.
+    Time,
+    /// `NICK name`: choose a display name.
+    Nick(String),
+    /// `AUTH token`: authenticate with a token.
+    Auth(String),
+    /// `JOIN room [SINCE offset]`.
+    Join {
+        /// Room name.
+        room: String,
+        /// Replay messages after this offset.
+        since: Option<Offset>,
+    },
+    /// `LEAVE room`.
+    Leave(String),
+    /// `SAY room text` → `OK offset`.
+    Say {
+        /// Room name.
+        room: String,
+        /// The message text (rest of the line).
+        text: String,
+    },
+    /// `TYPING room [on|off]`.
+    Typing {
+        /// Room name.
+        room: String,
+        /// Typing or stopped.
+        on: bool,
+    },
+    /// `WHO room`: members of a room.
+    Who(String),
+    /// `HISTORY room [n]`: the last n messages, oldest first.
+    History {
+        /// Room name.
+        room: String,
+        /// How many (default 20).
+        count: Option<usize>,
+    },
+    /// `ROOMS`: rooms with members.
+    Rooms,
+    /// `HELP`.
+    Help,
+    /// `QUIT` → `BYE`, then close.
+    Quit,
+}
+
+/// Why a command line was refused; [`ParseError::code`] gives the `ERR` code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The line is empty (ignored by servers).
+    #[error("empty line")]
+    Empty,
+    /// The verb is not a command.
+    #[error("unknown command {0}, try HELP")]
+    Unknown(String),
+    /// A required argument is missing or malformed.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+}
+
+impl ParseError {
+    /// The `ERR` code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Empty | Self::Usage(_) => "BAD_REQUEST",
+            Self::Unknown(_) => "UNKNOWN_COMMAND",
+        }
+    }
+}
+
+/// The help text, one line per command (sent as `HELP …` lines).
+pub const HELP: &[&str] = &[
+    "PING [x]                 -> PONG [x]",
+    "TIME                     -> server time (RFC 3339)",
+    "NICK name                -> choose your name",
+    "AUTH token               -> authenticate with a token",
+    "JOIN room [SINCE n]      -> join; replay messages after offset n",
+    "LEAVE room               -> leave a room",
+    "SAY room text            -> publish; answered OK offset",
+    "TYPING room [on|off]     -> tell the room you are typing",
+    "WHO room                 -> members of a room",
+    "HISTORY room [n]         -> last n messages, oldest first",
+    "ROOMS                    -> rooms with members",
+    "QUIT                     -> BYE, then close",
+];
+
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start_matches([' ', '\t']);
+    match s.find([' ', '\t']) {
+        Some(i) => (&s[..i], s[i + 1..].trim_start_matches([' ', '\t'])),
+        None => (s, ""),
+    }
+}
+
+impl Command {
+    /// Parses one line (without its terminator).
+    ///
+    /// # Errors
+    /// A [`ParseError`] for an empty line, an unknown verb or bad arguments.
+    pub fn parse(line: &str) -> Result<Command, ParseError> {
+        let (verb, rest) = split_word(line);
+        if verb.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        let verb = verb.to_ascii_uppercase();
+        let rest_trimmed = rest.trim_end();
+        let one = |usage: &'static str| -> Result<String, ParseError> {
+            let (arg, tail) = split_word(rest_trimmed);
+            if arg.is_empty() || !tail.is_empty() {
+                return Err(ParseError::Usage(usage));
+            }
+            Ok(arg.to_owned())
+        };
+        match verb.as_str() {
+            "PING" => Ok(Command::Ping(
+                (!rest_trimmed.is_empty()).then(|| rest_trimmed.to_owned()),
+            )),
+            "TIME" => Ok(Command::Time),
+            "NICK" => one("NICK name").map(Command::Nick),
+            "AUTH" => one("AUTH token").map(Command::Auth),
+            "JOIN" => {
+                const USAGE: &str = "JOIN room [SINCE offset]";
+                let (room, tail) = split_word(rest_trimmed);
+                if room.is_empty() {
+                    return Err(ParseError::Usage(USAGE));
+                }
+                let since = if tail.is_empty() {
+                    None
+                } else {
+                    let (kw, n) = split_word(tail);
+                    if !kw.eq_ignore_ascii_case("SINCE") {
+                        return Err(ParseError::Usage(USAGE));
+                    }
+                    Some(Offset(n.parse().map_err(|_| ParseError::Usage(USAGE))?))
+                };
+                Ok(Command::Join {
+                    room: room.to_owned(),
+                    since,
+                })
+            }
+            "LEAVE" => one("LEAVE room").map(Command::Leave),
+            "SAY" => {
+                let (room, text) = split_word(rest);
+                if room.is_empty() || text.is_empty() {
+                    return Err(ParseError::Usage("SAY room text"));
+                }
+                Ok(Command::Say {
+                    room: room.to_owned(),
+                    text: text.to_owned(),
+                })
+            }
+            "TYPING" => {
+                const USAGE: &str = "TYPING room [on|off]";
+                let (room, tail) = split_word(rest_trimmed);
+                if room.is_empty() {
+                    return Err(ParseError::Usage(USAGE));
+                }
+                let on = match tail.to_ascii_lowercase().as_str() {
+                    "" | "on" => true,
+                    "off" => false,
+                    _ => return Err(ParseError::Usage(USAGE)),
+                };
+                Ok(Command::Typing {
+                    room: room.to_owned(),
+                    on,
+                })
+            }
+            "WHO" => one("WHO room").map(Command::Who),
+            "HISTORY" => {
+                const USAGE: &str = "HISTORY room [n]";
+                let (room, tail) = split_word(rest_trimmed);
+                if room.is_empty() {
+                    return Err(ParseError::Usage(USAGE));
+                }
+                let count = if tail.is_empty() {
+                    None
+                } else {
+                    Some(tail.parse().map_err(|_| ParseError::Usage(USAGE))?)
+                };
+                Ok(Command::History {
+                    room: room.to_owned(),
+                    count,
+                })
+            }
+            "ROOMS" => Ok(Command::Rooms),
+            "HELP" => Ok(Command::Help),
+            "QUIT" => Ok(Command::Quit),
+            _ => {
+                let mut v = verb;
+                v.truncate(32);
+                Err(ParseError::Unknown(v))
+            }
+        }
+    }
+}
+
+/// Appends `MSG room offset user text\n` for a message.
+pub fn write_msg(out: &mut String, m: &Message) {
+    let _ = writeln!(
+        out,
+        "MSG {} {} {} {}",
+        m.room_id,
+        m.offset,
+        m.user_name,
+        m.content_text()
+    );
+}
+
+/// Appends `ERR CODE message\n`, with the message kept to one line.
+pub fn write_err(out: &mut String, code: &str, message: &str) {
+    let message = message.replace(['\r', '\n'], " ");
+    let _ = writeln!(out, "ERR {code} {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(d: &mut LineDecoder, buf: &mut BytesMut) -> Vec<Result<String, LineError>> {
+        let mut out = Vec::new();
+        loop {
+            match d.decode(buf) {
+                Ok(Some(l)) => out.push(Ok(l)),
+                Ok(None) => return out,
+                Err(e) => out.push(Err(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn lines_split_on_lf_and_crlf() {
+        let mut d = LineDecoder::new(16);
+        let mut b = BytesMut::from(&b"PING\r\nTIME\nJO"[..]);
+        assert_eq!(
+            decode_all(&mut d, &mut b),
+            vec![Ok("PING".into()), Ok("TIME".into())]
+        );
+        b.extend_from_slice(b"IN x\n");
+        assert_eq!(decode_all(&mut d, &mut b), vec![Ok("JOIN x".into())]);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn over_long_lines_are_reported_once_and_skipped() {
+        let mut d = LineDecoder::new(4);
+        let mut b = BytesMut::from(&b"abcdefgh"[..]);
+        assert_eq!(decode_all(&mut d, &mut b), vec![Err(LineError::TooLong(4))]);
+        assert!(b.is_empty(), "discarded bytes are not kept");
+        b.extend_from_slice(b"ijkl\nPING\n");
+        assert_eq!(decode_all(&mut d, &mut b), vec![Ok("PING".into())]);
+        // A complete over-long line in one read.
+        let mut b = BytesMut::from(&b"abcdefgh\nok\n"[..]);
+        assert_eq!(
+            decode_all(&mut d, &mut b),
+            vec![Err(LineError::TooLong(4)), Ok("ok".into())]
+        );
+        // Exactly at the cap, with CRLF, is fine.
+        let mut b = BytesMut::from(&b"abcd\r\n"[..]);
+        assert_eq!(decode_all(&mut d, &mut b), vec![Ok("abcd".into())]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_not_a_panic() {
+        let mut d = LineDecoder::new(16);
+        let mut b = BytesMut::from(&b"\xff\xfe\nPING\n"[..]);
+        assert_eq!(
+            decode_all(&mut d, &mut b),
+            vec![Err(LineError::BadUtf8), Ok("PING".into())]
+        );
+    }
+
+    #[test]
+    fn commands_parse_case_insensitively() {
+        assert_eq!(Command::parse("ping"), Ok(Command::Ping(None)));
+        assert_eq!(
+            Command::parse("PING  hello there "),
+            Ok(Command::Ping(Some("hello there".into())))
+        );
+        assert_eq!(Command::parse("time"), Ok(Command::Time));
+        assert_eq!(
+            Command::parse("join general since 4"),
+            Ok(Command::Join {
+                room: "general".into(),
+                since: Some(Offset(4))
+            })
+        );
+        assert_eq!(
+            Command::parse("JOIN general"),
+            Ok(Command::Join {
+                room: "general".into(),
+                since: None
+            })
+        );
+        assert_eq!(
+            Command::parse("SAY general hello  world"),
+            Ok(Command::Say {
+                room: "general".into(),
+                text: "hello  world".into()
+            })
+        );
+        assert_eq!(
+            Command::parse("history general 5"),
+            Ok(Command::History {
+                room: "general".into(),
+                count: Some(5)
+            })
+        );
+        assert_eq!(
+            Command::parse("typing general off"),
+            Ok(Command::Typing {
+                room: "general".into(),
+                on: false
+            })
+        );
+        assert_eq!(Command::parse("quit"), Ok(Command::Quit));
+        assert_eq!(Command::parse("rooms"), Ok(Command::Rooms));
+        assert_eq!(
+            Command::parse("Who general"),
+            Ok(Command::Who("general".into()))
+        );
+    }
+
+    #[test]
+    fn bad_commands_get_codes() {
+        assert_eq!(Command::parse(""), Err(ParseError::Empty));
+        let e = Command::parse("FROB x").unwrap_err();
+        assert_eq!(e.code(), "UNKNOWN_COMMAND");
+        assert_eq!(e.to_string(), "unknown command FROB, try HELP");
+        assert_eq!(
+            Command::parse("SAY general").unwrap_err().code(),
+            "BAD_REQUEST"
+        );
+        assert!(Command::parse("JOIN a SINCE x").is_err());
+        assert!(Command::parse("JOIN a AFTER 3").is_err());
+        assert!(Command::parse("NICK a b").is_err());
+        assert!(Command::parse("HISTORY a -1").is_err());
+    }
+
+    #[test]
+    fn pushes_are_one_line() {
+        let m = Message {
+            id: "x".into(),
+            room_id: "r".into(),
+            user_id: "u".into(),
+            user_name: "bob".into(),
+            content: "two\nlines".into(),
+            timestamp: 0,
+            offset: Offset(7),
+            seq: 0,
+        };
+        let mut s = String::new();
+        write_msg(&mut s, &m);
+        write_err(&mut s, "NO_ROOM", "no\nroom");
+        assert_eq!(s, "MSG r 7 bob two\\nlines\nERR NO_ROOM no room\n");
+    }
+}

@@ -1,0 +1,380 @@
+//! The WebSocket JSON protocol at `/ws`: one JSON object per text frame, tagged
+//! by `type`.
+//!
+//! Requests may carry an `id` (any JSON value) that the answer echoes
+//! unchanged. Requests: `auth`, `ping`, `join`, `leave`, `message`, `typing`,
+//! `history`, `presence`, `rooms`. Answers and pushes: `auth_success`,
+//! `auth_failed`, `pong`, `ack`, `message`, `joined`, `left`, `typing`,
+//! `history`, `presence`, `rooms`, `error`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::message::{Epoch, Message, Offset, User};
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    /// `{"type":"auth","token"?,"name"?}`.
+    Auth {
+        /// A token (JWT) to check.
+        token: Option<String>,
+        /// A display name, for anonymous access.
+        name: Option<String>,
+    },
+    /// `{"type":"ping","timestamp"?}` → `pong` with the same timestamp.
+    Ping {
+        /// Echoed back unchanged.
+        timestamp: Option<Value>,
+    },
+    /// `{"type":"join","room","since"?,"name"?}`.
+    Join {
+        /// Room name.
+        room: String,
+        /// Replay messages after this offset.
+        since: Option<Offset>,
+        /// The epoch the `since` offset belongs to, if the client knows it.
+        epoch: Option<Epoch>,
+        /// A display name, for anonymous access.
+        name: Option<String>,
+    },
+    /// `{"type":"leave","room"}`.
+    Leave {
+        /// Room name.
+        room: String,
+    },
+    /// `{"type":"message","room","content"}` → `ack {offset}`.
+    Message {
+        /// Room name.
+        room: String,
+        /// Any JSON value.
+        content: Value,
+    },
+    /// `{"type":"typing","room","typing"}`.
+    Typing {
+        /// Room name.
+        room: String,
+        /// Typing or stopped.
+        typing: bool,
+    },
+    /// `{"type":"history","room","since"?,"limit"?}`.
+    History {
+        /// Room name.
+        room: String,
+        /// Messages after this offset; without it, the last `limit`.
+        since: Option<Offset>,
+        /// Most messages to return.
+        limit: Option<usize>,
+    },
+    /// `{"type":"presence","room"}`.
+    Presence {
+        /// Room name.
+        room: String,
+    },
+    /// `{"type":"rooms"}`.
+    Rooms,
+}
+
+/// A decoded request with its optional correlation id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The client's `id`, echoed in the answer.
+    pub id: Option<Value>,
+    /// The request.
+    pub frame: ClientFrame,
+}
+
+/// Why a text frame was refused. The `id` is kept when it could be read, so the
+/// `error` answer can carry it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeError {
+    /// The request id, if the frame was an object with one.
+    pub id: Option<Value>,
+    /// What is wrong, for the `error` answer.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Tagged {
+    Auth {
+        token: Option<String>,
+        name: Option<String>,
+    },
+    Ping {
+        timestamp: Option<Value>,
+    },
+    Join {
+        room: String,
+        since: Option<u64>,
+        epoch: Option<String>,
+        name: Option<String>,
+    },
+    Leave {
+        room: String,
+    },
+    Message {
+        room: String,
+        content: Value,
+    },
+    Typing {
+        room: String,
+        #[serde(default = "yes")]
+        typing: bool,
+    },
+    History {
+        room: String,
+        since: Option<u64>,
+        limit: Option<usize>,
+    },
+    Presence {
+        room: String,
+    },
+    Rooms {},
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Request {
+    /// Decodes one text frame. The caller has already capped the frame size.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] when the text is not a JSON object with a known
+    /// `type` and the fields that type needs.
+    pub fn decode(text: &str) -> Result<Request, DecodeError> {
+        let mut value: Value = serde_json::from_str(text).map_err(|e| DecodeError {
+            id: None,
+            message: format!("invalid JSON: {e}"),
+        })?;
+        let Some(obj) = value.as_object_mut() else {
+            return Err(DecodeError {
+                id: None,
+                message: "expected a JSON object".into(),
+            });
+        };
+        let id = obj.remove("id");
+        let tagged: Tagged = serde_json::from_value(value).map_err(|e| DecodeError {
+            id: id.clone(),
+            message: e.to_string(),
+        })?;
+        let frame = match tagged {
+            Tagged::Auth { token, name } => ClientFrame::Auth { token, name },
+            Tagged::Ping { timestamp } => ClientFrame::Ping { timestamp },
+            Tagged::Join {
+                room,
+                since,
+                epoch,
+                name,
+            } => ClientFrame::Join {
+                room,
+                since: since.map(Offset),
+                epoch: epoch.map(Epoch),
+                name,
+            },
+            Tagged::Leave { room } => ClientFrame::Leave { room },
+            Tagged::Message { room, content } => ClientFrame::Message { room, content },
+            Tagged::Typing { room, typing } => ClientFrame::Typing { room, typing },
+            Tagged::History { room, since, limit } => ClientFrame::History {
+                room,
+                since: since.map(Offset),
+                limit,
+            },
+            Tagged::Presence { room } => ClientFrame::Presence { room },
+            Tagged::Rooms {} => ClientFrame::Rooms,
+        };
+        Ok(Request { id, frame })
+    }
+}
+
+/// A room as listed by `rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// Room name.
+    pub name: String,
+    /// Members now.
+    pub members: usize,
+    /// Last offset.
+    pub offset: Offset,
+}
+
+fn with_id(mut v: Value, id: Option<&Value>) -> String {
+    if let (Some(id), Some(obj)) = (id, v.as_object_mut()) {
+        obj.insert("id".into(), id.clone());
+    }
+    v.to_string()
+}
+
+/// Encoders for everything the server sends. Each returns one text frame.
+pub mod encode {
+    use super::*;
+
+    /// `{"type":"auth_success","user":{id,name}}`.
+    pub fn auth_success(user: &User) -> String {
+        json!({"type": "auth_success", "user": user}).to_string()
+    }
+
+    /// `{"type":"auth_failed","message"}` (the server then closes with 4001).
+    pub fn auth_failed(message: &str) -> String {
+        json!({"type": "auth_failed", "message": message}).to_string()
+    }
+
+    /// `{"type":"pong","timestamp"}`.
+    pub fn pong(timestamp: Option<&Value>) -> String {
+        json!({"type": "pong", "timestamp": timestamp}).to_string()
+    }
+
+    /// `{"type":"ack","id"?, …fields}`: the answer to join, leave and message.
+    pub fn ack(id: Option<&Value>, fields: Value) -> String {
+        let mut v = json!({"type": "ack"});
+        if let (Some(o), Value::Object(f)) = (v.as_object_mut(), fields) {
+            o.extend(f);
+        }
+        with_id(v, id)
+    }
+
+    /// The join answer: `ack {id?, room, epoch, offset, members, recovered?}`.
+    pub fn join_ack(
+        id: Option<&Value>,
+        room: &str,
+        epoch: &Epoch,
+        offset: Offset,
+        members: &[User],
+        recovered: Option<bool>,
+    ) -> String {
+        let mut f = json!({"room": room, "epoch": epoch, "offset": offset, "members": members});
+        if let (Some(r), Some(o)) = (recovered, f.as_object_mut()) {
+            o.insert("recovered".into(), r.into());
+        }
+        ack(id, f)
+    }
+
+    /// `{"type":"message","message":{…}}`: a message push.
+    pub fn message(m: &Message) -> String {
+        json!({"type": "message", "message": m}).to_string()
+    }
+
+    /// `{"type":"joined","room","user"}`.
+    pub fn joined(room: &str, user: &User) -> String {
+        json!({"type": "joined", "room": room, "user": user}).to_string()
+    }
+
+    /// `{"type":"left","room","user"}`.
+    pub fn left(room: &str, user: &User) -> String {
+        json!({"type": "left", "room": room, "user": user}).to_string()
+    }
+
+    /// `{"type":"typing","roomId","userId","userName","typing"}`.
+    pub fn typing(room: &str, user: &User, typing: bool) -> String {
+        json!({"type": "typing", "roomId": room, "userId": user.id, "userName": user.name, "typing": typing})
+            .to_string()
+    }
+
+    /// `{"type":"history","id"?,"room","epoch","messages":[…],"complete"}`.
+    /// `complete` is false when retention dropped part of what was asked for.
+    pub fn history(
+        id: Option<&Value>,
+        room: &str,
+        epoch: &Epoch,
+        messages: &[std::sync::Arc<Message>],
+        complete: bool,
+    ) -> String {
+        let msgs: Vec<&Message> = messages.iter().map(|m| m.as_ref()).collect();
+        with_id(
+            json!({"type": "history", "room": room, "epoch": epoch, "messages": msgs, "complete": complete}),
+            id,
+        )
+    }
+
+    /// `{"type":"presence","id"?,"room","members":[…]}`.
+    pub fn presence(id: Option<&Value>, room: &str, members: &[User]) -> String {
+        with_id(
+            json!({"type": "presence", "room": room, "members": members}),
+            id,
+        )
+    }
+
+    /// `{"type":"rooms","id"?,"rooms":[…]}`.
+    pub fn rooms(id: Option<&Value>, rooms: &[RoomInfo]) -> String {
+        with_id(json!({"type": "rooms", "rooms": rooms}), id)
+    }
+
+    /// `{"type":"error","id"?,"code","message"}`.
+    pub fn error(id: Option<&Value>, code: &str, message: &str) -> String {
+        with_id(
+            json!({"type": "error", "code": code, "message": message}),
+            id,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_decode_with_their_id() {
+        let r = Request::decode(r#"{"type":"join","room":"general","since":3,"id":7}"#).unwrap();
+        assert_eq!(r.id, Some(json!(7)));
+        assert_eq!(
+            r.frame,
+            ClientFrame::Join {
+                room: "general".into(),
+                since: Some(Offset(3)),
+                epoch: None,
+                name: None
+            }
+        );
+        let r = Request::decode(r#"{"type":"auth","token":"t"}"#).unwrap();
+        assert_eq!(
+            r.frame,
+            ClientFrame::Auth {
+                token: Some("t".into()),
+                name: None
+            }
+        );
+        let r = Request::decode(r#"{"type":"ping","timestamp":12}"#).unwrap();
+        assert_eq!(
+            r.frame,
+            ClientFrame::Ping {
+                timestamp: Some(json!(12))
+            }
+        );
+        assert_eq!(
+            Request::decode(r#"{"type":"rooms"}"#).unwrap().frame,
+            ClientFrame::Rooms
+        );
+        let r = Request::decode(r#"{"type":"message","room":"a","content":{"x":[1]},"id":"q"}"#)
+            .unwrap();
+        assert_eq!(r.id, Some(json!("q")));
+    }
+
+    #[test]
+    fn bad_requests_keep_the_id() {
+        let e = Request::decode(r#"{"type":"frob","id":5}"#).unwrap_err();
+        assert_eq!(e.id, Some(json!(5)));
+        let e = Request::decode(r#"{"type":"join","id":"a"}"#).unwrap_err();
+        assert_eq!(e.id, Some(json!("a")));
+        assert!(e.message.contains("room"));
+        assert_eq!(Request::decode("[1,2]").unwrap_err().id, None);
+        assert_eq!(Request::decode("{not json").unwrap_err().id, None);
+    }
+
+    #[test]
+    fn answers_echo_the_id() {
+        let s = encode::error(Some(&json!(3)), "NO_ROOM", "not in room");
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"error","id":3,"code":"NO_ROOM","message":"not in room"})
+        );
+        let s = encode::ack(Some(&json!("x")), json!({"room": "r", "offset": 4}));
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v, json!({"type":"ack","id":"x","room":"r","offset":4}));
+        let s = encode::pong(Some(&json!(99)));
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v, json!({"type":"pong","timestamp":99}));
+    }
+}

@@ -1,0 +1,136 @@
+//! `prise serve` settings: every key is a flag and a `PRISE_*` variable, with
+//! safe defaults (loopback binds, limits on).
+
+use prise_hub::HubConfig;
+use prise_hub::store::Retention;
+use prise_proto::limits::{self, Limits};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default HTTP listener (page, `/ws`, `/socket.io/`, metrics).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7878";
+/// Default TCP line-protocol listener.
+pub const DEFAULT_TCP: &str = "127.0.0.1:7879";
+/// Default data directory of the SQLite store.
+pub const DEFAULT_DATA: &str = "./prise-data";
+/// Default time given to connections to close on shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where history lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// A SQLite file under `--data` (durable; the default).
+    Sqlite,
+    /// Memory only (lost at exit).
+    Memory,
+}
+
+/// Arguments of `prise serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// HTTP listener: the page, /ws, /socket.io/, /metrics, /healthz, /readyz (port 0 picks one).
+    #[arg(long, env = "PRISE_HTTP", default_value = DEFAULT_HTTP)]
+    pub http: SocketAddr,
+    /// TCP line-protocol listener (port 0 picks one).
+    #[arg(long, env = "PRISE_TCP", default_value = DEFAULT_TCP)]
+    pub tcp: SocketAddr,
+    /// History store.
+    #[arg(long, env = "PRISE_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
+    pub store: StoreKind,
+    /// Directory of the SQLite store (created if missing).
+    #[arg(long, env = "PRISE_DATA", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// Messages kept per room.
+    #[arg(long, env = "PRISE_RETAIN_COUNT", default_value_t = prise_hub::store::DEFAULT_RETAIN_COUNT)]
+    pub retain_count: usize,
+    /// Age after which messages are dropped (e.g. 7d, 12h).
+    #[arg(long, env = "PRISE_RETAIN_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retain_age: Duration,
+    /// Longest TCP line in bytes.
+    #[arg(long, env = "PRISE_MAX_LINE", default_value_t = limits::DEFAULT_MAX_LINE)]
+    pub max_line: usize,
+    /// Largest message content (encoded JSON) in bytes.
+    #[arg(long, env = "PRISE_MAX_MESSAGE", default_value_t = limits::DEFAULT_MAX_MESSAGE)]
+    pub max_message: usize,
+    /// Largest WebSocket frame or message in bytes.
+    #[arg(long, env = "PRISE_MAX_FRAME", default_value_t = limits::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+    /// Most rooms one session may be in.
+    #[arg(long, env = "PRISE_MAX_ROOMS_PER_SESSION", default_value_t = limits::DEFAULT_MAX_ROOMS_PER_SESSION)]
+    pub max_rooms_per_session: usize,
+    /// Most concurrent connections over all transports.
+    #[arg(long, env = "PRISE_MAX_CONNECTIONS", default_value_t = limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Outbound queue depth per session; a full queue disconnects a slow consumer.
+    #[arg(long, env = "PRISE_QUEUE_DEPTH", default_value_t = limits::DEFAULT_QUEUE_DEPTH)]
+    pub queue_depth: usize,
+    /// How long a disconnected Socket.IO session can be resumed (e.g. 2m).
+    #[arg(long, env = "PRISE_RECOVERY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub recovery_window: Duration,
+    /// Origins allowed to reach Socket.IO long-polling from other sites (CORS); repeat or
+    /// separate with commas; `*` allows any. The page itself is same-origin and needs none.
+    #[arg(
+        long = "cors-origin",
+        env = "PRISE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Time given to connections to close on SIGINT/SIGTERM (e.g. 10s).
+    #[arg(long, env = "PRISE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// The limits these arguments set (others at their defaults).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_line: self.max_line,
+            max_message: self.max_message,
+            max_frame: self.max_frame,
+            max_rooms_per_session: self.max_rooms_per_session,
+            max_connections: self.max_connections,
+            queue_depth: self.queue_depth,
+            ..Limits::default()
+        }
+    }
+
+    /// The hub settings.
+    pub fn hub_config(&self) -> HubConfig {
+        HubConfig {
+            limits: self.limits(),
+            recovery_window: self.recovery_window,
+        }
+    }
+
+    /// The retention settings.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            count: self.retain_count,
+            age: self.retain_age,
+        }
+    }
+}
+
+#[derive(clap::Parser)]
+#[command(no_binary_name = true)]
+struct Flags {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+impl ServeArgs {
+    /// Parses `prise serve` flags (without the command name), e.g. for tests
+    /// and embedding: `ServeArgs::from_flags(["--http", "127.0.0.1:0"])`.
+    ///
+    /// # Errors
+    /// A clap error describing the bad flag.
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser as _;
+        Flags::try_parse_from(flags).map(|f| f.args)
+    }
+}

@@ -1,0 +1,146 @@
+//! The HTTP listener: the page, `/ws`, `/stats`, `/metrics`, `/healthz`,
+//! `/readyz`, on hyper with upgrades, one task per connection.
+
+use crate::{Shared, page, ws};
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use prise_hub::Transport;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+use tracing::Instrument;
+
+/// Time allowed to send request headers (slowloris guard).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The process-wide Prometheus recorder (installed once, shared by every hub
+/// in the process, e.g. in tests).
+pub(crate) fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::debug!("a metrics recorder was already installed");
+        }
+        handle
+    })
+}
+
+pub(crate) fn peer_of(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "?".to_owned(), |c| c.0.to_string())
+}
+
+/// The routes.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::app_js))
+        .route("/style.css", get(page::style_css))
+        .route("/ws", get(ws::handler))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Arc::clone(&shared))
+        .merge(shared.sio.router())
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+        .into_response()
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let s = shared.hub.stats();
+    let mut conns = serde_json::Map::new();
+    for t in Transport::ALL {
+        conns.insert(t.as_str().into(), s.connections(t).into());
+    }
+    let body = json!({
+        "uptimeSeconds": s.uptime_seconds(),
+        "connections": conns,
+        "messagesTotal": s.messages(),
+        "deliveriesTotal": s.deliveries(),
+        "messagesPerSecond": shared.rate.get(),
+        "slowConsumerDisconnects": s.slow_consumers(),
+        "rooms": shared.hub.rooms(200),
+    });
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// Accepts HTTP connections until shutdown.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let app = router(Arc::clone(&shared));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let svc = TowerToHyperService::new(app.map_request(
+            move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.map(axum::body::Body::new)
+            },
+        ));
+        let builder = Arc::clone(&builder);
+        let shutdown = shared.shutdown.clone();
+        shared.tracker.spawn(
+            async move {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "http connection ended");
+                        }
+                    }
+                    _ = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            }
+            .instrument(tracing::debug_span!("http", %peer)),
+        );
+    }
+}
