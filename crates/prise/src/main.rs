@@ -18,8 +18,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the hub: WebSocket, TCP lines, the web page, history and metrics.
+    /// Run the hub: Socket.IO, WebSocket, TCP lines, the web page, history and metrics.
     Serve(prise_server::ServeArgs),
+    /// TCP reverse proxy and load balancer with health checks.
+    Proxy(prise_proxy::ProxyArgs),
     /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
     Bench(prise_bench::BenchArgs),
     /// Connect stdin/stdout to tcp://, tls://, udp://, ws://, wss:// or unix: URLs.
@@ -53,6 +55,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Proxy(args) => Ok(prise_proxy::run(args).await?),
             Command::Bench(args) => {
                 let mut out = std::io::stdout().lock();
                 prise_bench::run(args, &mut out, &mut std::io::stderr()).await?;
