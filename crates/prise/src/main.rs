@@ -24,6 +24,20 @@ enum Command {
     Proxy(prise_proxy::ProxyArgs),
     /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
     Bench(prise_bench::BenchArgs),
+    /// Connect stdin/stdout to tcp://, tls://, udp://, ws://, wss:// or unix: URLs.
+    Connect(prise_net::connect::ConnectArgs),
+    /// Listen on a URL and relay peers with stdin/stdout.
+    Listen(prise_net::listen::ListenArgs),
+    /// Echo server for TCP, TLS, UDP, WebSocket and Unix sockets.
+    Echo(prise_net::echo::EchoArgs),
+    /// Send a file (name, size, BLAKE3 hash; resumable).
+    Send(prise_net::transfer::SendArgs),
+    /// Receive files into a directory, verified.
+    Recv(prise_net::transfer::RecvArgs),
+    /// Check that endpoints are up and measure connect/handshake latency.
+    Probe(prise_net::probe::ProbeArgs),
+    /// Find prise services on the LAN (UDP broadcast).
+    Discover(prise_net::discover::DiscoverArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,8 +61,28 @@ fn main() -> anyhow::Result<()> {
                 prise_bench::run(args, &mut out, &mut std::io::stderr()).await?;
                 Ok(())
             }
+            Command::Connect(a) => toolkit(prise_net::connect::run(a).await),
+            Command::Listen(a) => toolkit(prise_net::listen::run(a).await),
+            Command::Echo(a) => toolkit(prise_net::echo::run(a).await),
+            Command::Send(a) => toolkit(prise_net::transfer::send_run(a).await),
+            Command::Recv(a) => toolkit(prise_net::transfer::recv_run(a).await),
+            Command::Probe(a) => toolkit(prise_net::probe::run(a).await),
+            Command::Discover(a) => toolkit(prise_net::discover::run(a).await),
         }
     })
+}
+
+/// Ends a toolkit command with its documented exit code (docs/toolkit.md) and
+/// one line on stderr. Exits at once: standard input may be held by a
+/// blocking read that would otherwise delay the runtime's shutdown.
+fn toolkit(result: Result<(), prise_net::NetError>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "prise: {e}");
+            std::process::exit(i32::from(e.exit_code()))
+        }
+    }
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.
