@@ -20,10 +20,6 @@ struct Cli {
 enum Command {
     /// Run the hub: Socket.IO, WebSocket, TCP lines, the web page, history and metrics.
     Serve(prise_server::ServeArgs),
-    /// TCP reverse proxy and load balancer with health checks.
-    Proxy(prise_proxy::ProxyArgs),
-    /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
-    Bench(prise_bench::BenchArgs),
     /// Connect stdin/stdout to tcp://, tls://, udp://, ws://, wss:// or unix: URLs.
     Connect(prise_net::connect::ConnectArgs),
     /// Listen on a URL and relay peers with stdin/stdout.
@@ -34,10 +30,14 @@ enum Command {
     Send(prise_net::transfer::SendArgs),
     /// Receive files into a directory, verified.
     Recv(prise_net::transfer::RecvArgs),
+    /// TCP reverse proxy and load balancer with health checks.
+    Proxy(prise_proxy::ProxyArgs),
     /// Check that endpoints are up and measure connect/handshake latency.
     Probe(prise_net::probe::ProbeArgs),
     /// Find prise services on the LAN (UDP broadcast).
     Discover(prise_net::discover::DiscoverArgs),
+    /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
+    Bench(prise_bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
