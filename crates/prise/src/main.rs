@@ -16,10 +16,19 @@ struct Cli {
     command: Command,
 }
 
+/// `prise serve`: the hub's settings plus LAN discovery.
+#[derive(Debug, clap::Args)]
+struct ServeCmd {
+    #[command(flatten)]
+    serve: prise_server::ServeArgs,
+    #[command(flatten)]
+    announce: prise_net::discover::AnnounceArgs,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the hub: Socket.IO, WebSocket, TCP lines, the web page, history and metrics.
-    Serve(prise_server::ServeArgs),
+    Serve(ServeCmd),
     /// Connect stdin/stdout to tcp://, tls://, udp://, ws://, wss:// or unix: URLs.
     Connect(prise_net::connect::ConnectArgs),
     /// Listen on a URL and relay peers with stdin/stdout.
@@ -54,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(cmd) => serve(cmd).await,
             Command::Proxy(args) => Ok(prise_proxy::run(args).await?),
             Command::Bench(args) => {
                 let mut out = std::io::stdout().lock();
@@ -102,14 +111,26 @@ fn shutdown_on_signal() -> anyhow::Result<prise_server::CancellationToken> {
     Ok(token)
 }
 
-async fn serve(args: prise_server::ServeArgs) -> anyhow::Result<()> {
+async fn serve(cmd: ServeCmd) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal()?;
-    prise_server::run(args, shutdown, |bound| {
+    let announce_shutdown = shutdown.clone();
+    let announce = cmd.announce;
+    prise_server::run(cmd.serve, shutdown, move |bound| {
         // Scripts read these two lines to find the ports.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening http {}", bound.http);
         let _ = writeln!(out, "listening tcp {}", bound.tcp);
         let _ = out.flush();
+        if let Some(name) = &announce.announce {
+            let endpoint = format!("ws://{}/ws", bound.http).parse();
+            let started = endpoint.and_then(|ep| {
+                let a = prise_net::discover::Announcement::new(name, "serve", &ep, bound.http);
+                prise_net::discover::spawn_announcer(a, announce.discovery_port, announce_shutdown)
+            });
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot announce on the LAN");
+            }
+        }
     })
     .await?;
     Ok(())
