@@ -18,6 +18,7 @@
 use bytes::{Buf, BytesMut};
 use std::fmt::Write as _;
 
+use crate::framing;
 use crate::message::{Message, Offset};
 
 /// The protocol's name and version, sent in the greeting.
@@ -34,24 +35,24 @@ pub enum LineError {
     BadUtf8,
 }
 
-/// Splits a byte stream into lines with a cap on their length.
+/// Splits a byte stream into command lines with a cap on their length.
 ///
-/// Over-long lines are reported once and then discarded up to their `\n`,
-/// without buffering them: memory per connection stays at most the cap.
+/// Built on [`crate::framing::LineDecoder`], with the line protocol's
+/// policy on top: an over-long line is reported once and then discarded up
+/// to its `\n` as it arrives, without buffering it, so the connection stays
+/// usable and memory per connection stays at most the cap.
 #[derive(Debug, Clone)]
 pub struct LineDecoder {
-    max: usize,
+    lines: framing::LineDecoder,
     discarding: bool,
-    scanned: usize,
 }
 
 impl LineDecoder {
     /// A decoder for lines of at most `max` bytes (terminator excluded).
     pub fn new(max: usize) -> Self {
         Self {
-            max,
+            lines: framing::LineDecoder::new(max),
             discarding: false,
-            scanned: 0,
         }
     }
 
@@ -64,51 +65,41 @@ impl LineDecoder {
     /// [`LineError::TooLong`] once per over-long line (its bytes are dropped
     /// as they arrive), [`LineError::BadUtf8`] for a line that is not UTF-8.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<String>, LineError> {
-        loop {
-            let newline = buf[self.scanned..].iter().position(|&b| b == b'\n');
-            if self.discarding {
-                match newline {
-                    Some(i) => {
-                        buf.advance(self.scanned + i + 1);
-                        self.scanned = 0;
-                        self.discarding = false;
-                        continue;
-                    }
-                    None => {
-                        buf.clear();
-                        self.scanned = 0;
-                        return Ok(None);
-                    }
-                }
-            }
-            return match newline {
+        let max = self.lines.max_len();
+        if self.discarding {
+            match buf.iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    let end = self.scanned + i;
-                    self.scanned = 0;
-                    let mut line = buf.split_to(end + 1);
-                    line.truncate(end);
-                    if line.last() == Some(&b'\r') {
-                        line.truncate(end - 1);
-                    }
-                    if line.len() > self.max {
-                        return Err(LineError::TooLong(self.max));
-                    }
-                    String::from_utf8(line.to_vec())
-                        .map(Some)
-                        .map_err(|_| LineError::BadUtf8)
-                }
-                None if buf.len() > self.max + 1 => {
-                    // +1 leaves room for a `\r` that the `\n` will follow.
-                    self.discarding = true;
-                    buf.clear();
-                    self.scanned = 0;
-                    Err(LineError::TooLong(self.max))
+                    buf.advance(i + 1);
+                    self.discarding = false;
                 }
                 None => {
-                    self.scanned = buf.len();
-                    Ok(None)
+                    buf.clear();
+                    return Ok(None);
                 }
-            };
+            }
+        }
+        let before = buf.len();
+        match self.lines.decode(buf) {
+            Ok(Some(line)) => String::from_utf8(line.to_vec())
+                .map(Some)
+                .map_err(|_| LineError::BadUtf8),
+            Ok(None) => Ok(None),
+            Err(_) => {
+                if buf.len() == before {
+                    // The over-long line is still in `buf`: drop it up to its
+                    // `\n`, or all of it and skip its rest as it arrives.
+                    match buf.iter().position(|&b| b == b'\n') {
+                        Some(i) => buf.advance(i + 1),
+                        None => {
+                            buf.clear();
+                            self.discarding = true;
+                        }
+                    }
+                }
+                // Start scanning afresh: the buffer changed under the decoder.
+                self.lines = framing::LineDecoder::new(max);
+                Err(LineError::TooLong(max))
+            }
         }
     }
 }
@@ -373,6 +364,12 @@ mod tests {
         assert_eq!(
             decode_all(&mut d, &mut b),
             vec![Err(LineError::TooLong(4)), Ok("ok".into())]
+        );
+        // A long line with its newline far past the cap, then a good one.
+        let mut b = BytesMut::from(&b"abcdefghijklmnop\nPING\n"[..]);
+        assert_eq!(
+            decode_all(&mut d, &mut b),
+            vec![Err(LineError::TooLong(4)), Ok("PING".into())]
         );
         // Exactly at the cap, with CRLF, is fine.
         let mut b = BytesMut::from(&b"abcd\r\n"[..]);
