@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-10000}"
-cargo build --release --quiet -p prise
-BIN=target/release/prise
+BIN="${PRISE_BIN:-target/release/prise}"
+[ -n "${PRISE_BIN:-}" ] || cargo build --release --quiet -p prise
 run() {
   local transport="$1"
   local log; log="$(mktemp)"

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 SUBSCRIBERS="${SUBSCRIBERS:-1000}"; RATE="${RATE:-200}"; DURATION="${DURATION:-10s}"
 CLIENTS="${CLIENTS:-16}"; IDLE="${IDLE:-10000}"
 (cd bench/socketio-node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-cargo build --release --quiet -p prise
-BIN=target/release/prise
+BIN="${PRISE_BIN:-target/release/prise}"
+[ -n "${PRISE_BIN:-}" ] || cargo build --release --quiet -p prise
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT

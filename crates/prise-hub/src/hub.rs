@@ -361,7 +361,7 @@ impl Hub {
                 others.iter(),
                 &Outbound::Joined {
                     room: Arc::clone(&name),
-                    user: user.clone(),
+                    user: Arc::new(user.clone()),
                 },
             );
         }
@@ -483,7 +483,13 @@ impl Hub {
             (left, others, name)
         };
         if let Some(user) = left {
-            self.send_all(others.iter(), &Outbound::Left { room: name, user });
+            self.send_all(
+                others.iter(),
+                &Outbound::Left {
+                    room: name,
+                    user: Arc::new(user),
+                },
+            );
         }
         true
     }
@@ -537,7 +543,7 @@ impl Hub {
             others.iter(),
             &Outbound::Typing {
                 room: name,
-                user: session.user(),
+                user: Arc::new(session.user()),
                 typing,
             },
         );

@@ -80,7 +80,8 @@ impl Delivery {
     }
 }
 
-/// An event queued for a session.
+/// An event queued for a session. Kept small (32 bytes): queues are
+/// allocated in blocks of slots, so its size is paid per idle connection.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A message published in one of the session's rooms (its own included).
@@ -90,21 +91,21 @@ pub enum Outbound {
         /// Room.
         room: Arc<str>,
         /// Who.
-        user: User,
+        user: Arc<User>,
     },
     /// A user left a room the session is in.
     Left {
         /// Room.
         room: Arc<str>,
         /// Who.
-        user: User,
+        user: Arc<User>,
     },
     /// A user started or stopped typing.
     Typing {
         /// Room.
         room: Arc<str>,
         /// Who.
-        user: User,
+        user: Arc<User>,
         /// Started or stopped.
         typing: bool,
     },
@@ -175,5 +176,13 @@ impl Session {
     /// Why the session was asked to end, if it was.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.reason.get().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn outbound_stays_small() {
+        assert!(std::mem::size_of::<super::Outbound>() <= 32);
     }
 }

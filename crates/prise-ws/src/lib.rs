@@ -45,8 +45,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Default cap on one frame: 1 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 20;
 /// Default size of each read from the socket. Small, so an idle connection
-/// holds little memory; large messages still arrive in a few reads.
-pub const DEFAULT_READ_BUFFER_SIZE: usize = 4 * 1024;
+/// holds little memory (the buffer is reserved per connection); large
+/// messages still arrive, in more reads.
+pub const DEFAULT_READ_BUFFER_SIZE: usize = 1024;
 /// Default cap on bytes waiting to be written. A peer that stops reading makes
 /// writes fail with [`WsError::WriteBufferFull`] instead of growing memory.
 pub const DEFAULT_MAX_WRITE_BUFFER_SIZE: usize = 4 << 20;
