@@ -73,7 +73,7 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
     /// Authentication, rate limits, origins, TLS and HTTP timeouts.
     #[command(flatten)]
-    pub security: crate::security::SecurityArgs,
+    pub security: Box<crate::security::SecurityArgs>,
 }
 
 impl ServeArgs {
