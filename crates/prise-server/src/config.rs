@@ -68,6 +68,14 @@ pub struct ServeArgs {
     /// How long a disconnected Socket.IO session can be resumed (e.g. 2m).
     #[arg(long, env = "PRISE_RECOVERY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub recovery_window: Duration,
+    /// Origins allowed to reach Socket.IO long-polling from other sites (CORS); repeat or
+    /// separate with commas; `*` allows any. The page itself is same-origin and needs none.
+    #[arg(
+        long = "cors-origin",
+        env = "PRISE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
     /// Time given to connections to close on SIGINT/SIGTERM (e.g. 10s).
     #[arg(long, env = "PRISE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

@@ -53,7 +53,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(crate::api::routes(&shared))
-        .with_state(shared)
+        .with_state(Arc::clone(&shared))
+        .merge(shared.sio.router())
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
