@@ -224,7 +224,10 @@ async fn kill_9_during_publish_load_loses_no_acknowledged_message() {
         }
     }
 
-    assert!(after.len() >= BEFORE_KILL - 100, "the subscriber missed messages");
+    assert!(
+        after.len() >= BEFORE_KILL - 100,
+        "the subscriber missed messages"
+    );
     // Every acknowledged message survived, with its offset and text.
     let max_acked = *acked.keys().last().unwrap();
     assert!(
