@@ -14,7 +14,9 @@ cargo build --quiet -p prise-sio --example conformance --manifest-path "$ROOT/Ca
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" \
   | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
 LOG="$(mktemp)"
-"$TARGET_DIR/debug/examples/conformance" --port 0 >"$LOG" 2>&1 &
+# A relaxed heartbeat (the official suites need 300/200 ms; these checks do
+# not), so a busy CI machine cannot turn a late pong into a failure.
+"$TARGET_DIR/debug/examples/conformance" --port 0 --ping-interval-ms 5000 --ping-timeout-ms 5000 >"$LOG" 2>&1 &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -f "$LOG"' EXIT
 

@@ -1,1 +1,50 @@
-//! prise-net
+//! prise-net: the prise network toolkit — `connect`, `listen`, `echo`,
+//! `send`/`recv`, `probe` and `discover` over TCP, TLS, UDP, WebSocket and
+//! Unix sockets.
+//!
+//! # Design
+//!
+//! Every command is a library function taking its parsed arguments
+//! (`*Args`, derived with clap so the binary only flattens them) and
+//! returning `Result<_, NetError>`; [`NetError::exit_code`] gives the
+//! documented exit code and its `Display` the one line a user sees.
+//!
+//! - [`endpoint`] parses the one URL syntax into an [`Endpoint`].
+//! - [`transport`] opens and accepts connections step by step (TCP connect,
+//!   TLS handshake, WebSocket handshake) and yields a [`transport::Conn`].
+//! - [`tls`] builds rustls configs: verification on by default.
+//! - [`backoff`] computes retry delays with full jitter from an injected RNG.
+//! - [`relay`] moves bytes between stdin/stdout and a `Conn`, with framing
+//!   ([`codec`], over `prise_proto::framing`), hex dumps and JSON events.
+//! - [`echo`], [`transfer`], [`probe`] and [`discover`] are the servers and
+//!   tools built on those.
+//!
+//! # Data flow of `prise connect`
+//!
+//! ```text
+//!  URL ─parse─▶ Endpoint ─connect_with_retry(Backoff)─▶ Conn
+//!  stdin ─▶ Input ─framing─▶ Conn ─framing─▶ Events ─▶ stdout (+ --hex on stderr)
+//! ```
+//!
+//! Sizes a peer controls are capped: lines and frames (`--max-message`),
+//! WebSocket messages ([`prise_ws::WsConfig`]), transfer names and sizes
+//! ([`prise_proto::transfer::TransferLimits`]), concurrent echo clients.
+
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod codec;
+pub mod connect;
+pub mod discover;
+pub mod echo;
+pub mod endpoint;
+pub mod error;
+pub mod listen;
+pub mod probe;
+pub mod relay;
+pub mod tls;
+pub mod transfer;
+pub mod transport;
+
+pub use endpoint::{Endpoint, Scheme};
+pub use error::NetError;

@@ -12,14 +12,19 @@
 //!  hub event    ──▶ line::write_msg / wsjson::encode::* ──▶ socket bytes
 //!  text frame   ──▶ wsjson::Request::decode ──▶ hub
 //!  Engine.IO / Socket.IO packets ──▶ engineio / socketio ──▶ prise-sio
+//!  toolkit streams ──▶ framing (lines, length prefix) ──▶ prise-net
+//!  file transfer   ──▶ transfer (header, resume, verdict) ──▶ prise-net
 //! ```
 //!
 //! Every size a peer controls is capped by [`limits::Limits`].
 #![forbid(unsafe_code)]
 
 pub mod engineio;
+pub mod framing;
+pub mod hexdump;
 pub mod limits;
 pub mod line;
 pub mod message;
 pub mod socketio;
+pub mod transfer;
 pub mod wsjson;

@@ -341,11 +341,11 @@ impl SioHandler for RecoveryApp {
     }
 }
 
-fn engine_config(path: &str) -> EngineConfig {
+fn engine_config(path: &str, ping: (Duration, Duration)) -> EngineConfig {
     EngineConfig {
         path: path.to_owned(),
-        ping_interval: Duration::from_millis(300),
-        ping_timeout: Duration::from_millis(200),
+        ping_interval: ping.0,
+        ping_timeout: ping.1,
         max_payload: 1_000_000,
         cors: CorsConfig {
             allowed_origins: vec!["*".to_owned()],
@@ -363,19 +363,26 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let mut port: u16 = 3000;
     let mut host = "127.0.0.1".to_owned();
+    // The official suites assert pingInterval 300 and pingTimeout 200 (ms).
+    let mut ping = (Duration::from_millis(300), Duration::from_millis(200));
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_default();
         match a.as_str() {
-            "--port" => port = args.next().unwrap_or_default().parse()?,
-            "--host" => host = args.next().unwrap_or_default(),
-            other => anyhow::bail!("unknown argument {other} (use --port N, --host H)"),
+            "--port" => port = value().parse()?,
+            "--host" => host = value(),
+            "--ping-interval-ms" => ping.0 = Duration::from_millis(value().parse()?),
+            "--ping-timeout-ms" => ping.1 = Duration::from_millis(value().parse()?),
+            other => anyhow::bail!(
+                "unknown argument {other} (use --port N, --host H, --ping-interval-ms N, --ping-timeout-ms N)"
+            ),
         }
     }
 
-    let eio = Engine::new(engine_config("/engine.io/"), Echo);
+    let eio = Engine::new(engine_config("/engine.io/", ping), Echo);
     let sio = SioLayer::new(
         SioConfig {
-            engine: engine_config("/socket.io/"),
+            engine: engine_config("/socket.io/", ping),
             namespaces: vec!["/".into(), "/custom".into(), "/secure".into()],
             connect_timeout: Duration::from_millis(1000),
             ..SioConfig::default()
@@ -384,7 +391,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let recovery = SioLayer::new(
         SioConfig {
-            engine: engine_config("/recovery.io/"),
+            engine: engine_config("/recovery.io/", ping),
             recovery: true,
             ..SioConfig::default()
         },

@@ -611,3 +611,38 @@ async fn shutdown_closes_websockets_and_answers_polls() -> Result<()> {
     assert!(r.text().ends_with('1'), "{}", r.text());
     Ok(())
 }
+
+#[tokio::test]
+async fn heartbeat_keeps_answering_clients_and_closes_silent_ones() -> Result<()> {
+    let mut config = test_config();
+    config.engine.ping_interval = Duration::from_millis(50);
+    config.engine.ping_timeout = Duration::from_millis(50);
+    let mut srv = spawn_server(config).await?;
+    let mut ws = ws_open(srv.addr, "").await?;
+    ws.send(Message::text("40")).await?;
+    let (socket, _, _) = srv.next_connect().await?;
+    // Answer three pings; the session stays up.
+    let mut pings = 0;
+    while pings < 3 {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await?
+            .context("ended")??
+        {
+            Message::Text(t) if t.as_str() == "2" => {
+                pings += 1;
+                ws.send(Message::text("3")).await?;
+            }
+            Message::Text(_) => {}
+            other => bail!("unexpected {other:?}"),
+        }
+    }
+    assert!(socket.is_connected());
+    // Stop answering: closed with a ping timeout.
+    match srv.next().await? {
+        Ev::Disconnect(s, DisconnectReason::Transport(CloseReason::PingTimeout)) => {
+            assert_eq!(s, socket)
+        }
+        other => bail!("expected ping timeout, got {other:?}"),
+    }
+    Ok(())
+}

@@ -16,10 +16,35 @@ struct Cli {
     command: Command,
 }
 
+/// `prise serve`: the hub's settings plus LAN discovery.
+#[derive(Debug, clap::Args)]
+struct ServeCmd {
+    #[command(flatten)]
+    serve: prise_server::ServeArgs,
+    #[command(flatten)]
+    announce: prise_net::discover::AnnounceArgs,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the hub: WebSocket, TCP lines, the web page, history and metrics.
-    Serve(prise_server::ServeArgs),
+    /// Run the hub: Socket.IO, WebSocket, TCP lines, the web page, history and metrics.
+    Serve(ServeCmd),
+    /// Connect stdin/stdout to tcp://, tls://, udp://, ws://, wss:// or unix: URLs.
+    Connect(prise_net::connect::ConnectArgs),
+    /// Listen on a URL and relay peers with stdin/stdout.
+    Listen(prise_net::listen::ListenArgs),
+    /// Echo server for TCP, TLS, UDP, WebSocket and Unix sockets.
+    Echo(prise_net::echo::EchoArgs),
+    /// Send a file (name, size, BLAKE3 hash; resumable).
+    Send(prise_net::transfer::SendArgs),
+    /// Receive files into a directory, verified.
+    Recv(prise_net::transfer::RecvArgs),
+    /// TCP reverse proxy and load balancer with health checks.
+    Proxy(prise_proxy::ProxyArgs),
+    /// Check that endpoints are up and measure connect/handshake latency.
+    Probe(prise_net::probe::ProbeArgs),
+    /// Find prise services on the LAN (UDP broadcast).
+    Discover(prise_net::discover::DiscoverArgs),
     /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
     Bench(prise_bench::BenchArgs),
 }
@@ -38,14 +63,35 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(cmd) => serve(cmd).await,
+            Command::Proxy(args) => Ok(prise_proxy::run(args).await?),
             Command::Bench(args) => {
                 let mut out = std::io::stdout().lock();
                 prise_bench::run(args, &mut out, &mut std::io::stderr()).await?;
                 Ok(())
             }
+            Command::Connect(a) => toolkit(prise_net::connect::run(a).await),
+            Command::Listen(a) => toolkit(prise_net::listen::run(a).await),
+            Command::Echo(a) => toolkit(prise_net::echo::run(a).await),
+            Command::Send(a) => toolkit(prise_net::transfer::send_run(a).await),
+            Command::Recv(a) => toolkit(prise_net::transfer::recv_run(a).await),
+            Command::Probe(a) => toolkit(prise_net::probe::run(a).await),
+            Command::Discover(a) => toolkit(prise_net::discover::run(a).await),
         }
     })
+}
+
+/// Ends a toolkit command with its documented exit code (docs/toolkit.md) and
+/// one line on stderr. Exits at once: standard input may be held by a
+/// blocking read that would otherwise delay the runtime's shutdown.
+fn toolkit(result: Result<(), prise_net::NetError>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "prise: {e}");
+            std::process::exit(i32::from(e.exit_code()))
+        }
+    }
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.
@@ -65,14 +111,26 @@ fn shutdown_on_signal() -> anyhow::Result<prise_server::CancellationToken> {
     Ok(token)
 }
 
-async fn serve(args: prise_server::ServeArgs) -> anyhow::Result<()> {
+async fn serve(cmd: ServeCmd) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal()?;
-    prise_server::run(args, shutdown, |bound| {
+    let announce_shutdown = shutdown.clone();
+    let announce = cmd.announce;
+    prise_server::run(cmd.serve, shutdown, move |bound| {
         // Scripts read these two lines to find the ports.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening http {}", bound.http);
         let _ = writeln!(out, "listening tcp {}", bound.tcp);
         let _ = out.flush();
+        if let Some(name) = &announce.announce {
+            let endpoint = format!("ws://{}/ws", bound.http).parse();
+            let started = endpoint.and_then(|ep| {
+                let a = prise_net::discover::Announcement::new(name, "serve", &ep, bound.http);
+                prise_net::discover::spawn_announcer(a, announce.discovery_port, announce_shutdown)
+            });
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot announce on the LAN");
+            }
+        }
     })
     .await?;
     Ok(())

@@ -288,28 +288,22 @@ impl<H: EngineHandler> Engine<H> {
     /// final long-poll, removal from the registry.
     async fn supervise(self: Arc<Self>, entry: Arc<Entry<H::Conn>>) {
         let s = &entry.session;
-        // Absolute times, so the pong deadline is exactly one interval plus
-        // one timeout after the handshake (or the last pong).
-        let mut next_ping = tokio::time::Instant::now() + self.config.ping_interval;
+        // Absolute times from the session's pong deadline (set when it
+        // opened, moved by each pong): ping one timeout before it, close at it.
         loop {
+            let deadline = s.state().pong_deadline;
+            let ping_at = deadline - self.config.ping_timeout;
             tokio::select! {
                 _ = s.closed.cancelled() => break,
-                _ = tokio::time::sleep_until(next_ping) => {}
+                _ = tokio::time::sleep_until(ping_at) => {}
             }
-            let deadline = next_ping + self.config.ping_timeout;
-            {
-                let mut st = s.state();
-                st.awaiting_pong = true;
-                st.pong_deadline = Some(deadline);
-            }
+            s.state().awaiting_pong = true;
             if s.send_control(Frame::from_static("2")).is_err() {
                 break;
             }
             tokio::select! {
                 _ = s.closed.cancelled() => break,
-                _ = s.pong.notified() => {
-                    next_ping = tokio::time::Instant::now() + self.config.ping_interval;
-                }
+                _ = s.pong.notified() => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     s.close(CloseReason::PingTimeout);
                     break;

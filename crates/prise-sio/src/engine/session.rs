@@ -115,8 +115,10 @@ pub(crate) struct State {
     pub(crate) poll_active: bool,
     pub(crate) post_active: bool,
     pub(crate) awaiting_pong: bool,
-    /// When the pong for the last ping is due (while `awaiting_pong`).
-    pub(crate) pong_deadline: Option<tokio::time::Instant>,
+    /// When the next pong is due: one ping interval plus one ping timeout
+    /// after the session opened or the last pong. Past it, the session is
+    /// dead, whether or not the heartbeat task has run yet.
+    pub(crate) pong_deadline: tokio::time::Instant,
     pub(crate) close: Option<CloseReason>,
     /// A long-polling client has been told the session closed.
     pub(crate) final_poll_done: bool,
@@ -148,6 +150,8 @@ impl Session {
         headers: http::HeaderMap,
         config: Arc<EngineConfig>,
     ) -> Self {
+        let pong_deadline =
+            tokio::time::Instant::now() + config.ping_interval + config.ping_timeout;
         Self {
             sid,
             remote,
@@ -162,7 +166,7 @@ impl Session {
                 poll_active: false,
                 post_active: false,
                 awaiting_pong: false,
-                pong_deadline: None,
+                pong_deadline,
                 close: None,
                 final_poll_done: false,
             }),
@@ -277,10 +281,7 @@ impl Session {
     pub(crate) fn check_pong_deadline(&self) -> bool {
         let overdue = {
             let st = self.state();
-            st.close.is_none()
-                && st
-                    .pong_deadline
-                    .is_some_and(|d| tokio::time::Instant::now() >= d)
+            st.close.is_none() && tokio::time::Instant::now() >= st.pong_deadline
         };
         if overdue {
             self.close(CloseReason::PingTimeout);
@@ -331,7 +332,8 @@ impl Session {
         let mut st = self.state();
         if st.awaiting_pong {
             st.awaiting_pong = false;
-            st.pong_deadline = None;
+            st.pong_deadline =
+                tokio::time::Instant::now() + self.config.ping_interval + self.config.ping_timeout;
             drop(st);
             self.pong.notify_one();
         }
