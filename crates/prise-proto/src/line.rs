@@ -297,8 +297,13 @@ impl Command {
             "HELP" => Ok(Command::Help),
             "QUIT" => Ok(Command::Quit),
             _ => {
+                // Keep at most 32 bytes, cut on a character boundary.
                 let mut v = verb;
-                v.truncate(32);
+                let mut end = v.len().min(32);
+                while !v.is_char_boundary(end) {
+                    end -= 1;
+                }
+                v.truncate(end);
                 Err(ParseError::Unknown(v))
             }
         }
@@ -326,6 +331,16 @@ pub fn write_err(out: &mut String, code: &str, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_unknown_verbs_are_cut_on_a_char_boundary() {
+        // Found by fuzzing: a 3-byte character across byte 32 used to panic.
+        let verb = format!("{}\u{5E1A}x", "N".repeat(31));
+        match Command::parse(&verb) {
+            Err(ParseError::Unknown(v)) => assert_eq!(v, "N".repeat(31)),
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn decode_all(d: &mut LineDecoder, buf: &mut BytesMut) -> Vec<Result<String, LineError>> {
         let mut out = Vec::new();

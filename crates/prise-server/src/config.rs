@@ -79,6 +79,9 @@ pub struct ServeArgs {
     /// Time given to connections to close on SIGINT/SIGTERM (e.g. 10s).
     #[arg(long, env = "PRISE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Authentication, rate limits, origins, TLS and HTTP timeouts.
+    #[command(flatten)]
+    pub security: Box<crate::security::SecurityArgs>,
 }
 
 impl ServeArgs {

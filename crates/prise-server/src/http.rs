@@ -1,6 +1,7 @@
 //! The HTTP listener: the page, `/ws`, `/stats`, `/metrics`, `/healthz`,
 //! `/readyz`, on hyper with upgrades, one task per connection.
 
+use crate::tls::MaybeTls;
 use crate::{Shared, page, ws};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -19,9 +20,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 use tracing::Instrument;
-
-/// Time allowed to send request headers (slowloris guard).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The process-wide Prometheus recorder (installed once, shared by every hub
 /// in the process, e.g. in tests).
@@ -54,6 +52,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .merge(crate::api::routes(&shared))
         .with_state(Arc::clone(&shared))
         .merge(shared.sio.router())
 }
@@ -99,7 +98,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(shared.security.header_timeout)
         .max_buf_size(64 * 1024);
     let builder = Arc::new(builder);
     loop {
@@ -115,17 +114,35 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             },
         };
         let _ = stream.set_nodelay(true);
+        let Some(permit) =
+            crate::ratelimit::admit(&shared, &stream, peer, crate::ratelimit::Listener::Http)
+        else {
+            continue;
+        };
         let app = app.clone();
+        // The permit travels with each request so an upgraded WebSocket
+        // keeps holding it after the HTTP connection hands its socket over.
+        let permit = Arc::new(permit);
         let svc = TowerToHyperService::new(app.map_request(
             move |mut req: Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(Arc::clone(&permit));
                 req.map(axum::body::Body::new)
             },
         ));
         let builder = Arc::clone(&builder);
         let shutdown = shared.shutdown.clone();
+        let tls = shared.security.tls.as_ref().map(|t| t.http.clone());
+        let handshake = shared.security.header_timeout;
         shared.tracker.spawn(
             async move {
+                let stream = match MaybeTls::accept(stream, tls.as_ref(), handshake).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "tls handshake failed");
+                        return;
+                    }
+                };
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                 tokio::pin!(conn);
                 tokio::select! {

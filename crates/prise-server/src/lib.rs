@@ -16,14 +16,20 @@
 //! WebSocket gets close 1001 and a TCP client `BYE`.
 #![forbid(unsafe_code)]
 
+mod api;
+pub mod auth;
 pub mod config;
 mod http;
 mod page;
+pub mod ratelimit;
+pub mod security;
 mod sio;
 mod tcp;
+pub mod tls;
 mod ws;
 
 pub use config::{ServeArgs, StoreKind};
+pub use security::{Security, SecurityArgs};
 
 use prise_hub::Hub;
 use prise_hub::clock::SystemClock;
@@ -58,6 +64,9 @@ pub enum ServeError {
     /// The history store failed.
     #[error("history store: {0}")]
     Store(#[from] StoreError),
+    /// Keys, certificates or API key files could not be loaded.
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
 }
 
 /// The addresses the server listens on, once bound.
@@ -90,6 +99,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) rate: Rate,
+    /// Authentication, limits, origins and TLS.
+    pub(crate) security: Security,
 }
 
 /// Opens the configured store.
@@ -130,6 +141,7 @@ pub async fn run(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(Bound),
 ) -> Result<(), ServeError> {
+    let security = Security::build(&args.security, args.http, args.tcp, &args.data)?;
     let store = open_store(&args)?;
     let hub = Hub::start(args.hub_config(), store, Arc::new(SystemClock)).await?;
     http::prometheus();
@@ -159,11 +171,13 @@ pub async fn run(
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
         rate: Rate::default(),
+        security,
     });
     let listeners = TaskTracker::new();
     listeners.spawn(http::serve(http_listener, Arc::clone(&shared)));
     listeners.spawn(tcp::serve(tcp_listener, Arc::clone(&shared)));
     listeners.spawn(sample_rate(Arc::clone(&shared)));
+    listeners.spawn(sweep_limits(Arc::clone(&shared)));
     listeners.close();
     tracing::info!(http = %bound.http, tcp = %bound.tcp, "prise serve ready");
     on_ready(bound);
@@ -222,6 +236,19 @@ async fn sample_rate(shared: Arc<Shared>) {
                 let now = shared.hub.stats().messages();
                 shared.rate.set((now - last) as f64);
                 last = now;
+            }
+        }
+    }
+}
+
+/// Drops idle per-IP rate-limit entries so the table stays bounded.
+async fn sweep_limits(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(ratelimit::SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                shared.security.ips.sweep();
             }
         }
     }

@@ -7,6 +7,9 @@
 //! connection.
 
 use crate::Shared;
+use crate::auth::{AuthError, Denied, Identity};
+use crate::ratelimit::{IpPermit, MessageLimiter};
+use crate::tls::MaybeTls;
 use bytes::{Bytes, BytesMut};
 use prise_hub::{CloseReason, HubError, Outbound, Session, Transport};
 use prise_proto::line::{self, Command, LineDecoder, LineError, ParseError};
@@ -14,7 +17,7 @@ use prise_proto::message::Message;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -36,11 +39,19 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                let Some(permit) = crate::ratelimit::admit(
+                    &shared,
+                    &stream,
+                    peer,
+                    crate::ratelimit::Listener::Tcp,
+                ) else {
+                    continue;
+                };
                 let shared2 = Arc::clone(&shared);
                 let span = tracing::info_span!("tcp", %peer);
                 shared
                     .tracker
-                    .spawn(connection(stream, peer, shared2).instrument(span));
+                    .spawn(connection(stream, peer, shared2, permit).instrument(span));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly
@@ -83,7 +94,17 @@ fn writeln_bytes(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) -> std::io::R
     Ok(())
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, permit: IpPermit) {
+    let _permit = permit;
+    let tls = shared.security.tls.as_ref().map(|t| t.tcp.clone());
+    let mut stream =
+        match MaybeTls::accept(stream, tls.as_ref(), shared.security.header_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "tls handshake failed");
+                return;
+            }
+        };
     let hub = &shared.hub;
     let (session, mut rx) = match hub.connect(Transport::Tcp, None) {
         Ok(s) => s,
@@ -95,20 +116,27 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         }
     };
     tracing::debug!(session = session.id.0, %peer, "connected");
+    let anonymous_ok = shared.security.anonymous_tcp;
     let mut conn = Conn {
         shared: &shared,
         session: &session,
         decoder: LineDecoder::new(hub.config().limits.max_line),
         out: String::new(),
+        identity: Identity::Anonymous,
+        anonymous_ok,
+        limiter: MessageLimiter::new(&shared.security.rate),
+        deadline: (!anonymous_ok)
+            .then(|| tokio::time::Instant::now() + shared.security.auth_timeout),
     };
     let _ = writeln!(
         conn.out,
-        "HELLO prise/{} {} name={} (HELP for commands)",
+        "HELLO prise/{} {} name={}{} (HELP for commands)",
         env!("CARGO_PKG_VERSION"),
         line::PROTOCOL,
-        session.user().name
+        session.user().name,
+        if anonymous_ok { "" } else { " auth=required" },
     );
-    let result = conn.run(&mut stream, &mut rx).await;
+    let result = conn.run(stream, &mut rx).await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended");
     }
@@ -120,20 +148,36 @@ struct Conn<'a> {
     session: &'a Arc<Session>,
     decoder: LineDecoder,
     out: String,
+    identity: Identity,
+    anonymous_ok: bool,
+    limiter: MessageLimiter,
+    /// When the token expires (or, unauthenticated where that is not
+    /// allowed, when the time to authenticate runs out).
+    deadline: Option<tokio::time::Instant>,
 }
 
 enum Flow {
     Continue,
     Quit,
+    /// Write the text, then close.
+    Close(String),
+}
+
+/// Resolves at `deadline`, never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Conn<'_> {
     async fn run(
         &mut self,
-        stream: &mut TcpStream,
+        stream: MaybeTls,
         rx: &mut mpsc::Receiver<Outbound>,
     ) -> std::io::Result<()> {
-        let (mut rd, mut wr) = stream.split();
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let mut buf = BytesMut::new();
         let mut pushes = Vec::new();
         loop {
@@ -144,9 +188,19 @@ impl Conn<'_> {
                     _ = self.session.closed() => return self.close(&mut wr).await,
                 }
             }
+            let deadline = self.deadline;
             tokio::select! {
                 biased;
                 _ = self.session.closed() => return self.close(&mut wr).await,
+                _ = until(deadline) => {
+                    if self.identity.claims().is_some() {
+                        tracing::debug!("token expired");
+                        self.session.close(CloseReason::AuthExpired);
+                        return self.close(&mut wr).await;
+                    }
+                    self.out.push_str("ERR AUTH_REQUIRED no AUTH in time\nBYE authentication timeout\n");
+                    return self.finish(&mut wr).await;
+                }
                 _ = self.shared.shutdown.cancelled() => {
                     self.session.close(CloseReason::Shutdown);
                     return self.close(&mut wr).await;
@@ -171,11 +225,18 @@ impl Conn<'_> {
                     loop {
                         match self.decoder.decode(&mut buf) {
                             Ok(Some(l)) => {
-                                if let Flow::Quit = self.command(&l).await {
-                                    self.out.push_str("BYE\n");
-                                    wr.write_all(self.out.as_bytes()).await?;
-                                    let _ = wr.shutdown().await;
-                                    return Ok(());
+                                match self.command(&l).await {
+                                    Flow::Continue => {}
+                                    Flow::Quit => {
+                                        self.out.push_str("BYE\n");
+                                        wr.write_all(self.out.as_bytes()).await?;
+                                        let _ = wr.shutdown().await;
+                                        return Ok(());
+                                    }
+                                    Flow::Close(text) => {
+                                        self.out.push_str(&text);
+                                        return self.finish(&mut wr).await;
+                                    }
                                 }
                                 if self.out.len() >= FLUSH_AT {
                                     // Pipelined commands: write answers as they
@@ -207,11 +268,25 @@ impl Conn<'_> {
         }
     }
 
-    async fn close(&mut self, wr: &mut tokio::net::tcp::WriteHalf<'_>) -> std::io::Result<()> {
+    /// Writes what is pending (bounded in time), then closes.
+    async fn finish<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+        let text = std::mem::take(&mut self.out);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), async {
+            let _ = wr.write_all(text.as_bytes()).await;
+            let _ = wr.shutdown().await;
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn close<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
         let reason = self.session.close_reason().unwrap_or(CloseReason::Shutdown);
         let text = match reason {
             CloseReason::SlowConsumer => {
                 "ERR SLOW_CONSUMER too many undelivered messages; reconnect and JOIN with SINCE\nBYE slow consumer\n".to_owned()
+            }
+            CloseReason::AuthExpired => {
+                "ERR AUTH_EXPIRED token expired; reconnect with a fresh token\nBYE authentication expired\n".to_owned()
             }
             other => format!("BYE {}\n", other.as_str()),
         };
@@ -232,6 +307,42 @@ impl Conn<'_> {
         line::write_err(&mut self.out, e.code(), &e.to_string());
     }
 
+    fn denied(&mut self, d: Denied, room: &str) {
+        line::write_err(&mut self.out, d.code(), &d.message(room));
+    }
+
+    /// `AUTH token`: first authentication or refresh.
+    fn auth(&mut self, token: &str) -> Flow {
+        let auth = &self.shared.security.auth;
+        let result = match &self.identity {
+            Identity::Token(current) => auth.refresh(current, token),
+            Identity::Anonymous if !self.session.rooms().is_empty() => {
+                Err(AuthError::BadClaims("AUTH before JOIN".into()))
+            }
+            Identity::Anonymous => auth.verify(token),
+        };
+        match result {
+            Ok(claims) => {
+                let user = claims.user();
+                if self.identity.claims().is_none() {
+                    self.shared.hub.set_user(self.session, user.clone());
+                }
+                let left = claims.remaining(std::time::SystemTime::now());
+                self.deadline = Some(tokio::time::Instant::now() + left);
+                let _ = writeln!(self.out, "OK {} exp={}", user.name, claims.exp);
+                self.identity = Identity::Token(claims);
+                Flow::Continue
+            }
+            Err(e) => {
+                crate::ratelimit::refused("auth_failed");
+                let mut text = String::new();
+                line::write_err(&mut text, e.code(), &e.to_string());
+                text.push_str("BYE authentication failed\n");
+                Flow::Close(text)
+            }
+        }
+    }
+
     async fn command(&mut self, l: &str) -> Flow {
         let cmd = match Command::parse(l) {
             Ok(c) => c,
@@ -241,6 +352,35 @@ impl Conn<'_> {
                 return Flow::Continue;
             }
         };
+        if !self.limiter.check() {
+            self.err("RATE_LIMITED", "too many requests; slow down");
+            return Flow::Continue;
+        }
+        let open = matches!(
+            cmd,
+            Command::Ping(_) | Command::Time | Command::Help | Command::Quit | Command::Auth(_)
+        );
+        if !open && !self.identity.is_allowed(self.anonymous_ok) {
+            self.denied(Denied::AuthRequired, "");
+            return Flow::Continue;
+        }
+        let room_check = match &cmd {
+            Command::Join { room, .. } | Command::Who(room) | Command::History { room, .. } => self
+                .identity
+                .check_join(self.anonymous_ok, room)
+                .err()
+                .map(|d| (d, room.clone())),
+            Command::Say { room, .. } => self
+                .identity
+                .check_publish(self.anonymous_ok, room)
+                .err()
+                .map(|d| (d, room.clone())),
+            _ => None,
+        };
+        if let Some((d, room)) = room_check {
+            self.denied(d, &room);
+            return Flow::Continue;
+        }
         let hub = &self.shared.hub;
         match cmd {
             Command::Ping(token) => match token {
@@ -254,16 +394,16 @@ impl Conn<'_> {
                     std::time::UNIX_EPOCH + std::time::Duration::from_millis(hub.clock().now_ms());
                 let _ = writeln!(self.out, "TIME {}", humantime::format_rfc3339_millis(now));
             }
+            Command::Nick(_) if self.identity.claims().is_some() => {
+                self.err("FORBIDDEN", "your name comes from your token");
+            }
             Command::Nick(name) => match hub.rename(self.session, &name) {
                 Ok(u) => {
                     let _ = writeln!(self.out, "OK {}", u.name);
                 }
                 Err(e) => self.hub_err(&e),
             },
-            Command::Auth(_) => self.err(
-                "AUTH_FAILED",
-                "token authentication is not configured on this server; use NICK",
-            ),
+            Command::Auth(token) => return self.auth(&token),
             Command::Join { room, since } => {
                 match hub.join(self.session, &room, since, None).await {
                     Ok(j) => {
@@ -335,7 +475,10 @@ impl Conn<'_> {
                 }
             }
             Command::Rooms => {
-                let rooms = hub.rooms(1000);
+                let mut rooms = hub.rooms(1000);
+                if let Some(c) = self.identity.claims() {
+                    rooms.retain(|r| c.may_join(&r.name));
+                }
                 for r in &rooms {
                     let _ = writeln!(self.out, "ROOM {} {} {}", r.name, r.members, r.offset);
                 }

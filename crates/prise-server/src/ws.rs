@@ -6,6 +6,8 @@
 //! invalid UTF-8, 1008 slow consumer, 1009 too big, 4001 auth.
 
 use crate::Shared;
+use crate::auth::{AuthError, Denied, Identity};
+use crate::ratelimit::{IpPermit, MessageLimiter};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -44,14 +46,39 @@ pub(crate) async fn handler(State(shared): State<Arc<Shared>>, mut req: Request)
         return (StatusCode::SERVICE_UNAVAILABLE, "server is full").into_response();
     }
     let peer = crate::http::peer_of(&req);
+    let header = |name: http::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let origin = header(http::header::ORIGIN);
+    if !shared
+        .security
+        .origins
+        .allows(origin.as_deref(), header(http::header::HOST).as_deref())
+    {
+        crate::ratelimit::refused("origin");
+        tracing::debug!(%peer, ?origin, "origin refused");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    // `?token=` authenticates at the upgrade; a bad token is answered on the
+    // socket (auth_failed, close 4001) so browsers can read why.
+    let token = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_owned)
+    });
+    let permit = req.extensions().get::<Arc<IpPermit>>().cloned();
     match prise_ws::upgrade(&mut req, ws_config(&shared), None) {
         Ok((response, pending)) => {
             let span = tracing::info_span!("ws", peer = %peer);
             let task_shared = Arc::clone(&shared);
             shared.tracker.spawn(
                 async move {
+                    let _permit = permit;
                     match pending.finish().await {
-                        Ok(ws) => connection(ws, task_shared).await,
+                        Ok(ws) => connection(ws, task_shared, token).await,
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
                 }
@@ -88,10 +115,74 @@ fn close_for(reason: CloseReason) -> Message {
     prise_ws::close_message(code, reason.as_str())
 }
 
-async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>) {
+/// A connection's authentication and rate state.
+struct Conn {
+    identity: Identity,
+    anonymous_ok: bool,
+    limiter: MessageLimiter,
+    /// Token expiry, or the end of the time to authenticate.
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Conn {
+    fn denied(&self, id: Option<&Value>, d: Denied, room: &str) -> Message {
+        text(encode::error(id, d.code(), &d.message(room)))
+    }
+
+    fn set_claims(&mut self, claims: crate::auth::Claims) {
+        let left = claims.remaining(std::time::SystemTime::now());
+        self.deadline = Some(tokio::time::Instant::now() + left);
+        self.identity = Identity::Token(claims);
+    }
+}
+
+/// Resolves at `deadline`, never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn auth_failed(e: &AuthError) -> (Message, Message) {
+    crate::ratelimit::refused("auth_failed");
+    let msg = e.to_string();
+    (
+        text(json!({"type": "auth_failed", "code": e.code(), "message": msg}).to_string()),
+        prise_ws::close_message(close_code::AUTH, &msg),
+    )
+}
+
+async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<String>) {
     let hub = &shared.hub;
     let (mut sink, mut stream) = ws.split();
-    let (session, mut rx) = match hub.connect(Transport::Ws, None) {
+    let anonymous_ok = shared.security.anonymous_http;
+    let mut conn = Conn {
+        identity: Identity::Anonymous,
+        anonymous_ok,
+        limiter: MessageLimiter::new(&shared.security.rate),
+        deadline: (!anonymous_ok)
+            .then(|| tokio::time::Instant::now() + shared.security.auth_timeout),
+    };
+    let user = match token.map(|t| shared.security.auth.verify(&t)).transpose() {
+        Ok(c) => c.map(|c| {
+            let u = c.user();
+            conn.set_claims(c);
+            u
+        }),
+        Err(e) => {
+            let (answer, close) = auth_failed(&e);
+            let _ = sink.send(answer).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                if sink.send(close).await.is_ok() {
+                    while let Some(Ok(_)) = stream.next().await {}
+                }
+            })
+            .await;
+            return;
+        }
+    };
+    let (session, mut rx) = match hub.connect(Transport::Ws, user) {
         Ok(s) => s,
         Err(e) => {
             let _ = sink
@@ -101,10 +192,21 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>) {
         }
     };
     let mut pushes = Vec::new();
+    if conn.identity.claims().is_some() {
+        let _ = sink.send(text(encode::auth_success(&session.user()))).await;
+    }
     let close: Option<Message> = loop {
+        let deadline = conn.deadline;
         tokio::select! {
             biased;
             reason = session.closed() => break Some(close_for(reason)),
+            _ = until(deadline) => {
+                if conn.identity.claims().is_some() {
+                    session.close(CloseReason::AuthExpired);
+                    break Some(close_for(CloseReason::AuthExpired));
+                }
+                break Some(prise_ws::close_message(close_code::AUTH, "authentication timeout"));
+            }
             _ = shared.shutdown.cancelled() => {
                 session.close(CloseReason::Shutdown);
                 break Some(close_for(CloseReason::Shutdown));
@@ -127,7 +229,7 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>) {
             frame = stream.next() => match frame {
                 None => break None,
                 Some(Ok(Message::Text(t))) => {
-                    let (replies, close) = handle(&shared, &session, &t).await;
+                    let (replies, close) = handle(&shared, &session, &mut conn, &t).await;
                     let write = async {
                         for r in replies {
                             sink.feed(r).await?;
@@ -194,9 +296,20 @@ fn hub_error(id: Option<&Value>, e: &HubError) -> Message {
 async fn handle(
     shared: &Shared,
     session: &Arc<Session>,
+    conn: &mut Conn,
     frame: &str,
 ) -> (Vec<Message>, Option<Message>) {
     let hub = &shared.hub;
+    if !conn.limiter.check() {
+        return (
+            vec![text(encode::error(
+                None,
+                "RATE_LIMITED",
+                "too many requests; slow down",
+            ))],
+            None,
+        );
+    }
     let req = match WsRequest::decode(frame) {
         Ok(r) => r,
         Err(e) => {
@@ -212,13 +325,71 @@ async fn handle(
     };
     let id = req.id.as_ref();
     let mut out = Vec::new();
+    let anon = conn.anonymous_ok;
+    let open = matches!(
+        req.frame,
+        ClientFrame::Auth { .. } | ClientFrame::Ping { .. }
+    );
+    if !open && !conn.identity.is_allowed(anon) {
+        return (vec![conn.denied(id, Denied::AuthRequired, "")], None);
+    }
+    let room_check = match &req.frame {
+        ClientFrame::Join { room, .. }
+        | ClientFrame::History { room, .. }
+        | ClientFrame::Presence { room } => conn
+            .identity
+            .check_join(anon, room)
+            .err()
+            .map(|d| (d, room)),
+        ClientFrame::Message { room, .. } => conn
+            .identity
+            .check_publish(anon, room)
+            .err()
+            .map(|d| (d, room)),
+        _ => None,
+    };
+    if let Some((d, room)) = room_check {
+        return (vec![conn.denied(id, d, room)], None);
+    }
     match req.frame {
-        ClientFrame::Auth { token, name } => {
-            if token.is_some() {
-                let msg = "token authentication is not configured on this server";
-                out.push(text(encode::auth_failed(msg)));
-                return (out, Some(prise_ws::close_message(close_code::AUTH, msg)));
+        ClientFrame::Auth {
+            token: Some(token), ..
+        } => {
+            let auth = &shared.security.auth;
+            let result = match &conn.identity {
+                Identity::Token(current) => auth.refresh(current, &token),
+                Identity::Anonymous if !session.rooms().is_empty() => {
+                    Err(AuthError::BadClaims("auth before join".into()))
+                }
+                Identity::Anonymous => auth.verify(&token),
+            };
+            match result {
+                Ok(claims) => {
+                    if conn.identity.claims().is_none() {
+                        hub.set_user(session, claims.user());
+                    }
+                    conn.set_claims(claims);
+                    out.push(text(encode::auth_success(&session.user())));
+                }
+                Err(e) => {
+                    let (answer, close) = auth_failed(&e);
+                    return (vec![answer], Some(close));
+                }
             }
+        }
+        ClientFrame::Auth { token: None, .. } if !anon => {
+            let (answer, close) = auth_failed(&AuthError::BadClaims(
+                "a token is required on this server".into(),
+            ));
+            return (vec![answer], Some(close));
+        }
+        ClientFrame::Auth {
+            token: None,
+            name: Some(_),
+        } if conn.identity.claims().is_some() => {
+            out.push(conn.denied(id, Denied::Forbidden, ""));
+        }
+        ClientFrame::Auth { token: None, name } => {
             match name.map(|n| hub.rename(session, &n)).transpose() {
                 Ok(_) => out.push(text(encode::auth_success(&session.user()))),
                 Err(e) => {
@@ -241,6 +412,7 @@ async fn handle(
             name,
         } => {
             if let Some(n) = name
+                && conn.identity.claims().is_none()
                 && let Err(e) = hub.rename(session, &n)
             {
                 return (vec![hub_error(id, &e)], None);
@@ -296,7 +468,13 @@ async fn handle(
         ClientFrame::Presence { room } => {
             out.push(text(encode::presence(id, &room, &hub.presence(&room))))
         }
-        ClientFrame::Rooms => out.push(text(encode::rooms(id, &hub.rooms(1000)))),
+        ClientFrame::Rooms => {
+            let mut rooms = hub.rooms(1000);
+            if let Some(c) = conn.identity.claims() {
+                rooms.retain(|r| c.may_join(&r.name));
+            }
+            out.push(text(encode::rooms(id, &rooms)));
+        }
     }
     (out, None)
 }

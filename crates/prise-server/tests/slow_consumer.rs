@@ -20,7 +20,8 @@ async fn stats(server: &TestServer) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything() {
-    let server = spawn_server(&["--queue-depth", "16"]).await;
+    // The publisher outruns the default per-connection rate limit on purpose.
+    let server = spawn_server(&["--queue-depth", "16", "--rate-messages", "0"]).await;
 
     // The slow client: a tiny receive buffer, joins, then never reads again.
     let socket = TcpSocket::new_v4().unwrap();

@@ -1,0 +1,246 @@
+//! The HTTP API for backends, under `/api`, behind API keys
+//! (`Authorization: Bearer <key>` or `X-API-Key: <key>`).
+//!
+//! ```text
+//! POST /api/publish                    {"room","content","user"?:{"id","name"}} → {"room","offset","messageId","timestamp"}
+//! GET  /api/rooms                      → {"rooms":[{name,members,offset}]}
+//! GET  /api/rooms/{room}/history       ?since=n&limit=n → {"room","epoch","messages","complete"}
+//! GET  /api/rooms/{room}/presence      → {"room","members":[{id,name}]}
+//! ```
+//!
+//! Errors are `{"error":{"code","message"}}` with 400, 401, 404, 413, 429,
+//! 500. Bodies are capped at `--max-body`; every request counts against the
+//! connection's rate limit like any other client.
+
+use crate::Shared;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use prise_hub::HubError;
+use prise_proto::message::{Offset, User};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Default number of messages a history request returns.
+const DEFAULT_HISTORY: usize = 50;
+
+/// The `/api` routes.
+pub(crate) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/publish", post(publish))
+        .route("/api/rooms", get(rooms))
+        .route("/api/rooms/{room}/history", get(history))
+        .route("/api/rooms/{room}/presence", get(presence))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            shared.security.max_body,
+        ))
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn hub_error(e: &HubError) -> Response {
+    let status = match e {
+        HubError::NoRoom(_) | HubError::NotMember(_) => StatusCode::NOT_FOUND,
+        HubError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        HubError::BadName(_) | HubError::TooManyRooms(_) | HubError::RoomLimit => {
+            StatusCode::BAD_REQUEST
+        }
+        HubError::Full => StatusCode::SERVICE_UNAVAILABLE,
+        HubError::Send(_) | HubError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.code(), &e.to_string())
+}
+
+/// Equal in time independent of where the first difference is.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks the API key; `Err` is the 401 answer.
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let keys = &shared.security.api_keys;
+    if keys.is_empty() {
+        crate::ratelimit::refused("api_key");
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "AUTH_REQUIRED",
+            "no API key is configured on this server (--api-key)",
+        )));
+    }
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    let Some(given) = given else {
+        crate::ratelimit::refused("api_key");
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "AUTH_REQUIRED",
+            "send Authorization: Bearer <key> or X-API-Key",
+        )));
+    };
+    // Compare with every key so the time does not tell which one matched.
+    let ok = keys
+        .iter()
+        .fold(false, |acc, k| acc | ct_eq(k.as_bytes(), given.as_bytes()));
+    if ok {
+        Ok(())
+    } else {
+        crate::ratelimit::refused("api_key");
+        Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "AUTH_FAILED",
+            "API key not accepted",
+        )))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    room: String,
+    content: Value,
+    #[serde(default)]
+    user: Option<User>,
+}
+
+async fn publish(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return *r;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            crate::ratelimit::refused("body_too_large");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "TOO_LARGE",
+                &format!("body larger than {} bytes", shared.security.max_body),
+            );
+        }
+        Err(e) => return error(e.status(), "BAD_REQUEST", &e.body_text()),
+    };
+    let req: PublishBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &e.to_string()),
+    };
+    let user = req.user.unwrap_or_else(|| User {
+        id: "api".into(),
+        name: "api".into(),
+    });
+    let max_name = shared.hub.config().limits.max_name;
+    if prise_proto::limits::check_name(&user.name, max_name).is_err()
+        || prise_proto::limits::check_name(&user.id, max_name).is_err()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "user id and name must be 1-64 bytes without whitespace",
+        );
+    }
+    match shared.hub.publish_as(user, &req.room, req.content).await {
+        Ok(m) => axum::Json(json!({
+            "room": m.room_id,
+            "offset": m.offset,
+            "messageId": m.id,
+            "timestamp": m.timestamp,
+        }))
+        .into_response(),
+        Err(e) => hub_error(&e),
+    }
+}
+
+async fn rooms(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return *r;
+    }
+    axum::Json(json!({"rooms": shared.hub.rooms(1000)})).into_response()
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return *r;
+    }
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "since and limit are non-negative integers",
+        );
+    };
+    match shared
+        .hub
+        .history(
+            &room,
+            q.since.map(Offset),
+            q.limit.unwrap_or(DEFAULT_HISTORY),
+        )
+        .await
+    {
+        Ok((epoch, page)) => axum::Json(json!({
+            "room": room,
+            "epoch": epoch,
+            "messages": page.messages.iter().map(|m| &**m).collect::<Vec<_>>(),
+            "complete": page.complete,
+        }))
+        .into_response(),
+        Err(e) => hub_error(&e),
+    }
+}
+
+async fn presence(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return *r;
+    }
+    axum::Json(json!({"room": room, "members": shared.hub.presence(&room)})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ct_eq;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

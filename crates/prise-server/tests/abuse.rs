@@ -1,0 +1,172 @@
+//! Abuse over real sockets, bounded in count and time: oversize lines,
+//! frames and bodies, invalid UTF-8, slowloris, thousands of idle
+//! connections. The hub stays up, its memory stays bounded, other clients
+//! are unaffected.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Resident memory of this process (the server runs in it), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// Checks that the hub still serves a fresh client on both transports.
+async fn still_serves(server: &TestServer) {
+    let mut c = LineClient::connect(server).await;
+    assert_eq!(c.ask("PING alive", "PONG").await, "PONG alive");
+    let mut ws = ws_connect(server).await;
+    ws_send(&mut ws, json!({"type": "ping", "timestamp": 1})).await;
+    assert_eq!(ws_until(&mut ws, "pong").await["timestamp"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_line_is_skipped_and_the_connection_stays_usable() {
+    let server = spawn_server(&["--max-line", "1024"]).await;
+    let mut c = LineClient::connect(&server).await;
+    // 4 MiB without a newline, then a newline and a command.
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..64 {
+        c.writer.write_all(&chunk).await.unwrap();
+    }
+    c.writer.write_all(b"\nPING after\n").await.unwrap();
+    assert!(c.until("ERR").await.starts_with("ERR LINE_TOO_LONG"));
+    assert_eq!(c.until("PONG").await, "PONG after");
+    still_serves(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frame_closes_1009_and_invalid_utf8_closes_1007() {
+    let server = spawn_server(&["--max-frame", "4096"]).await;
+    let mut ws = ws_connect(&server).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "message", "room": "r", "content": "x".repeat(10_000)}),
+    )
+    .await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(1009));
+
+    // A raw text frame with invalid UTF-8 (the client library refuses to
+    // send one, so the handshake and frame are written by hand).
+    let mut s = TcpStream::connect(server.bound.http).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(WAIT, s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mask = [1u8, 2, 3, 4];
+    let payload = [0xffu8, 0xfe, 0xfd];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).await.unwrap();
+    let mut hdr = [0u8; 2];
+    tokio::time::timeout(WAIT, s.read_exact(&mut hdr))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hdr[0], 0x88, "a close frame");
+    let mut body = vec![0u8; usize::from(hdr[1] & 0x7f)];
+    s.read_exact(&mut body).await.unwrap();
+    assert_eq!(u16::from_be_bytes([body[0], body[1]]), 1007);
+    still_serves(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_headers_are_cut_off_at_the_header_timeout() {
+    let server = spawn_server(&["--header-timeout", "400ms"]).await;
+    let mut slow = TcpStream::connect(server.bound.http).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Trickle a header line every 100 ms; the server must close before the
+    // head is ever complete.
+    let trickle = async {
+        for i in 0..200 {
+            if slow
+                .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return true;
+            }
+            let mut b = [0u8; 512];
+            match tokio::time::timeout(std::time::Duration::from_millis(100), slow.read(&mut b))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+        false
+    };
+    assert!(
+        tokio::time::timeout(WAIT, trickle).await.unwrap(),
+        "the server closed the trickling connection"
+    );
+    still_serves(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_connections_keep_memory_bounded() {
+    const SOURCES: u8 = 20;
+    const PER_SOURCE: usize = 100;
+    let server = spawn_server(&[]).await;
+    still_serves(&server).await;
+    let before = rss_kib();
+    let mut idle = Vec::with_capacity(usize::from(SOURCES) * PER_SOURCE);
+    for src in 0..SOURCES {
+        for _ in 0..PER_SOURCE {
+            let sock = TcpSocket::new_v4().unwrap();
+            sock.bind(([127, 0, 0, 2 + src], 0).into()).unwrap();
+            let s = tokio::time::timeout(WAIT, sock.connect(server.bound.tcp))
+                .await
+                .unwrap()
+                .unwrap();
+            idle.push(s);
+        }
+    }
+    // Every one is a session on the hub (the greeting reaches each socket).
+    let mut greeted = 0;
+    for s in idle.iter_mut().step_by(97) {
+        let mut b = [0u8; 5];
+        tokio::time::timeout(WAIT, s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        greeted += usize::from(&b == b"HELLO");
+    }
+    assert_eq!(greeted, idle.len().div_ceil(97));
+    still_serves(&server).await;
+    let grown = rss_kib().saturating_sub(before);
+    assert!(
+        grown < 96 * 1024,
+        "2000 idle connections grew RSS by {grown} KiB"
+    );
+    drop(idle);
+    still_serves(&server).await;
+    server.stop().await;
+}
