@@ -29,6 +29,8 @@
 //! `{error: {code, message}}` on failure.
 
 use crate::Shared;
+use crate::auth::{Denied, Identity};
+use crate::ratelimit::MessageLimiter;
 use prise_hub::{CloseReason, HubError, Outbound, Session, Transport};
 use prise_proto::message::{Epoch, Message, Offset, User};
 use prise_sio::{
@@ -49,6 +51,12 @@ const PUMP_BATCH: usize = 64;
 /// Per-socket state.
 struct Conn {
     session: Arc<Session>,
+    /// Who the socket authenticated as.
+    identity: Identity,
+    /// Whether anonymous clients may act on this listener.
+    anonymous_ok: bool,
+    /// Events per second allowed to this socket.
+    limiter: Mutex<MessageLimiter>,
     /// The room of the seed chat's single-room API (`joinRoom`).
     current: Mutex<Option<Arc<str>>>,
     /// The seq sent as the offset of the next non-message event.
@@ -129,9 +137,33 @@ fn user_value(user: &User, room: &str) -> Value {
 async fn pump(socket: Socket, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outbound>) {
     let nsp = socket.namespace().to_owned();
     let mut batch = Vec::with_capacity(PUMP_BATCH);
+    // A token's expiry ends the session (the client reconnects with a fresh
+    // token in its `auth`).
+    let expiry = conn.identity.claims().map(|c| {
+        tokio::time::Instant::now() + c.remaining(std::time::SystemTime::now())
+    });
+    let expired = async {
+        match expiry {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     loop {
         tokio::select! {
+            () = &mut expired => {
+                conn.session.close(CloseReason::AuthExpired);
+            }
             reason = conn.session.closed() => {
+                if reason == CloseReason::AuthExpired {
+                    let _ = socket.emit("error", &Payload::new(vec![
+                        json!({"code": "AUTH_EXPIRED", "message": "authentication expired; reconnect with a fresh token"}),
+                        seq_arg(conn.last_seq.load(Ordering::Acquire)),
+                    ]));
+                    // A namespace disconnect: no recovery with an expired token.
+                    socket.disconnect();
+                    return;
+                }
                 if reason == CloseReason::SlowConsumer {
                     let _ = socket.emit("error", &Payload::new(vec![
                         json!({"code": "SLOW_CONSUMER", "message": "too many undelivered messages; reconnecting recovers them"}),
@@ -198,10 +230,29 @@ impl HubSio {
             .upgrade()
             .ok_or_else(|| ConnectRefusal::new("server is shutting down"))?;
         let hub = &shared.hub;
+        let security = &shared.security;
+        let identity = match auth.get("token").and_then(Value::as_str) {
+            Some(token) => match security.auth.verify(token) {
+                Ok(claims) => Identity::Token(claims),
+                Err(e) => {
+                    crate::ratelimit::refused("auth_failed");
+                    return Err(ConnectRefusal::new("Authentication failed")
+                        .with_data(json!({"code": e.code(), "reason": e.to_string()})));
+                }
+            },
+            None if security.anonymous_http => Identity::Anonymous,
+            None => {
+                crate::ratelimit::refused("auth_failed");
+                return Err(ConnectRefusal::new("Authentication failed").with_data(
+                    json!({"code": "AUTH_REQUIRED", "reason": "this server needs a token in auth.token"}),
+                ));
+            }
+        };
         let (session, rx) = hub
-            .connect(Transport::SocketIo, None)
+            .connect(Transport::SocketIo, identity.claims().map(|c| c.user()))
             .map_err(|e| ConnectRefusal::new(e.to_string()))?;
-        if let Some(name) = name_from_auth(&auth)
+        if let Identity::Anonymous = identity
+            && let Some(name) = name_from_auth(&auth)
             && let Err(e) = hub.rename(&session, &name)
         {
             hub.disconnect(&session);
@@ -209,6 +260,9 @@ impl HubSio {
         }
         let conn = Arc::new(Conn {
             session: Arc::clone(&session),
+            identity,
+            anonymous_ok: security.anonymous_http,
+            limiter: Mutex::new(MessageLimiter::new(&security.rate)),
             current: Mutex::new(None),
             last_seq: AtomicU64::new(hub.delivered_seq()),
             pump: Mutex::new(None),
@@ -272,6 +326,23 @@ impl HubSio {
         let (Some(conn), Some(shared)) = (self.conn(&socket), self.shared.upgrade()) else {
             return;
         };
+        let allowed = conn
+            .limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check();
+        if !allowed {
+            crate::ratelimit::refused("message_rate");
+            let e = json!({"code": "RATE_LIMITED", "message": "too many events; slow down"});
+            let _ = socket.emit(
+                "error",
+                &Payload::new(vec![e.clone(), seq_arg(conn.last_seq.load(Ordering::Acquire))]),
+            );
+            if let Some(ack) = ack {
+                let _ = ack.send(&ack_payload(&conn, Err(e)));
+            }
+            return;
+        }
         if ack.is_some() && matches!(event.as_str(), "joinRoom" | "startTyping" | "stopTyping") {
             // The contract defines no ack for these: a client asking for one
             // is the official client's retry queue (`retries`), which reads
@@ -322,11 +393,19 @@ impl HubSio {
             emit_error(&v);
             Err(v)
         };
+        let denied = |d: Denied, room: &str| json!({"code": d.code(), "message": d.message(room)});
+        let may_join = |room: &str| conn.identity.check_join(conn.anonymous_ok, room).map_err(|d| denied(d, room));
+        let may_publish =
+            |room: &str| conn.identity.check_publish(conn.anonymous_ok, room).map_err(|d| denied(d, room));
         match event {
             "joinRoom" => {
                 let Some(room) = arg.as_str() else {
                     return chat_error(&HubError::NoRoom(String::new()));
                 };
+                if let Err(e) = may_join(room) {
+                    emit_error(&e);
+                    return Err(e);
+                }
                 let previous = conn
                     .current
                     .lock()
@@ -353,6 +432,10 @@ impl HubSio {
                 let Some(room) = current else {
                     return chat_error(&HubError::NotMember("(none: use joinRoom first)".into()));
                 };
+                if let Err(e) = may_publish(&room) {
+                    emit_error(&e);
+                    return Err(e);
+                }
                 match hub.publish(session, &room, arg).await {
                     Ok(m) => Ok(Some(Value::String(m.id.clone()))),
                     Err(e) => chat_error(&e),
@@ -384,6 +467,7 @@ impl HubSio {
                     ),
                     _ => (String::new(), None, None),
                 };
+                may_join(&room)?;
                 let _emitting = conn.emit_lock.lock().await;
                 match hub.join(session, &room, since, epoch.as_ref()).await {
                     Ok(j) => {
@@ -426,6 +510,7 @@ impl HubSio {
                     .unwrap_or("")
                     .to_owned();
                 let content = arg.get("content").cloned().unwrap_or(Value::Null);
+                may_publish(&room)?;
                 match hub.publish(session, &room, content).await {
                     Ok(m) => Ok(Some(json!({"room": room, "offset": m.offset, "id": m.id}))),
                     Err(e) => Err(error_value(&e)),
@@ -438,6 +523,7 @@ impl HubSio {
                     .unwrap_or("")
                     .to_owned();
                 let since = arg.get("since").and_then(Value::as_u64).map(Offset);
+                may_join(&room)?;
                 let limit = arg
                     .get("limit")
                     .and_then(Value::as_u64)
@@ -457,6 +543,7 @@ impl HubSio {
             }
             "presence" => {
                 let room = arg.as_str().unwrap_or("");
+                may_join(room)?;
                 Ok(Some(json!({"room": room, "members": hub.presence(room)})))
             }
             other => {
