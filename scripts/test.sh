@@ -10,7 +10,6 @@ step "format";  cargo fmt --all -- --check
 step "lint";    cargo clippy --locked --workspace --all-targets -- -D warnings
 step "docs";    RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps
 step "tests";   cargo test --locked --workspace
-step "benches compile"; cargo bench --locked --workspace --no-run
 
 export PRISE_BIN="$PWD/target/debug/prise"
 for suite in tests/*/run.sh; do

@@ -111,6 +111,12 @@ pub trait DeliverySink: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Everything up to `seq` has been delivered on this node (after a
+    /// catch-up from the shared store), so sessions connecting now start there.
+    fn advance_seq(&self, seq: u64) {
+        let _ = seq;
+    }
+
     /// A user on another node started or stopped typing in `room`.
     fn remote_typing(&self, room: &str, user: User, typing: bool) {
         let _ = (room, user, typing);

@@ -159,6 +159,8 @@ pub(crate) struct Inner {
     next_session: AtomicU64,
     /// Presence is shared with other nodes through the broker.
     shared: bool,
+    /// Highest seq delivered so far.
+    delivered_seq: AtomicU64,
 }
 
 /// The hub. Cheap to clone; every transport holds one.
@@ -193,14 +195,16 @@ impl Hub {
         let first_seq = store.max_seq().await?;
         let broker_store = Arc::clone(&store);
         let broker_clock = Arc::clone(&clock);
-        Ok(Self::with_broker(config, store, clock, move |sink| {
+        let hub = Self::with_broker(config, store, clock, move |sink| {
             Arc::new(LocalBroker::start(
                 broker_store,
                 sink,
                 broker_clock,
                 first_seq,
             ))
-        }))
+        });
+        hub.inner.delivered_seq.store(first_seq, Ordering::Release);
+        Ok(hub)
     }
 
     /// Builds a hub whose broker is made by `make_broker`, given the hub as
@@ -223,6 +227,7 @@ impl Hub {
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 stats: Stats::default(),
                 next_session: AtomicU64::new(1),
+                delivered_seq: AtomicU64::new(0),
             }
         });
         Hub { inner }
@@ -241,6 +246,12 @@ impl Hub {
     /// The injected clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// The highest hub-wide seq delivered so far: a session connecting now
+    /// has missed nothing at or below it.
+    pub fn delivered_seq(&self) -> u64 {
+        self.inner.delivered_seq.load(Ordering::Acquire)
     }
 
     /// The broker's node id.
@@ -1045,6 +1056,10 @@ impl DeliverySink for Inner {
         v
     }
 
+    fn advance_seq(&self, seq: u64) {
+        self.delivered_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
     fn remote_typing(&self, room: &str, user: User, typing: bool) {
         let (name, targets) = {
             let shard = self.lock_shard(room);
@@ -1087,6 +1102,7 @@ impl DeliverySink for Inner {
                 }
             }
             room.delivered = message.offset;
+            self.delivered_seq.fetch_max(message.seq, Ordering::AcqRel);
             if fanout == 0 && shard.rooms.len() > self.config.limits.max_rooms / SHARDS {
                 Hub::sweep(&mut shard);
             }

@@ -694,6 +694,7 @@ async fn catch_up(s: &Shared) -> Result<(), BrokerError> {
         };
         fill(s, &*sink, &room, &head.epoch, after, head.last).await?;
     }
+    sink.advance_seq(head_seq.unwrap_or(0));
     s.seen.send_if_modified(|v| {
         let new = head_seq.unwrap_or(0).max(*v);
         let changed = new != *v;

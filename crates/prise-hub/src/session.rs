@@ -1,8 +1,8 @@
 //! A session: one client connection on any transport, as the hub sees it.
 
 use crate::Transport;
-use bytes::Bytes;
 use prise_proto::message::{Message, User};
+use std::any::Any;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -36,11 +36,18 @@ impl CloseReason {
 
 /// A message on its way to many sessions, with its encodings cached so that
 /// fan-out encodes once per transport, not once per subscriber.
-#[derive(Debug)]
 pub struct Delivery {
     /// The message.
     pub message: Arc<Message>,
-    encoded: [OnceLock<Bytes>; Transport::COUNT],
+    encoded: [OnceLock<Arc<dyn Any + Send + Sync>>; Transport::COUNT],
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Delivery {
@@ -52,11 +59,24 @@ impl Delivery {
         }
     }
 
-    /// The message encoded for `transport`, computed by the first caller.
-    pub fn encoded(&self, transport: Transport, encode: impl FnOnce(&Message) -> Bytes) -> Bytes {
-        self.encoded[transport as usize]
-            .get_or_init(|| encode(&self.message))
-            .clone()
+    /// The message encoded for `transport` (any type the transport sends),
+    /// computed by the first caller and shared by every other subscriber.
+    pub fn encoded<T: Send + Sync + 'static>(
+        &self,
+        transport: Transport,
+        encode: impl FnOnce(&Message) -> T,
+    ) -> Arc<T> {
+        let slot = &self.encoded[transport as usize];
+        if let Some(any) = slot.get() {
+            // One transport caches one type; a caller asking for another
+            // type gets a fresh, uncached encoding.
+            return Arc::clone(any)
+                .downcast::<T>()
+                .unwrap_or_else(|_| Arc::new(encode(&self.message)));
+        }
+        let fresh = Arc::new(encode(&self.message));
+        let stored = slot.get_or_init(|| Arc::clone(&fresh) as Arc<dyn Any + Send + Sync>);
+        Arc::clone(stored).downcast::<T>().unwrap_or(fresh)
     }
 }
 

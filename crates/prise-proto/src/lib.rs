@@ -9,14 +9,17 @@
 //!
 //! ```text
 //!  socket bytes ──▶ line::LineDecoder ──▶ line::Command::parse ──▶ hub
-//!  hub event    ──▶ line::Push / wsjson::ServerFrame::encode ──▶ socket bytes
-//!  text frame   ──▶ wsjson::ClientFrame::decode ──▶ hub
+//!  hub event    ──▶ line::write_msg / wsjson::encode::* ──▶ socket bytes
+//!  text frame   ──▶ wsjson::Request::decode ──▶ hub
+//!  Engine.IO / Socket.IO packets ──▶ engineio / socketio ──▶ prise-sio
 //! ```
 //!
 //! Every size a peer controls is capped by [`limits::Limits`].
 #![forbid(unsafe_code)]
 
+pub mod engineio;
 pub mod limits;
 pub mod line;
 pub mod message;
+pub mod socketio;
 pub mod wsjson;

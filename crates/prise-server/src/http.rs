@@ -54,7 +54,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(shared)
+        .with_state(Arc::clone(&shared))
+        .merge(shared.sio.router())
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {

@@ -19,6 +19,7 @@
 pub mod config;
 mod http;
 mod page;
+mod sio;
 mod tcp;
 mod ws;
 
@@ -89,6 +90,7 @@ impl Rate {
 /// What every listener and connection task shares.
 pub(crate) struct Shared {
     pub(crate) hub: Hub,
+    pub(crate) sio: prise_sio::SioLayer,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) rate: Rate,
@@ -169,8 +171,13 @@ pub async fn run(
                 source,
             })?,
     };
-    let shared = Arc::new(Shared {
+    let sio_config = sio_config(&args);
+    let shared = Arc::new_cyclic(|weak| Shared {
         hub: hub.clone(),
+        sio: prise_sio::SioLayer::with_handler(
+            sio_config,
+            Arc::new(sio::HubSio::new(weak.clone())),
+        ),
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
         rate: Rate::default(),
@@ -186,6 +193,7 @@ pub async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     listeners.wait().await;
+    shared.sio.shutdown(args.shutdown_timeout).await;
     shared.tracker.close();
     if tokio::time::timeout(args.shutdown_timeout, shared.tracker.wait())
         .await
@@ -205,6 +213,27 @@ pub async fn run(
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Socket.IO settings for the hub: recovery on, limits from the hub's.
+fn sio_config(args: &ServeArgs) -> prise_sio::SioConfig {
+    let mut config = prise_sio::SioConfig {
+        recovery: true,
+        ..prise_sio::SioConfig::default()
+    };
+    config.engine.max_payload = args.max_frame;
+    config.engine.max_queued_packets = args.queue_depth;
+    config.engine.max_sessions = args.max_connections;
+    config.engine.cors = prise_sio::CorsConfig {
+        allowed_origins: args.cors_origins.clone(),
+        credentials: false,
+    };
+    config.engine.ws = prise_ws::WsConfig {
+        max_message_size: args.max_frame,
+        max_frame_size: args.max_frame,
+        ..prise_ws::WsConfig::default()
+    };
+    config
 }
 
 /// Samples the publish counter once a second for the dashboard's rate.

@@ -8,7 +8,6 @@
 use crate::Shared;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use prise_hub::{CloseReason, HubError, Outbound, Session, Transport};
@@ -71,9 +70,8 @@ fn text(s: String) -> Message {
 fn push(ev: &Outbound) -> Message {
     match ev {
         Outbound::Message(d) => {
-            let bytes = d.encoded(Transport::Ws, |m| Bytes::from(encode::message(m)));
-            // The cached bytes were produced from a String, so they are UTF-8.
-            Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_default())
+            let text = d.encoded(Transport::Ws, |m| Utf8Bytes::from(encode::message(m)));
+            Message::Text(Utf8Bytes::clone(&text))
         }
         Outbound::Joined { room, user } => text(encode::joined(room, user)),
         Outbound::Left { room, user } => text(encode::left(room, user)),
