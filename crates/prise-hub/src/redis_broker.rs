@@ -46,7 +46,7 @@ use prise_proto::message::{Epoch, Message, Offset, User};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
@@ -230,7 +230,6 @@ struct Shared {
     dirty_notify: Notify,
     typing_tx: mpsc::Sender<String>,
     typing_rx: Mutex<Option<mpsc::Receiver<String>>>,
-    typing_dropped: AtomicU64,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -318,7 +317,6 @@ impl RedisCluster {
                 dirty_notify: Notify::new(),
                 typing_tx,
                 typing_rx: Mutex::new(Some(typing_rx)),
-                typing_dropped: AtomicU64::new(0),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
@@ -512,7 +510,7 @@ impl Broker for RedisBroker {
             if typing { 1 } else { 0 }
         );
         if s.typing_tx.try_send(event).is_err() {
-            s.typing_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("prise_redis_typing_dropped_total").increment(1);
         }
     }
 }
@@ -621,6 +619,7 @@ async fn subscriber(s: Arc<Shared>) {
         if !s.ready.swap(true, Ordering::Relaxed) {
             tracing::info!(node = %s.node_id, "redis subscription ready");
         }
+        metrics::gauge!("prise_redis_ready").set(1.0);
         backoff.reset();
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -653,6 +652,7 @@ async fn subscriber(s: Arc<Shared>) {
             }
             if overflow.swap(false, Ordering::Relaxed) {
                 tracing::warn!("pub/sub queue overflowed; catching up from the streams");
+                metrics::counter!("prise_redis_catch_ups_total").increment(1);
                 if let Err(e) = catch_up(&s).await {
                     tracing::warn!(error = %e, "catching up from redis failed");
                     break false;
@@ -660,6 +660,8 @@ async fn subscriber(s: Arc<Shared>) {
             }
         };
         if !ok {
+            metrics::gauge!("prise_redis_ready").set(0.0);
+            metrics::counter!("prise_redis_reconnects_total").increment(1);
             s.ready.store(false, Ordering::Relaxed);
             tracing::warn!(node = %s.node_id, "redis subscription lost; reconnecting");
         }
@@ -920,7 +922,7 @@ async fn typing_task(s: Arc<Shared>, mut rx: mpsc::Receiver<String>) {
             .query_async(&mut conn)
             .await;
         if r.is_err() {
-            s.typing_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("prise_redis_typing_dropped_total").increment(1);
         }
     }
 }
