@@ -16,6 +16,7 @@
 //! ```
 
 use crate::clock::Clock;
+use crate::presence::{PresenceApplied, PresenceEvent, PresenceSnapshot};
 use crate::store::{HistoryStore, StoreError};
 use futures_util::future::{BoxFuture, FutureExt};
 use prise_proto::message::{Epoch, Message, Offset, User};
@@ -42,10 +43,84 @@ pub struct Draft {
     pub content: serde_json::Value,
 }
 
+/// What the hub did with an offered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Fanned out (the next offset, or a room new to this node).
+    Delivered,
+    /// Already delivered (offset at or below the room's `delivered`): skipped.
+    Duplicate,
+    /// Not delivered: the room's last delivered offset is this one, more than
+    /// one below the message. Offer the missing messages first.
+    Gap(Offset),
+}
+
 /// Receives committed messages in order (per room) — the hub.
+///
+/// The methods after [`DeliverySink::deliver`] serve brokers that share the
+/// hub with other nodes ([`crate::redis_broker`]); their defaults suit a
+/// single process.
 pub trait DeliverySink: Send + Sync + 'static {
     /// Delivers one committed message of a room whose history has `epoch`.
     fn deliver(&self, epoch: &Epoch, message: Arc<Message>);
+
+    /// Delivers a message that may arrive twice or after a gap (from pub/sub):
+    /// duplicates are skipped, a gap is reported instead of delivered. Call
+    /// from one task, in the order messages were committed.
+    fn offer(&self, epoch: &Epoch, message: Arc<Message>) -> Offered {
+        self.deliver(epoch, message);
+        Offered::Delivered
+    }
+
+    /// Rooms held in memory with their epoch and last delivered offset.
+    fn delivered_rooms(&self) -> Vec<(String, Epoch, Offset)> {
+        Vec::new()
+    }
+
+    /// Applies a shared presence event of `room`.
+    fn presence_event(&self, room: &str, event: PresenceEvent) -> PresenceApplied {
+        let _ = (room, event);
+        PresenceApplied::Done
+    }
+
+    /// Installs a shared presence snapshot of `room` (replacing an older view,
+    /// or any view with `force`, telling local members what changed).
+    fn presence_install(
+        &self,
+        room: &str,
+        snapshot: PresenceSnapshot,
+        force: bool,
+    ) -> PresenceApplied {
+        let _ = (room, snapshot, force);
+        PresenceApplied::Done
+    }
+
+    /// Whether `user_id` has a session in `room` on this node.
+    fn local_member(&self, room: &str, user_id: &str) -> bool {
+        let _ = (room, user_id);
+        false
+    }
+
+    /// Every (room, user) with a session on this node.
+    fn local_memberships(&self) -> Vec<(String, User)> {
+        Vec::new()
+    }
+
+    /// Rooms with members on this node whose shared presence view is kept.
+    fn presence_rooms(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Everything up to `seq` has been delivered on this node (after a
+    /// catch-up from the shared store), so sessions connecting now start there.
+    fn advance_seq(&self, seq: u64) {
+        let _ = seq;
+    }
+
+    /// A user on another node started or stopped typing in `room`.
+    fn remote_typing(&self, room: &str, user: User, typing: bool) {
+        let _ = (room, user, typing);
+    }
 }
 
 /// Why a publish failed. The message was not acknowledged and may or may not
@@ -58,6 +133,9 @@ pub enum BrokerError {
     /// The broker is shut down.
     #[error("broker is closed")]
     Closed,
+    /// The shared engine (Redis) cannot be reached.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Orders, stores and delivers messages.
@@ -68,6 +146,49 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes a message; resolves with it (offset and seq assigned) once it
     /// is stored. Delivery to sinks happens before this resolves.
     fn publish(&self, draft: Draft) -> BoxFuture<'_, Result<Arc<Message>, BrokerError>>;
+
+    /// Whether the broker can publish now (`/readyz`).
+    fn ready(&self) -> bool {
+        true
+    }
+
+    /// Whether presence is shared with other nodes: then `joined`/`left`
+    /// come from the broker (through [`DeliverySink::presence_event`]), not
+    /// from the local hub.
+    fn shared_presence(&self) -> bool {
+        false
+    }
+
+    /// Registers `user` (its first local session) in `room`'s shared
+    /// presence and returns the room's members right after.
+    fn presence_join<'a>(
+        &'a self,
+        room: &'a str,
+        user: &'a User,
+    ) -> BoxFuture<'a, Result<PresenceSnapshot, BrokerError>> {
+        let _ = (room, user);
+        futures_util::future::ready(Ok(PresenceSnapshot::default())).boxed()
+    }
+
+    /// Reads `room`'s shared presence.
+    fn presence_snapshot<'a>(
+        &'a self,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<PresenceSnapshot, BrokerError>> {
+        let _ = room;
+        futures_util::future::ready(Ok(PresenceSnapshot::default())).boxed()
+    }
+
+    /// `user`'s local presence in `room` may have changed: the broker brings
+    /// the shared presence in line with [`DeliverySink::local_member`].
+    fn presence_changed(&self, room: &str, user: &User) {
+        let _ = (room, user);
+    }
+
+    /// Tells other nodes that `user` is typing in `room`.
+    fn typing(&self, room: &str, user: &User, typing: bool) {
+        let _ = (room, user, typing);
+    }
 }
 
 type Job = (Draft, oneshot::Sender<Result<Arc<Message>, BrokerError>>);

@@ -14,8 +14,9 @@
 //! read the store head before a removal retries, so it never installs a stale
 //! head.
 
-use crate::broker::{Broker, DeliverySink, Draft, LocalBroker};
+use crate::broker::{Broker, DeliverySink, Draft, LocalBroker, Offered};
 use crate::clock::Clock;
+use crate::presence::{MAX_PENDING_EVENTS, PresenceApplied, PresenceEvent, PresenceSnapshot};
 use crate::session::{CloseReason, Delivery, Outbound, Session, SessionId};
 use crate::stats::Stats;
 use crate::store::{HistoryPage, HistoryQuery, HistoryStore, SessionSnapshot, StoreError};
@@ -41,6 +42,22 @@ struct Room {
     sessions: HashMap<SessionId, Arc<Session>>,
     /// Distinct users with the number of their sessions in the room.
     users: HashMap<String, (User, usize)>,
+    /// With shared presence: the room's members on every node, once read.
+    view: Option<View>,
+    /// With shared presence: events received before the view was read.
+    pending: Vec<PresenceEvent>,
+}
+
+/// A room's shared presence at a version (see [`crate::presence`]).
+#[derive(Debug)]
+struct View {
+    version: u64,
+    users: HashMap<String, User>,
+}
+
+fn sorted(mut v: Vec<User>) -> Vec<User> {
+    v.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    v
 }
 
 impl Room {
@@ -51,13 +68,51 @@ impl Room {
             delivered,
             sessions: HashMap::new(),
             users: HashMap::new(),
+            view: None,
+            pending: Vec::new(),
         }
     }
 
     fn members(&self) -> Vec<User> {
-        let mut v: Vec<User> = self.users.values().map(|(u, _)| u.clone()).collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-        v
+        match &self.view {
+            Some(view) => sorted(view.users.values().cloned().collect()),
+            None => sorted(self.users.values().map(|(u, _)| u.clone()).collect()),
+        }
+    }
+
+    fn member_users(&self) -> usize {
+        self.view
+            .as_ref()
+            .map_or(self.users.len(), |v| v.users.len())
+    }
+
+    /// Sessions to tell about `user`: every local session of another user.
+    fn others_of(&self, user_id: &str) -> Vec<Arc<Session>> {
+        self.sessions
+            .values()
+            .filter(|s| s.user().id != user_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Applies one event to the view; returns whom to tell, or `Err` on a gap.
+    fn apply(&mut self, event: &PresenceEvent) -> Result<Option<Vec<Arc<Session>>>, ()> {
+        let Some(view) = &mut self.view else {
+            return Ok(None);
+        };
+        if event.version <= view.version {
+            return Ok(None);
+        }
+        if event.version != view.version + 1 {
+            return Err(());
+        }
+        view.version = event.version;
+        if event.joined {
+            view.users.insert(event.user.id.clone(), event.user.clone());
+        } else {
+            view.users.remove(&event.user.id);
+        }
+        Ok(Some(self.others_of(&event.user.id)))
     }
 }
 
@@ -102,6 +157,8 @@ pub(crate) struct Inner {
     shards: Box<[Mutex<Shard>]>,
     pub(crate) stats: Stats,
     next_session: AtomicU64,
+    /// Presence is shared with other nodes through the broker.
+    shared: bool,
     /// Highest seq delivered so far.
     delivered_seq: AtomicU64,
 }
@@ -160,10 +217,12 @@ impl Hub {
     ) -> Hub {
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let sink: Weak<dyn DeliverySink> = weak.clone();
+            let broker = make_broker(sink);
             Inner {
                 config,
                 store,
-                broker: make_broker(sink),
+                shared: broker.shared_presence(),
+                broker,
                 clock,
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 stats: Stats::default(),
@@ -198,6 +257,12 @@ impl Hub {
     /// The broker's node id.
     pub fn node_id(&self) -> &str {
         self.inner.broker.node_id()
+    }
+
+    /// Whether the hub can publish now (false while a shared engine such as
+    /// Redis is unreachable); `/readyz` answers 503 when it is not.
+    pub fn ready(&self) -> bool {
+        self.inner.broker.ready()
     }
 
     fn shard(&self, room: &str) -> MutexGuard<'_, Shard> {
@@ -269,27 +334,7 @@ impl Hub {
     }
 
     fn send_all<'a>(&self, targets: impl Iterator<Item = &'a Arc<Session>>, event: &Outbound) {
-        let mut slow = Vec::new();
-        for s in targets {
-            if let Err(TrySendError::Full(_)) = s.tx.try_send(event.clone()) {
-                slow.push(Arc::clone(s));
-            }
-        }
-        for s in slow {
-            self.slow_consumer(&s);
-        }
-    }
-
-    fn slow_consumer(&self, session: &Arc<Session>) {
-        if session.close_reason().is_none() {
-            self.inner.stats.slow_consumer(session.transport);
-            tracing::info!(
-                session = session.id.0,
-                transport = session.transport.as_str(),
-                "disconnecting slow consumer"
-            );
-        }
-        session.close(CloseReason::SlowConsumer);
+        self.inner.send_all(targets, event);
     }
 
     /// Joins a room; with `since`, also returns what was published after that
@@ -356,7 +401,12 @@ impl Hub {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Arc::clone(&name));
         }
-        if let Some(others) = others {
+        let mut members = members;
+        if self.inner.shared {
+            members = self
+                .join_shared(session, &name, &user, others.is_some(), already)
+                .await?;
+        } else if let Some(others) = others {
             self.send_all(
                 others.iter(),
                 &Outbound::Joined {
@@ -399,6 +449,56 @@ impl Hub {
             joined.replay = page.messages;
         }
         Ok(joined)
+    }
+
+    /// The shared-presence part of a join: registers the user's first local
+    /// session with the broker (or reads the room's view when this node has
+    /// none yet) and returns the members on every node.
+    async fn join_shared(
+        &self,
+        session: &Arc<Session>,
+        room: &Arc<str>,
+        user: &User,
+        first_local: bool,
+        already: bool,
+    ) -> Result<Vec<User>, HubError> {
+        let broker = &self.inner.broker;
+        let has_view = self
+            .shard(room)
+            .rooms
+            .get(&**room)
+            .is_some_and(|r| r.view.is_some());
+        let snapshot = if first_local {
+            Some(broker.presence_join(room, user).await)
+        } else if !has_view {
+            Some(broker.presence_snapshot(room).await)
+        } else {
+            None
+        };
+        match snapshot {
+            Some(Ok(snap)) => {
+                if self.inner.presence_install(room, snap, false) == PresenceApplied::Refetch
+                    && let Ok(snap) = broker.presence_snapshot(room).await
+                {
+                    self.inner.presence_install(room, snap, true);
+                }
+            }
+            Some(Err(e)) => {
+                if !already {
+                    let _ = self.leave(session, room);
+                }
+                if first_local {
+                    broker.presence_changed(room, user);
+                }
+                return Err(e.into());
+            }
+            None => {}
+        }
+        // A leave that raced this registration is reconciled by the broker.
+        if first_local && !self.inner.local_member(room, &user.id) {
+            broker.presence_changed(room, user);
+        }
+        Ok(self.presence(room))
     }
 
     fn room_count(&self) -> usize {
@@ -483,13 +583,17 @@ impl Hub {
             (left, others, name)
         };
         if let Some(user) = left {
-            self.send_all(
-                others.iter(),
-                &Outbound::Left {
-                    room: name,
-                    user: Arc::new(user),
-                },
-            );
+            if self.inner.shared {
+                self.inner.broker.presence_changed(&name, &user);
+            } else {
+                self.send_all(
+                    others.iter(),
+                    &Outbound::Left {
+                        room: name,
+                        user: Arc::new(user),
+                    },
+                );
+            }
         }
         true
     }
@@ -539,11 +643,15 @@ impl Hub {
                 .collect();
             (others, Arc::clone(&r.name))
         };
+        let user = session.user();
+        if self.inner.shared {
+            self.inner.broker.typing(&name, &user, typing);
+        }
         self.send_all(
             others.iter(),
             &Outbound::Typing {
                 room: name,
-                user: Arc::new(session.user()),
+                user: Arc::new(user),
                 typing,
             },
         );
@@ -618,7 +726,7 @@ impl Hub {
                     .filter(|r| !r.sessions.is_empty())
                     .map(|r| RoomInfo {
                         name: r.name.to_string(),
-                        members: r.users.len(),
+                        members: r.member_users(),
                         offset: r.delivered,
                     }),
             );
@@ -748,7 +856,235 @@ impl Hub {
     }
 }
 
+impl Inner {
+    fn send_all<'a>(&self, targets: impl Iterator<Item = &'a Arc<Session>>, event: &Outbound) {
+        let mut slow = Vec::new();
+        for s in targets {
+            if let Err(TrySendError::Full(_)) = s.tx.try_send(event.clone()) {
+                slow.push(Arc::clone(s));
+            }
+        }
+        for s in slow {
+            self.slow_consumer(&s);
+        }
+    }
+
+    fn slow_consumer(&self, session: &Arc<Session>) {
+        if session.close_reason().is_none() {
+            self.stats.slow_consumer(session.transport);
+            tracing::info!(
+                session = session.id.0,
+                transport = session.transport.as_str(),
+                "disconnecting slow consumer"
+            );
+        }
+        session.close(CloseReason::SlowConsumer);
+    }
+
+    fn lock_shard(&self, room: &str) -> MutexGuard<'_, Shard> {
+        // See `Hub::shard` for why a poisoned lock is usable.
+        self.shards[shard_of(room)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn notify(&self, room: &Arc<str>, tell: Vec<(Vec<Arc<Session>>, bool, User)>) {
+        for (targets, joined, user) in tell {
+            let user = Arc::new(user);
+            let event = if joined {
+                Outbound::Joined {
+                    room: Arc::clone(room),
+                    user,
+                }
+            } else {
+                Outbound::Left {
+                    room: Arc::clone(room),
+                    user,
+                }
+            };
+            self.send_all(targets.iter(), &event);
+        }
+    }
+}
+
 impl DeliverySink for Inner {
+    fn offer(&self, epoch: &Epoch, message: Arc<Message>) -> Offered {
+        {
+            let mut shard = self.lock_shard(&message.room_id);
+            if let Some(r) = shard.rooms.get_mut(message.room_id.as_str()) {
+                if r.epoch != *epoch {
+                    // The shared history was reset: follow the new epoch.
+                    r.epoch = epoch.clone();
+                    r.delivered = Offset(message.offset.0.saturating_sub(1));
+                } else if message.offset <= r.delivered {
+                    return Offered::Duplicate;
+                } else if message.offset.0 > r.delivered.0 + 1 {
+                    return Offered::Gap(r.delivered);
+                }
+            }
+        }
+        // Only the broker's one delivery task offers, so nothing changed the
+        // room's `delivered` since the check.
+        self.deliver(epoch, message);
+        Offered::Delivered
+    }
+
+    fn delivered_rooms(&self) -> Vec<(String, Epoch, Offset)> {
+        let mut v = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            v.extend(
+                shard
+                    .rooms
+                    .values()
+                    .map(|r| (r.name.to_string(), r.epoch.clone(), r.delivered)),
+            );
+        }
+        v
+    }
+
+    fn presence_event(&self, room: &str, event: PresenceEvent) -> PresenceApplied {
+        let (name, tell) = {
+            let mut shard = self.lock_shard(room);
+            let Some(r) = shard.rooms.get_mut(room) else {
+                return PresenceApplied::Done;
+            };
+            if r.view.is_none() {
+                if r.pending.len() >= MAX_PENDING_EVENTS {
+                    r.pending.remove(0);
+                }
+                r.pending.push(event);
+                return PresenceApplied::Done;
+            }
+            match r.apply(&event) {
+                Err(()) => return PresenceApplied::Refetch,
+                Ok(None) => return PresenceApplied::Done,
+                Ok(Some(targets)) => (
+                    Arc::clone(&r.name),
+                    vec![(targets, event.joined, event.user)],
+                ),
+            }
+        };
+        self.notify(&name, tell);
+        PresenceApplied::Done
+    }
+
+    fn presence_install(
+        &self,
+        room: &str,
+        snapshot: PresenceSnapshot,
+        force: bool,
+    ) -> PresenceApplied {
+        let mut result = PresenceApplied::Done;
+        let (name, tell) = {
+            let mut shard = self.lock_shard(room);
+            let Some(r) = shard.rooms.get_mut(room) else {
+                return PresenceApplied::Done;
+            };
+            let newer = r
+                .view
+                .as_ref()
+                .is_none_or(|v| force || snapshot.version > v.version);
+            if !newer {
+                return PresenceApplied::Done;
+            }
+            let users: HashMap<String, User> = snapshot
+                .users
+                .into_iter()
+                .map(|u| (u.id.clone(), u))
+                .collect();
+            let mut tell = Vec::new();
+            if let Some(old) = &r.view {
+                for (id, u) in &users {
+                    if !old.users.contains_key(id) {
+                        tell.push((r.others_of(id), true, u.clone()));
+                    }
+                }
+                for (id, u) in &old.users {
+                    if !users.contains_key(id) {
+                        tell.push((r.others_of(id), false, u.clone()));
+                    }
+                }
+            }
+            r.view = Some(View {
+                version: snapshot.version,
+                users,
+            });
+            for event in std::mem::take(&mut r.pending) {
+                match r.apply(&event) {
+                    Ok(Some(targets)) => tell.push((targets, event.joined, event.user)),
+                    Ok(None) => {}
+                    Err(()) => {
+                        result = PresenceApplied::Refetch;
+                        break;
+                    }
+                }
+            }
+            (Arc::clone(&r.name), tell)
+        };
+        self.notify(&name, tell);
+        result
+    }
+
+    fn local_member(&self, room: &str, user_id: &str) -> bool {
+        self.lock_shard(room)
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.users.contains_key(user_id))
+    }
+
+    fn local_memberships(&self) -> Vec<(String, User)> {
+        let mut v = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for r in shard.rooms.values() {
+                v.extend(
+                    r.users
+                        .values()
+                        .map(|(u, _)| (r.name.to_string(), u.clone())),
+                );
+            }
+        }
+        v
+    }
+
+    fn presence_rooms(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            v.extend(
+                shard
+                    .rooms
+                    .values()
+                    .filter(|r| !r.sessions.is_empty())
+                    .map(|r| r.name.to_string()),
+            );
+        }
+        v
+    }
+
+    fn advance_seq(&self, seq: u64) {
+        self.delivered_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    fn remote_typing(&self, room: &str, user: User, typing: bool) {
+        let (name, targets) = {
+            let shard = self.lock_shard(room);
+            let Some(r) = shard.rooms.get(room) else {
+                return;
+            };
+            (Arc::clone(&r.name), r.others_of(&user.id))
+        };
+        self.send_all(
+            targets.iter(),
+            &Outbound::Typing {
+                room: name,
+                user: Arc::new(user),
+                typing,
+            },
+        );
+    }
+
     fn deliver(&self, epoch: &Epoch, message: Arc<Message>) {
         let delivery = Arc::new(Delivery::new(Arc::clone(&message)));
         let event = Outbound::Message(delivery);

@@ -14,16 +14,21 @@
 //!  session queue full ──▶ session closed as a slow consumer (counted)
 //! ```
 //!
-//! Seams: [`store::HistoryStore`] (memory, SQLite) and [`broker::Broker`]
-//! (local; Redis keeps the same contract), both behind `Arc<dyn …>`.
+//! Seams: [`store::HistoryStore`] (memory, SQLite, Redis) and
+//! [`broker::Broker`] (local, or [`redis_broker`] for several nodes sharing
+//! rooms, history and presence through Redis), both behind `Arc<dyn …>`.
 #![forbid(unsafe_code)]
 
 pub mod broker;
 pub mod clock;
 mod hub;
+pub mod presence;
+pub mod redis_broker;
 pub mod session;
 pub mod stats;
 pub mod store;
+#[cfg(any(test, feature = "conformance"))]
+pub mod testing;
 
 pub use hub::{Hub, Joined, Resumed};
 pub use session::{CloseReason, Delivery, Outbound, Session, SessionId};

@@ -68,6 +68,16 @@ pub struct ServeArgs {
     /// How long a disconnected Socket.IO session can be resumed (e.g. 2m).
     #[arg(long, env = "PRISE_RECOVERY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub recovery_window: Duration,
+    /// Redis URL (redis://HOST:PORT[/DB]): run as one node of a cluster sharing
+    /// rooms, history, presence and recovery through Redis (replaces --store).
+    #[arg(long, env = "PRISE_REDIS")]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key and channel (clusters sharing one Redis use different ones).
+    #[arg(long, env = "PRISE_REDIS_PREFIX", default_value = prise_hub::store::redis::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+    /// With --redis: a node silent for this long has its members removed from presence (e.g. 10s).
+    #[arg(long, env = "PRISE_PRESENCE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub presence_ttl: Duration,
     /// Origins allowed to reach Socket.IO long-polling from other sites (CORS); repeat or
     /// separate with commas; `*` allows any. The page itself is same-origin and needs none.
     #[arg(
@@ -104,6 +114,17 @@ impl ServeArgs {
             limits: self.limits(),
             recovery_window: self.recovery_window,
         }
+    }
+
+    /// The Redis engine settings, with `--redis`.
+    pub fn redis_config(&self) -> Option<prise_hub::redis_broker::RedisConfig> {
+        self.redis.as_ref().map(|url| {
+            let mut c = prise_hub::redis_broker::RedisConfig::new(url);
+            c.prefix = self.redis_prefix.clone();
+            c.presence_ttl = self.presence_ttl;
+            c.retention = self.retention();
+            c
+        })
     }
 
     /// The retention settings.

@@ -60,6 +60,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if !shared.hub.ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable\n").into_response()
     } else {
         "ready\n".into_response()
     }

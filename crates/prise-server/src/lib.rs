@@ -33,6 +33,7 @@ pub use security::{Security, SecurityArgs};
 
 use prise_hub::Hub;
 use prise_hub::clock::SystemClock;
+use prise_hub::redis_broker::RedisCluster;
 use prise_hub::store::{HistoryStore, MemoryStore, SqliteStore, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +68,9 @@ pub enum ServeError {
     /// Keys, certificates or API key files could not be loaded.
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    /// Redis could not be reached at startup.
+    #[error("{0}")]
+    Redis(#[from] prise_hub::redis_broker::RedisError),
 }
 
 /// The addresses the server listens on, once bound.
@@ -123,6 +127,25 @@ pub fn open_store(args: &ServeArgs) -> Result<Arc<dyn HistoryStore>, ServeError>
     })
 }
 
+/// Starts the hub: over the local store, or as a node of a Redis cluster.
+async fn start_hub(args: &ServeArgs) -> Result<(Hub, Option<RedisCluster>), ServeError> {
+    let clock: Arc<dyn prise_hub::clock::Clock> = Arc::new(SystemClock);
+    match args.redis_config() {
+        Some(config) => {
+            let cluster = RedisCluster::connect(config).await?;
+            let hub = Hub::with_broker(args.hub_config(), cluster.store(), clock.clone(), |sink| {
+                cluster.broker(sink, clock)
+            });
+            tracing::info!(node = cluster.node_id(), "node of a redis cluster");
+            Ok((hub, Some(cluster)))
+        }
+        None => {
+            let store = open_store(args)?;
+            Ok((Hub::start(args.hub_config(), store, clock).await?, None))
+        }
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
@@ -142,8 +165,7 @@ pub async fn run(
     on_ready: impl FnOnce(Bound),
 ) -> Result<(), ServeError> {
     let security = Security::build(&args.security, args.http, args.tcp, &args.data)?;
-    let store = open_store(&args)?;
-    let hub = Hub::start(args.hub_config(), store, Arc::new(SystemClock)).await?;
+    let (hub, cluster) = start_hub(&args).await?;
     http::prometheus();
     let http_listener = bind(args.http).await?;
     let tcp_listener = bind(args.tcp).await?;
@@ -195,6 +217,9 @@ pub async fn run(
             remaining = shared.tracker.len(),
             "connections still open at the shutdown deadline"
         );
+    }
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
     }
     hub.flush().await.map_err(|e| match e {
         prise_hub::HubError::Store(s) => ServeError::Store(s),

@@ -139,9 +139,10 @@ async fn pump(socket: Socket, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outbound>)
     let mut batch = Vec::with_capacity(PUMP_BATCH);
     // A token's expiry ends the session (the client reconnects with a fresh
     // token in its `auth`).
-    let expiry = conn.identity.claims().map(|c| {
-        tokio::time::Instant::now() + c.remaining(std::time::SystemTime::now())
-    });
+    let expiry = conn
+        .identity
+        .claims()
+        .map(|c| tokio::time::Instant::now() + c.remaining(std::time::SystemTime::now()));
     let expired = async {
         match expiry {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -336,7 +337,10 @@ impl HubSio {
             let e = json!({"code": "RATE_LIMITED", "message": "too many events; slow down"});
             let _ = socket.emit(
                 "error",
-                &Payload::new(vec![e.clone(), seq_arg(conn.last_seq.load(Ordering::Acquire))]),
+                &Payload::new(vec![
+                    e.clone(),
+                    seq_arg(conn.last_seq.load(Ordering::Acquire)),
+                ]),
             );
             if let Some(ack) = ack {
                 let _ = ack.send(&ack_payload(&conn, Err(e)));
@@ -394,9 +398,16 @@ impl HubSio {
             Err(v)
         };
         let denied = |d: Denied, room: &str| json!({"code": d.code(), "message": d.message(room)});
-        let may_join = |room: &str| conn.identity.check_join(conn.anonymous_ok, room).map_err(|d| denied(d, room));
-        let may_publish =
-            |room: &str| conn.identity.check_publish(conn.anonymous_ok, room).map_err(|d| denied(d, room));
+        let may_join = |room: &str| {
+            conn.identity
+                .check_join(conn.anonymous_ok, room)
+                .map_err(|d| denied(d, room))
+        };
+        let may_publish = |room: &str| {
+            conn.identity
+                .check_publish(conn.anonymous_ok, room)
+                .map_err(|d| denied(d, room))
+        };
         match event {
             "joinRoom" => {
                 let Some(room) = arg.as_str() else {

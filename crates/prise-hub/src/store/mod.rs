@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod memory;
+pub mod redis;
 mod sqlite;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 /// Default number of messages kept per room.
