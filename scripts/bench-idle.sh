@@ -12,7 +12,7 @@ BIN="${PRISE_BIN:-target/release/prise}"
 run() {
   local transport="$1"
   local log; log="$(mktemp)"
-  "$BIN" serve --store memory --http 127.0.0.1:0 --tcp 127.0.0.1:0 --log warn >"$log" &
+  "$BIN" serve --store memory --http 127.0.0.1:0 --tcp 127.0.0.1:0 --log warn --rate-messages 0 --ip-connect-rate 0 --max-connections-per-ip 0 >"$log" &
   local pid=$!
   trap 'kill "$pid" 2>/dev/null || true' RETURN
   for _ in $(seq 1 100); do grep -q "^listening tcp" "$log" && break; sleep 0.1; done

@@ -13,7 +13,7 @@ until redis-cli -p $RP ping >/dev/null 2>&1; do sleep 0.1; done
 PIDS=""; HS=""
 for i in $(seq 1 $N); do
   h=$(free); t=$(free)
-  $BIN serve --http 127.0.0.1:$h --tcp 127.0.0.1:$t --redis redis://127.0.0.1:$RP >$D/node-$i.log 2>&1 &
+  $BIN serve --http 127.0.0.1:$h --tcp 127.0.0.1:$t --redis redis://127.0.0.1:$RP --rate-messages 0 --ip-connect-rate 0 --max-connections-per-ip 0 >$D/node-$i.log 2>&1 &
   PIDS="$PIDS $!"; HS="$HS $h"
 done
 for h in $HS; do until curl -sf http://127.0.0.1:$h/readyz >/dev/null; do sleep 0.1; done; done

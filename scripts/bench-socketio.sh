@@ -18,7 +18,7 @@ trap cleanup EXIT
 
 start_prise() {
   local log; log="$(mktemp)"
-  "$BIN" serve --store memory --http 127.0.0.1:0 --tcp 127.0.0.1:0 --log warn >"$log" &
+  "$BIN" serve --store memory --http 127.0.0.1:0 --tcp 127.0.0.1:0 --log warn --rate-messages 0 --ip-connect-rate 0 --max-connections-per-ip 0 >"$log" &
   PID=$!; PIDS+=("$PID")
   for _ in $(seq 1 100); do grep -q "^listening http" "$log" && break; sleep 0.1; done
   TARGET="sio://$(sed -n 's/^listening http //p' "$log")"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The hub's Socket.IO contract with the official clients: starts `prise serve`
 # (memory store, ports picked by the system), runs hub.mjs (socket.io-client),
-# seed-chat.mjs (the seed course's ChatClient) and hub.py (python-socketio),
+# seed-chat.mjs (the seed course's ChatClient, with real tokens against a second
+# server started with --jwt-secret), auth.mjs (token checks) and hub.py (python-socketio),
 # stops the server by its PID. Exit code 0 only when every check passed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,11 +29,28 @@ for _ in $(seq 1 100); do
 done
 [ -n "$HTTP" ] || { cat "$LOG.err"; echo "server did not start"; exit 1; }
 
+# A second server with token authentication (anonymous refused).
+SECRET="test-secret-$$-$RANDOM"
+ALOG="$(mktemp)"
+"$PRISE_BIN" serve --store memory --http 127.0.0.1:0 --tcp 127.0.0.1:0 --jwt-secret "$SECRET" --anonymous deny >"$ALOG" 2>"$ALOG.err" &
+APID=$!
+trap 'kill "$PID" "$APID" 2>/dev/null || true; wait "$PID" "$APID" 2>/dev/null || true; rm -f "$LOG" "$LOG.err" "$ALOG" "$ALOG.err"' EXIT
+AHTTP=""
+for _ in $(seq 1 100); do
+  AHTTP="$(sed -n 's/^listening http //p' "$ALOG")"
+  [ -n "$AHTTP" ] && break
+  kill -0 "$APID" 2>/dev/null || { cat "$ALOG.err"; echo "auth server exited"; exit 1; }
+  sleep 0.1
+done
+[ -n "$AHTTP" ] || { cat "$ALOG.err"; echo "auth server did not start"; exit 1; }
+
 status=0
 echo "== socket.io-client against prise serve (http://$HTTP)"
 node "$HERE/hub.mjs" "http://$HTTP" "$TCP" || status=1
 echo "== seed ChatClient"
-node "$HERE/seed-chat.mjs" "http://$HTTP" || status=1
+node "$HERE/seed-chat.mjs" "http://$AHTTP" "$SECRET" || status=1
+echo "== Socket.IO authentication (http://$AHTTP)"
+node "$HERE/auth.mjs" "http://$AHTTP" "$SECRET" || status=1
 echo "== python-socketio"
 "$CLIENTS/.venv/bin/python" "$HERE/hub.py" "http://$HTTP" || status=1
 exit $status

@@ -1,12 +1,22 @@
 // The seed course's ChatClient (04-websockets-socketio.md), as plain
 // JavaScript with its options unchanged, chatting through `prise serve`
-// with a second client.
+// with a second client. The seed authenticates with a token: the server
+// runs with --jwt-secret and each client gets a real HS256 token.
 //
-//   node seed-chat.mjs HTTP_URL
+//   node seed-chat.mjs HTTP_URL SECRET
 import assert from "node:assert/strict";
+import crypto from "node:crypto";
 import { io } from "socket.io-client";
 
 const URL = process.argv[2];
+const SECRET = process.argv[3];
+const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+function jwt(sub, name) {
+  const head = b64({ alg: "HS256", typ: "JWT" });
+  const body = b64({ sub, name, exp: Math.floor(Date.now() / 1000) + 300 });
+  const sig = crypto.createHmac("sha256", SECRET).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${sig}`;
+}
 const window = globalThis; // the seed runs in a browser; its timers live on window
 
 class ChatClient {
@@ -106,14 +116,14 @@ async function until(what, pred, ms = 8000, poll = null) {
 }
 
 const room = `seed-${process.pid}`;
-const alice = new ChatClient(URL, "alice-token");
-const bob = new ChatClient(URL, "bob-token");
+const alice = new ChatClient(URL, jwt("u-alice", "alice"));
+const bob = new ChatClient(URL, jwt("u-bob", "bob"));
 let ok = false;
 try {
   await until("both connected", () => alice.socket.connected && bob.socket.connected);
   alice.joinRoom(room);
   // Let alice's join land before bob's (two clients race otherwise).
-  const probe = io(URL, { forceNew: true, transports: ["websocket"] });
+  const probe = io(URL, { forceNew: true, transports: ["websocket"], auth: { token: jwt("u-probe", "probe") } });
   let members = 0;
   await until("alice in the room", () => members === 1, 8000, async () => {
     const p = await probe.timeout(2000).emitWithAck("presence", room).catch(() => null);
@@ -129,6 +139,7 @@ try {
   await until("bob gets the message", () => bob.received.length >= 1);
   assert.equal(bob.received[0].content, "Bonjour Bob !");
   assert.equal(bob.received[0].roomId, room);
+  assert.equal(bob.received[0].userName, "alice", "the name comes from the token");
   await bob.sendMessage("Salut Alice");
   await until("alice gets the reply", () => alice.received.some((m) => m.content === "Salut Alice"));
   assert.deepEqual(alice.received.map((m) => m.content), ["Bonjour Bob !", "Salut Alice"], "each message once, in order");

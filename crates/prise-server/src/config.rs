@@ -78,14 +78,6 @@ pub struct ServeArgs {
     /// With --redis: a node silent for this long has its members removed from presence (e.g. 10s).
     #[arg(long, env = "PRISE_PRESENCE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub presence_ttl: Duration,
-    /// Origins allowed to reach Socket.IO long-polling from other sites (CORS); repeat or
-    /// separate with commas; `*` allows any. The page itself is same-origin and needs none.
-    #[arg(
-        long = "cors-origin",
-        env = "PRISE_CORS_ORIGINS",
-        value_delimiter = ','
-    )]
-    pub cors_origins: Vec<String>,
     /// Time given to connections to close on SIGINT/SIGTERM (e.g. 10s).
     #[arg(long, env = "PRISE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

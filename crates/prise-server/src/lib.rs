@@ -239,7 +239,9 @@ fn sio_config(args: &ServeArgs) -> prise_sio::SioConfig {
     config.engine.max_queued_packets = args.queue_depth;
     config.engine.max_sessions = args.max_connections;
     config.engine.cors = prise_sio::CorsConfig {
-        allowed_origins: args.cors_origins.clone(),
+        // The same allow-list as /ws: browsers on other sites reach
+        // long-polling only from these origins.
+        allowed_origins: args.security.allowed_origins.clone(),
         credentials: false,
     };
     config.engine.ws = prise_ws::WsConfig {

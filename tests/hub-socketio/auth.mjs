@@ -1,0 +1,97 @@
+// Socket.IO authentication against `prise serve --jwt-secret SECRET`, with
+// the official client: a valid token is accepted (the name comes from its
+// claims), a bad signature, an expired token and a missing token are refused
+// with connect_error "Authentication failed", a room outside the claims is
+// FORBIDDEN, and a token that expires during the connection ends it.
+//   node auth.mjs HTTP_URL SECRET
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { io } from "socket.io-client";
+
+const [BASE, SECRET] = [process.argv[2], process.argv[3]];
+const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+function jwt(claims, secret = SECRET) {
+  const head = b64({ alg: "HS256", typ: "JWT" });
+  const body = b64(claims);
+  const sig = crypto.createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${sig}`;
+}
+const now = () => Math.floor(Date.now() / 1000);
+
+let passed = 0;
+let failed = 0;
+const open = [];
+function timeout(p, ms, what) {
+  let t;
+  return Promise.race([p.finally(() => clearTimeout(t)), new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms)))]);
+}
+async function check(name, fn) {
+  try {
+    await timeout(Promise.resolve().then(fn), 15000, name);
+    passed++;
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${name}\n     ${(e && e.stack) || e}`.split("\n").slice(0, 5).join("\n"));
+  } finally {
+    for (const s of open.splice(0)) s.disconnect();
+  }
+}
+function client(auth) {
+  const s = io(BASE, { forceNew: true, reconnection: false, transports: ["websocket"], auth });
+  open.push(s);
+  return s;
+}
+const outcome = (s) =>
+  new Promise((res) => {
+    s.once("connect", () => res({ ok: true }));
+    s.once("connect_error", (err) => res({ ok: false, err }));
+  });
+
+await check("a valid token connects; the name comes from its claims", async () => {
+  const s = client({ token: jwt({ sub: "u-alice", name: "Alice", exp: now() + 60 }), name: "ignored" });
+  assert.equal((await outcome(s)).ok, true);
+  const r = `auth-${process.pid}`;
+  const j = await s.emitWithAck("join", r);
+  assert.deepEqual(j.members.map((m) => [m.id, m.name]), [["u-alice", "Alice"]]);
+});
+
+for (const [what, token, code] of [
+  ["a bad signature", jwt({ sub: "x", exp: now() + 60 }, "wrong-secret"), "AUTH_FAILED"],
+  ["an expired token", jwt({ sub: "x", exp: now() - 120 }), "AUTH_EXPIRED"],
+  ["a missing token (anonymous refused)", undefined, "AUTH_REQUIRED"],
+]) {
+  await check(`${what} is refused with connect_error`, async () => {
+    const s = client(token ? { token } : {});
+    const o = await outcome(s);
+    assert.equal(o.ok, false);
+    assert.equal(o.err.message, "Authentication failed");
+    assert.equal(o.err.data.code, code);
+  });
+}
+
+await check("a room outside the claims is FORBIDDEN; read-only tokens cannot publish", async () => {
+  const s = client({ token: jwt({ sub: "u-bob", exp: now() + 60, rooms: ["team-*"], publish: false }) });
+  assert.equal((await outcome(s)).ok, true);
+  const denied = await s.emitWithAck("join", "secret-room");
+  assert.equal(denied.error.code, "FORBIDDEN");
+  const ok = await s.emitWithAck("join", "team-blue");
+  assert.equal(ok.room, "team-blue");
+  const pub = await s.emitWithAck("publish", { room: "team-blue", content: "x" });
+  assert.equal(pub.error.code, "FORBIDDEN");
+});
+
+await check("a token that expires during the connection ends it", async () => {
+  const s = client({ token: jwt({ sub: "u-carol", exp: now() + 2 }) });
+  assert.equal((await outcome(s)).ok, true);
+  const errors = [];
+  s.on("error", (e) => errors.push(e.code));
+  const gone = new Promise((res) => s.once("disconnect", (reason) => res(reason)));
+  // The server ends the namespace session at exp (an `error` AUTH_EXPIRED
+  // precedes it when it reaches the client before the disconnect).
+  assert.equal(await timeout(gone, 8000, "disconnect at exp"), "io server disconnect");
+  assert.ok(errors.every((c) => c === "AUTH_EXPIRED"), `unexpected errors ${errors}`);
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
