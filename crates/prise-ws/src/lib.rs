@@ -52,6 +52,9 @@ pub const DEFAULT_READ_BUFFER_SIZE: usize = 1024;
 /// writes fail with [`WsError::WriteBufferFull`] instead of growing memory.
 pub const DEFAULT_MAX_WRITE_BUFFER_SIZE: usize = 4 << 20;
 
+/// Longest WebSocket frame header (2 + 8 length bytes + 4 mask bytes).
+const MAX_FRAME_HEADER: usize = 14;
+
 /// Close codes used by prise (RFC 6455 §7.4 and the hub's own 4xxx codes).
 pub mod close_code {
     /// Normal closure.
@@ -104,7 +107,14 @@ impl WsConfig {
         WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)
             .write_buffer_size(self.write_buffer_size)
-            .max_write_buffer_size(self.max_write_buffer_size.max(self.write_buffer_size + 1))
+            // The write buffer must hold at least one whole message of the
+            // largest size allowed (plus its frame header), or echoing one
+            // fails with WriteBufferFull.
+            .max_write_buffer_size(
+                self.max_write_buffer_size
+                    .max(self.write_buffer_size + 1)
+                    .max(self.max_message_size.saturating_add(MAX_FRAME_HEADER)),
+            )
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_frame_size))
     }
