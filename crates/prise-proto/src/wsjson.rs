@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use crate::message::{Epoch, Message, Offset, User};
 
 /// A request from a client.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// `{"type":"auth","token"?,"name"?}`.
     Auth {
@@ -54,7 +55,8 @@ pub enum ClientFrame {
     Typing {
         /// Room name.
         room: String,
-        /// Typing or stopped.
+        /// Typing or stopped (default true).
+        #[serde(default = "yes")]
         typing: bool,
     },
     /// `{"type":"history","room","since"?,"limit"?}`.
@@ -95,45 +97,6 @@ pub struct DecodeError {
     pub message: String,
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Tagged {
-    Auth {
-        token: Option<String>,
-        name: Option<String>,
-    },
-    Ping {
-        timestamp: Option<Value>,
-    },
-    Join {
-        room: String,
-        since: Option<u64>,
-        epoch: Option<String>,
-        name: Option<String>,
-    },
-    Leave {
-        room: String,
-    },
-    Message {
-        room: String,
-        content: Value,
-    },
-    Typing {
-        room: String,
-        #[serde(default = "yes")]
-        typing: bool,
-    },
-    History {
-        room: String,
-        since: Option<u64>,
-        limit: Option<usize>,
-    },
-    Presence {
-        room: String,
-    },
-    Rooms {},
-}
-
 fn yes() -> bool {
     true
 }
@@ -156,35 +119,10 @@ impl Request {
             });
         };
         let id = obj.remove("id");
-        let tagged: Tagged = serde_json::from_value(value).map_err(|e| DecodeError {
+        let frame: ClientFrame = serde_json::from_value(value).map_err(|e| DecodeError {
             id: id.clone(),
             message: e.to_string(),
         })?;
-        let frame = match tagged {
-            Tagged::Auth { token, name } => ClientFrame::Auth { token, name },
-            Tagged::Ping { timestamp } => ClientFrame::Ping { timestamp },
-            Tagged::Join {
-                room,
-                since,
-                epoch,
-                name,
-            } => ClientFrame::Join {
-                room,
-                since: since.map(Offset),
-                epoch: epoch.map(Epoch),
-                name,
-            },
-            Tagged::Leave { room } => ClientFrame::Leave { room },
-            Tagged::Message { room, content } => ClientFrame::Message { room, content },
-            Tagged::Typing { room, typing } => ClientFrame::Typing { room, typing },
-            Tagged::History { room, since, limit } => ClientFrame::History {
-                room,
-                since: since.map(Offset),
-                limit,
-            },
-            Tagged::Presence { room } => ClientFrame::Presence { room },
-            Tagged::Rooms {} => ClientFrame::Rooms,
-        };
         Ok(Request { id, frame })
     }
 }

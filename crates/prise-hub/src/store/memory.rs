@@ -202,16 +202,14 @@ impl HistoryStore for MemoryStore {
         snapshot: SessionSnapshot,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let mut s = self.lock();
-        if s.sessions.len() >= MAX_SESSIONS {
-            let now = snapshot.expires_at;
-            s.sessions
-                .retain(|_, v| v.expires_at > now.saturating_sub(1));
-            if s.sessions.len() >= MAX_SESSIONS
-                && let Some(k) = s
-                    .sessions
-                    .iter()
-                    .min_by_key(|(_, v)| v.expires_at)
-                    .map(|(k, _)| k.clone())
+        if s.sessions.len() >= MAX_SESSIONS && !s.sessions.contains_key(pid) {
+            // Full: drop the session closest to expiry (expired ones are
+            // also refused by `take_session`, so they go first).
+            if let Some(k) = s
+                .sessions
+                .iter()
+                .min_by_key(|(_, v)| v.expires_at)
+                .map(|(k, _)| k.clone())
             {
                 s.sessions.remove(&k);
             }
