@@ -152,10 +152,18 @@ async fn pump(socket: Socket, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outbound>)
     tokio::pin!(expired);
     loop {
         tokio::select! {
-            () = &mut expired => {
-                conn.session.close(CloseReason::AuthExpired);
-            }
-            reason = conn.session.closed() => {
+            // The expiry branch never completes twice: it ends the session
+            // and falls through to the same close handling in one step.
+            reason = async {
+                tokio::select! {
+                    biased;
+                    reason = conn.session.closed() => reason,
+                    () = &mut expired => {
+                        conn.session.close(CloseReason::AuthExpired);
+                        conn.session.closed().await
+                    }
+                }
+            } => {
                 if reason == CloseReason::AuthExpired {
                     let _ = socket.emit("error", &Payload::new(vec![
                         json!({"code": "AUTH_EXPIRED", "message": "authentication expired; reconnect with a fresh token"}),
