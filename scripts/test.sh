@@ -10,6 +10,7 @@ step "format";  cargo fmt --all -- --check
 step "lint";    cargo clippy --locked --workspace --all-targets -- -D warnings
 step "docs";    RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps
 step "tests";   cargo test --locked --workspace
+step "fuzz";    scripts/fuzz.sh 10
 
 export PRISE_BIN="$PWD/target/debug/prise"
 for suite in tests/*/run.sh; do

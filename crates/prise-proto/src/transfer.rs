@@ -168,7 +168,11 @@ pub fn sanitize_name(raw: &str) -> Result<String, TransferError> {
         .chars()
         .map(|c| if c.is_control() || c == ':' { '_' } else { c })
         .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    // Dots and spaces are stripped together: trimming them one after the
+    // other would turn ". .." into "..".
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
     if cleaned.is_empty() || cleaned.len() > MAX_NAME_LEN {
         return Err(TransferError::BadName);
     }
@@ -331,6 +335,10 @@ mod tests {
         assert_eq!(sanitize_name("a\u{0}b\nc").unwrap(), "a_b_c");
         assert_eq!(sanitize_name("c:evil").unwrap(), "c_evil");
         assert!(sanitize_name(&"x".repeat(256)).is_err());
+        // Spaces between dots must not leave a relative name behind.
+        assert_eq!(sanitize_name(". ..").unwrap_err(), TransferError::BadName);
+        assert_eq!(sanitize_name(" . . .x").unwrap(), "x");
+        assert_eq!(sanitize_name(".\u{0}..").unwrap(), "_..");
     }
 
     #[test]
