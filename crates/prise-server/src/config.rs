@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// Time given to connections to close on SIGINT/SIGTERM (e.g. 10s).
     #[arg(long, env = "PRISE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// TOML file with these settings (keys are the flag names with `_`; see
+    /// `prise config default`); flags and variables override it.
+    #[arg(long, env = "PRISE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Authentication, rate limits, origins, TLS and HTTP timeouts.
     #[command(flatten)]
     pub security: Box<crate::security::SecurityArgs>,
@@ -146,7 +150,56 @@ impl ServeArgs {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        use clap::Parser as _;
-        Flags::try_parse_from(flags).map(|f| f.args)
+        use clap::{CommandFactory as _, Parser as _};
+        let argv: Vec<std::ffi::OsString> = flags.into_iter().map(Into::into).collect();
+        let args = Flags::try_parse_from(argv.clone())?.args;
+        let Some(path) = args.config.clone() else {
+            return Ok(args);
+        };
+        let argv = crate::config_file::with_file(&Flags::command(), argv, 0, &path)
+            .map_err(|e| Flags::command().error(clap::error::ErrorKind::InvalidValue, e))?;
+        Flags::try_parse_from(argv).map(|f| f.args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_default_file_gives_the_default_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prise.toml");
+        std::fs::write(&path, crate::config_file::default_file(&Flags::command())).unwrap();
+        let mut from_file = ServeArgs::from_flags(["--config", path.to_str().unwrap()]).unwrap();
+        from_file.config = None;
+        let defaults = ServeArgs::from_flags(std::iter::empty::<&str>()).unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prise.toml");
+        std::fs::write(
+            &path,
+            "store = \"memory\"\nmax_line = 100\nrate_messages = 0\nself_signed = true\n\
+             allowed_origins = [\"https://a.example\", \"https://b.example\"]\n",
+        )
+        .unwrap();
+        let args = ServeArgs::from_flags(["--config", path.to_str().unwrap(), "--max-line", "20"])
+            .unwrap();
+        assert_eq!(args.store, StoreKind::Memory);
+        assert_eq!(args.max_line, 20);
+        assert!(args.security.rate_messages.abs() < f64::EPSILON);
+        assert!(args.security.self_signed);
+        assert_eq!(
+            args.security.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        std::fs::write(&path, "max_lines = 1\n").unwrap();
+        let e = ServeArgs::from_flags(["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("unknown key `max_lines`"), "{e}");
     }
 }

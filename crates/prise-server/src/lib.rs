@@ -19,6 +19,7 @@
 mod api;
 pub mod auth;
 pub mod config;
+pub mod config_file;
 mod http;
 mod page;
 pub mod ratelimit;

@@ -47,10 +47,83 @@ enum Command {
     Discover(prise_net::discover::DiscoverArgs),
     /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
     Bench(prise_bench::BenchArgs),
+    /// The configuration file of `prise serve`.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print the whole file: every setting with its default, flag and variable.
+    Default,
+    /// Check a file: every key known, every value valid.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
+}
+
+/// The `serve` subcommand as clap knows it: the keys of its configuration file.
+fn serve_command() -> clap::Command {
+    use clap::CommandFactory as _;
+    Cli::command()
+        .find_subcommand("serve")
+        .cloned()
+        .expect("serve is a subcommand")
+}
+
+/// Parses the command line; for `serve --config FILE`, parses it again with
+/// the file's settings under the flags given.
+fn parse_cli() -> Cli {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::parse_from(&argv);
+    let Command::Serve(cmd) = &cli.command else {
+        return cli;
+    };
+    let Some(path) = cmd.serve.config.clone() else {
+        return cli;
+    };
+    let at = argv
+        .iter()
+        .position(|a| a == "serve")
+        .map_or(argv.len(), |i| i + 1);
+    match prise_server::config_file::with_file(&serve_command(), argv, at, &path) {
+        Ok(argv) => Cli::parse_from(argv),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "prise: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// `prise config default|check`.
+fn config(cmd: ConfigCmd) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCmd::Default => {
+            let text = prise_server::config_file::default_file(&serve_command());
+            std::io::stdout().write_all(text.as_bytes())?;
+        }
+        ConfigCmd::Check { file } => {
+            let flags = match prise_server::config_file::file_flags(&serve_command(), &file, &[]) {
+                Ok(flags) => flags,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "prise: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let mut argv = vec![std::ffi::OsString::from("prise"), "serve".into()];
+            argv.extend(flags);
+            if let Err(e) = Cli::try_parse_from(argv) {
+                e.exit();
+            }
+            writeln!(std::io::stdout(), "{}: ok", file.display())?;
+        }
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
@@ -77,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             Command::Recv(a) => toolkit(prise_net::transfer::recv_run(a).await),
             Command::Probe(a) => toolkit(prise_net::probe::run(a).await),
             Command::Discover(a) => toolkit(prise_net::discover::run(a).await),
+            Command::Config(cmd) => config(cmd),
         }
     })
 }
