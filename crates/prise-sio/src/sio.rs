@@ -59,7 +59,9 @@ impl ClientShared {
 }
 
 enum Inbound {
-    Packet(Decoded),
+    /// Boxed: the queue allocates its first block of slots up front for
+    /// every client, so a small slot keeps an idle client small.
+    Packet(Box<Decoded>),
     Closed(CloseReason),
 }
 
@@ -160,7 +162,7 @@ impl EngineConn for SioConn {
                     }
                 }
                 _ => {
-                    let _ = self.tx.send(Inbound::Packet(d)).await;
+                    let _ = self.tx.send(Inbound::Packet(Box::new(d))).await;
                 }
             },
         }
@@ -204,7 +206,7 @@ async fn client_task(
                 }
                 break;
             }
-            Some(Inbound::Packet(d)) => handle_packet(&shared, &config, d).await,
+            Some(Inbound::Packet(d)) => handle_packet(&shared, &config, *d).await,
         }
     }
 }
@@ -369,5 +371,14 @@ impl SioLayer {
         tasks.close();
         let left = deadline.saturating_sub(start.elapsed());
         let _ = tokio::time::timeout(left, tasks.wait()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn inbound_stays_small() {
+        // Every client's queue allocates a block of 32 slots up front.
+        assert!(std::mem::size_of::<super::Inbound>() <= 16);
     }
 }

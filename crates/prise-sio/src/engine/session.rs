@@ -124,6 +124,20 @@ pub(crate) struct State {
     pub(crate) final_poll_done: bool,
 }
 
+/// A copy of request headers that owns its bytes. The values of a parsed
+/// request are slices of the connection's read buffer: keeping them for the
+/// life of a session would keep that whole buffer (kilobytes) alive with it.
+fn detach(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(mut v) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            v.set_sensitive(value.is_sensitive());
+            out.append(name.clone(), v);
+        }
+    }
+    out
+}
+
 /// One Engine.IO session, shared by its transports and the application.
 #[derive(Debug)]
 pub struct Session {
@@ -155,7 +169,7 @@ impl Session {
         Self {
             sid,
             remote,
-            headers,
+            headers: detach(&headers),
             config,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
