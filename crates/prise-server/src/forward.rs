@@ -109,11 +109,7 @@ impl SessionCluster for ClusterLink {
         })
     }
 
-    fn forward(
-        &self,
-        sid: &str,
-        req: Request<Body>,
-    ) -> BoxFuture<'static, Option<Response<Body>>> {
+    fn forward(&self, sid: &str, req: Request<Body>) -> BoxFuture<'static, Option<Response<Body>>> {
         let sid = sid.to_owned();
         let cluster = self.cluster.clone();
         let link = Forward {
@@ -173,38 +169,34 @@ impl Forward {
                 return None;
             }
         };
-        let stream = match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect(owner.address.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "owner unreachable");
-                counted("unreachable");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!("owner unreachable: connect timed out");
-                counted("unreachable");
-                return None;
-            }
-        };
+        let stream =
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(owner.address.as_str()))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "owner unreachable");
+                    counted("unreachable");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!("owner unreachable: connect timed out");
+                    counted("unreachable");
+                    return None;
+                }
+            };
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = match hyper::client::conn::http1::handshake::<
-            _,
-            Limited<Body>,
-        >(TokioIo::new(stream))
-        .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "http handshake with the owner failed");
-                counted("unreachable");
-                return None;
-            }
-        };
+        let (mut sender, conn) =
+            match hyper::client::conn::http1::handshake::<_, Limited<Body>>(TokioIo::new(stream))
+                .await
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "http handshake with the owner failed");
+                    counted("unreachable");
+                    return None;
+                }
+            };
         let limit = self.exchange_timeout;
         let shutdown = self.shutdown.clone();
         self.tracker.spawn(async move {
@@ -213,21 +205,24 @@ impl Forward {
                 _ = tokio::time::timeout(limit, conn.with_upgrades()) => {}
             }
         });
-        let mut response =
-            match tokio::time::timeout(self.exchange_timeout, sender.send_request(outgoing)).await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "forwarded request failed");
-                    counted("error");
-                    return None;
-                }
-                Err(_) => {
-                    tracing::debug!("forwarded request timed out");
-                    counted("timeout");
-                    return None;
-                }
-            };
+        let mut response = match tokio::time::timeout(
+            self.exchange_timeout,
+            sender.send_request(outgoing),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "forwarded request failed");
+                counted("error");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("forwarded request timed out");
+                counted("timeout");
+                return None;
+            }
+        };
         tracing::debug!(status = %response.status(), upgrade, "forwarded");
         counted("ok");
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status())

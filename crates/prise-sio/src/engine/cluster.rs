@@ -37,8 +37,7 @@ pub trait SessionCluster: Send + Sync + 'static {
     /// live server holds it (or the request was already forwarded once):
     /// the engine then answers `Session ID unknown`, and the client starts a
     /// new session.
-    fn forward(&self, sid: &str, req: Request<Body>)
-    -> BoxFuture<'static, Option<Response<Body>>>;
+    fn forward(&self, sid: &str, req: Request<Body>) -> BoxFuture<'static, Option<Response<Body>>>;
 }
 
 /// A shared cluster handle.
