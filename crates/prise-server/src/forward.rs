@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::ratelimit::IpPermit;
+use crate::ratelimit::{IpLimiter, IpPermit};
 
 /// Marks a forwarded request; its value is the forwarding node's id. A node
 /// never forwards a request carrying it, so a request makes one hop at most.
@@ -45,6 +45,9 @@ pub const CLIENT_HEADER: HeaderName = HeaderName::from_static("prise-client");
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Added to the long-poll timeout to bound a forwarded exchange.
 const EXCHANGE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Longest wait for the name of a peer's advertised address to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Request headers that belong to one connection, not to the request.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -292,6 +295,44 @@ impl Forward {
             Limited::new(body, self.max_payload)
         };
         builder.body(body).ok()
+    }
+}
+
+/// Keeps the per-IP limiter's exempt set equal to the addresses of the
+/// other live nodes, re-read every `every`: their connections carry
+/// forwarded requests and tunnels of many clients.
+pub(crate) async fn exempt_peers(
+    cluster: RedisCluster,
+    limiter: Arc<IpLimiter>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let addresses = match cluster.peer_addresses().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Keep the last known set: peers do not change with an outage.
+                tracing::debug!(error = %e, "cannot read the cluster's node addresses");
+                continue;
+            }
+        };
+        let mut ips = std::collections::HashSet::new();
+        for address in &addresses {
+            let resolved =
+                tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(address.as_str()))
+                    .await;
+            match resolved {
+                Ok(Ok(found)) => ips.extend(found.map(|a| a.ip())),
+                _ => tracing::debug!(%address, "cannot resolve a node's advertised address"),
+            }
+        }
+        limiter.set_exempt(ips);
     }
 }
 

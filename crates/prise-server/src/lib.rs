@@ -269,6 +269,13 @@ async fn join_cluster(
         shared.tracker.clone(),
     );
     shared.sio.set_cluster(Arc::new(link));
+    let every = (args.presence_ttl / 3).max(Duration::from_millis(500));
+    shared.tracker.spawn(forward::exempt_peers(
+        cluster.clone(),
+        Arc::clone(&shared.security.ips),
+        every,
+        shared.shutdown.clone(),
+    ));
     tracing::info!(%address, "socket.io sessions reachable from every node");
 }
 

@@ -116,6 +116,35 @@ impl RedisCluster {
             .map_err(unavailable)
     }
 
+    /// The HTTP addresses advertised by the other live nodes.
+    ///
+    /// # Errors
+    /// [`BrokerError::Unavailable`] when Redis cannot be read.
+    pub async fn peer_addresses(&self) -> Result<Vec<String>, BrokerError> {
+        let s = &self.shared;
+        let mut conn = s.conn.clone();
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(s.keys.nodes())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let others: Vec<&String> = nodes.iter().filter(|n| **n != s.node_id).collect();
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut get = redis::cmd("MGET");
+        for n in &others {
+            get.arg(s.keys.node(n));
+        }
+        let values: Vec<Option<String>> = get.query_async(&mut conn).await.map_err(unavailable)?;
+        // `1`: a live node that advertises no address (an older version).
+        Ok(values
+            .into_iter()
+            .flatten()
+            .filter(|a| a.as_str() != "1")
+            .collect())
+    }
+
     /// The live node holding session `sid`, if any.
     ///
     /// # Errors
