@@ -6,7 +6,8 @@
 // The polling client goes through the balancer (BALANCER_URL) without HTTP
 // keep-alive, so its requests land on different nodes. A websocket client
 // connects straight to one node (NODE_URL) and a TCP line client straight to
-// another (TCP_HOST:PORT). Prints "sid <engine.io sid>" for the run script,
+// another (TCP_HOST:PORT). Last, a client with the default transports
+// upgrades to websocket through the balancer. Prints "sid <engine.io sid>" for the run script,
 // one line per check, then "N passed, M failed"; exit code 0 only when
 // nothing failed.
 import assert from "node:assert/strict";
@@ -148,6 +149,25 @@ await check("the polling client is still on polling, in the same session", async
   assert.equal(poller.connected, true);
   const ack = await poller.timeout(8000).emitWithAck("presence", ROOM);
   assert.deepEqual(ack.members.map((m) => m.name).sort(), ["direct", "liner", "poller"]);
+});
+
+await check("a client upgrading to websocket through the balancer keeps its session", async () => {
+  // The upgrade request lands on any node; one that does not hold the
+  // session tunnels it to the owner.
+  const up = io(BALANCER, { forceNew: true, agent: false, reconnection: false, auth: { name: "upgrader" } });
+  try {
+    await connected(up);
+    const sid = up.io.engine.id;
+    if (up.io.engine.transport.name !== "websocket") await once(up.io.engine, "upgrade");
+    assert.equal(up.io.engine.transport.name, "websocket");
+    assert.equal(up.io.engine.id, sid);
+    await up.timeout(8000).emitWithAck("join", ROOM);
+    const got = messageWith(up, "to the upgraded client");
+    await direct.timeout(8000).emitWithAck("publish", { room: ROOM, content: "to the upgraded client" });
+    await got;
+  } finally {
+    up.disconnect();
+  }
 });
 
 poller.disconnect();

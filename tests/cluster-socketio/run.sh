@@ -36,7 +36,7 @@ wait_for() {
   local pid="$1" what="$2"; shift 2
   local out=""
   for _ in $(seq 1 100); do
-    out="$("$@" || true)"
+    out="$("$@" 2>/dev/null || true)"
     [ -n "$out" ] && { echo "$out"; return 0; }
     kill -0 "$pid" 2>/dev/null || { echo "$what exited" >&2; return 1; }
     sleep 0.1
