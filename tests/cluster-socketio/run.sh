@@ -118,7 +118,7 @@ spread() {
 }
 
 status=0
-echo "== socket.io-client, polling only, through the proxy"
+echo "== socket.io-client through the proxy (polling only, then an upgrade)"
 timeout 90 node "$HERE/cluster.mjs" "http://$PROXY" "http://${HTTP[2]}" "${TCP[1]}" \
   | tee "$TMP/js.out" || status=1
 spread "socket.io-client" "$TMP/js.out" || status=1

@@ -97,17 +97,22 @@ impl RedisCluster {
             .map_err(unavailable)
     }
 
-    /// Forgets session `sid` (it ended on this node).
+    /// Forgets session `sid` (it ended on this node); nothing to do for a
+    /// session this node never claimed.
     ///
     /// # Errors
     /// [`BrokerError::Unavailable`] when Redis cannot be written; the key
     /// then expires after [`SID_TTL`].
     pub async fn release_session(&self, sid: &str) -> Result<(), BrokerError> {
         let s = &self.shared;
-        s.claimed
+        let claimed = s
+            .claimed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(sid);
+        if !claimed {
+            return Ok(());
+        }
         let mut conn = s.conn.clone();
         redis::cmd("DEL")
             .arg(sid_key(s, sid))
@@ -202,3 +207,66 @@ pub(super) async fn refresh_task(s: Arc<Shared>) {
 
 /// The set of claimed sessions (bounded by the engine's session cap).
 pub(super) type Claimed = std::sync::Mutex<HashSet<String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis_broker::RedisConfig;
+    use crate::testing::RedisServer;
+
+    async fn node(url: &str) -> RedisCluster {
+        let mut config = RedisConfig::new(url);
+        config.prefix = "owners:".into();
+        RedisCluster::connect(config).await.expect("redis")
+    }
+
+    #[tokio::test]
+    async fn a_session_is_owned_while_claimed_and_its_node_lives() {
+        let server = RedisServer::start();
+        let (a, b) = (node(&server.url()).await, node(&server.url()).await);
+        a.advertise("10.0.0.11:7878").await.unwrap();
+        b.advertise("10.0.0.12:7878").await.unwrap();
+
+        assert_eq!(b.session_owner("S1").await.unwrap(), None, "never claimed");
+        a.claim_session("S1").await.unwrap();
+        let owner = b.session_owner("S1").await.unwrap().expect("owned");
+        assert_eq!(owner.node, a.node_id());
+        assert_eq!(owner.address, "10.0.0.11:7878");
+
+        // Releasing twice, or a session never claimed here, is harmless.
+        a.release_session("S1").await.unwrap();
+        a.release_session("S1").await.unwrap();
+        b.release_session("S2").await.unwrap();
+        assert_eq!(b.session_owner("S1").await.unwrap(), None, "released");
+
+        // A node whose heartbeat is gone owns nothing.
+        a.claim_session("S3").await.unwrap();
+        let mut conn = a.shared.conn.clone();
+        redis::cmd("DEL")
+            .arg(a.shared.keys.node(a.node_id()))
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(b.session_owner("S3").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn peers_are_the_other_live_nodes_addresses() {
+        let server = RedisServer::start();
+        let (a, b) = (node(&server.url()).await, node(&server.url()).await);
+        a.advertise("10.0.0.11:7878").await.unwrap();
+        b.advertise("10.0.0.12:7878").await.unwrap();
+        let mut conn = a.shared.conn.clone();
+        // The nodes set is kept by the heartbeat task; add them directly.
+        redis::cmd("SADD")
+            .arg(a.shared.keys.nodes())
+            .arg(a.node_id())
+            .arg(b.node_id())
+            .arg("gone")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(a.peer_addresses().await.unwrap(), ["10.0.0.12:7878"]);
+        assert_eq!(b.peer_addresses().await.unwrap(), ["10.0.0.11:7878"]);
+    }
+}
