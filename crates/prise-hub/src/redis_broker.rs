@@ -36,6 +36,10 @@
 //!   node refreshes a heartbeat key with a TTL; every node reaps the
 //!   members of nodes whose heartbeat expired (publishing their `left`).
 
+mod owners;
+
+pub use owners::{Owner, SID_TTL};
+
 use crate::broker::{Broker, BrokerError, DeliverySink, Draft, Offered};
 use crate::clock::Clock;
 use crate::presence::{PresenceApplied, PresenceEvent, PresenceSnapshot};
@@ -208,6 +212,7 @@ struct Scripts {
     leave: redis::Script,
     read: redis::Script,
     reap: redis::Script,
+    owner: redis::Script,
 }
 
 /// What the engine's tasks share.
@@ -232,6 +237,10 @@ struct Shared {
     typing_rx: Mutex<Option<mpsc::Receiver<String>>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The HTTP address other nodes reach this one at (its heartbeat value).
+    advertised: Mutex<Option<String>>,
+    /// Engine.IO sessions this node holds (their owner keys are refreshed).
+    claimed: owners::Claimed,
 }
 
 /// The Redis engine of one node: its [`RedisStore`], its broker (made once
@@ -299,6 +308,7 @@ impl RedisCluster {
             leave: redis::Script::new(PRESENCE_LEAVE_LUA),
             read: redis::Script::new(PRESENCE_READ_LUA),
             reap: redis::Script::new(REAP_LUA),
+            owner: redis::Script::new(owners::OWNER_LUA),
         };
         Ok(Self {
             shared: Arc::new(Shared {
@@ -319,6 +329,8 @@ impl RedisCluster {
                 typing_rx: Mutex::new(Some(typing_rx)),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                advertised: Mutex::new(None),
+                claimed: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -343,6 +355,7 @@ impl RedisCluster {
             s.tracker.spawn(subscriber(Arc::clone(s)));
             s.tracker.spawn(presence_task(Arc::clone(s)));
             s.tracker.spawn(typing_task(Arc::clone(s), rx));
+            s.tracker.spawn(owners::refresh_task(Arc::clone(s)));
         }
         Arc::new(RedisBroker {
             shared: Arc::clone(s),
@@ -883,10 +896,17 @@ async fn presence_task(s: Arc<Shared>) {
 
 async fn heartbeat(s: &Shared, ttl_ms: u64) -> Result<(), redis::RedisError> {
     let mut conn = s.conn.clone();
+    // The heartbeat carries the advertised HTTP address (see `owners`).
+    let value = s
+        .advertised
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| "1".to_owned());
     let nodes: Vec<String> = redis::pipe()
         .cmd("SET")
         .arg(s.keys.node(&s.node_id))
-        .arg(1)
+        .arg(value)
         .arg("PX")
         .arg(ttl_ms)
         .ignore()

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// With --redis: a node silent for this long has its members removed from presence (e.g. 10s).
     #[arg(long, env = "PRISE_PRESENCE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub presence_ttl: Duration,
+    /// With --redis: the HTTP address (HOST:PORT) other nodes reach this one
+    /// at, to forward Socket.IO long-polling requests of the sessions it
+    /// holds (default: the bound --http address).
+    #[arg(long, env = "PRISE_ADVERTISE")]
+    pub advertise: Option<String>,
     /// Time given to connections to close on SIGINT/SIGTERM (e.g. 10s).
     #[arg(long, env = "PRISE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

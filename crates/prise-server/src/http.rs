@@ -54,7 +54,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::api::routes(&shared))
         .with_state(Arc::clone(&shared))
-        .merge(shared.sio.router())
+        .merge(
+            shared
+                .sio
+                .router()
+                .layer(axum::middleware::map_request(note_forwarded)),
+        )
+}
+
+/// Logs who a request forwarded by another node came from.
+async fn note_forwarded(req: Request) -> Request {
+    if let Some(hop) = req.headers().get(crate::forward::HOP_HEADER) {
+        let client = req
+            .headers()
+            .get(crate::forward::CLIENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        tracing::debug!(from_node = ?hop, client, "socket.io request forwarded by another node");
+    }
+    req
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {

@@ -20,6 +20,7 @@ mod api;
 pub mod auth;
 pub mod config;
 pub mod config_file;
+mod forward;
 mod http;
 mod page;
 pub mod ratelimit;
@@ -185,6 +186,8 @@ pub async fn run(
             })?,
     };
     let sio_config = sio_config(&args);
+    let poll_timeout = sio_config.engine.poll_timeout;
+    let tracker = TaskTracker::new();
     let shared = Arc::new_cyclic(|weak| Shared {
         hub: hub.clone(),
         sio: prise_sio::SioLayer::with_handler(
@@ -192,10 +195,13 @@ pub async fn run(
             Arc::new(sio::HubSio::new(weak.clone())),
         ),
         shutdown: shutdown.clone(),
-        tracker: TaskTracker::new(),
+        tracker: tracker.clone(),
         rate: Rate::default(),
         security,
     });
+    if let Some(cluster) = &cluster {
+        join_cluster(&args, &shared, cluster, bound.http, poll_timeout).await;
+    }
     let listeners = TaskTracker::new();
     listeners.spawn(http::serve(http_listener, Arc::clone(&shared)));
     listeners.spawn(tcp::serve(tcp_listener, Arc::clone(&shared)));
@@ -228,6 +234,50 @@ pub async fn run(
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Publishes this node's HTTP address and lets its Socket.IO engine
+/// forward requests of sessions held by other nodes (see `forward`).
+async fn join_cluster(
+    args: &ServeArgs,
+    shared: &Shared,
+    cluster: &RedisCluster,
+    http: SocketAddr,
+    poll_timeout: Duration,
+) {
+    if shared.security.tls.is_some() {
+        tracing::warn!(
+            "with TLS on, long-polling requests are not forwarded between nodes \
+             (they need plain HTTP): put a TLS-terminating balancer in front instead"
+        );
+        return;
+    }
+    let address = args.advertise.clone().unwrap_or_else(|| http.to_string());
+    if args.advertise.is_none() && http.ip().is_unspecified() {
+        tracing::warn!(
+            %http,
+            "listening on every interface: set --advertise to an address other nodes can reach"
+        );
+    }
+    if let Err(e) = cluster.advertise(&address).await {
+        tracing::warn!(error = %e, "cannot publish this node's address yet");
+    }
+    let link = forward::ClusterLink::new(
+        cluster.clone(),
+        args.max_frame,
+        poll_timeout,
+        shared.shutdown.clone(),
+        shared.tracker.clone(),
+    );
+    shared.sio.set_cluster(Arc::new(link));
+    let every = (args.presence_ttl / 3).max(Duration::from_millis(500));
+    shared.tracker.spawn(forward::exempt_peers(
+        cluster.clone(),
+        Arc::clone(&shared.security.ips),
+        every,
+        shared.shutdown.clone(),
+    ));
+    tracing::info!(%address, "socket.io sessions reachable from every node");
 }
 
 /// The Socket.IO settings for the hub: recovery on, limits from the hub's.

@@ -2,15 +2,19 @@
 //! burst) and, per client IP address, a bucket for new connections plus a cap
 //! on concurrent ones.
 //!
+//! Connections from the addresses of the other nodes of a Redis cluster
+//! ([`IpLimiter::set_exempt`]) are not limited per IP: they carry requests
+//! of many clients that the forwarding node already admitted.
+//!
 //! The per-IP table is bounded: entries with no open connection and a full
 //! bucket are swept every [`SWEEP_EVERY`], and when the table holds
 //! [`MAX_TRACKED_IPS`] addresses a new address is refused (`RATE_LIMITED`)
 //! until a sweep frees room. Every refusal is counted in
 //! `prise_refused_total{reason}`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Default requests per second on one connection.
@@ -145,6 +149,8 @@ struct IpEntry {
 pub struct IpLimiter {
     config: RateConfig,
     table: Mutex<HashMap<IpAddr, IpEntry>>,
+    /// Addresses of the other nodes of the cluster (bounded by its size).
+    exempt: RwLock<HashSet<IpAddr>>,
 }
 
 /// Held by a connection; dropping it gives its slot back.
@@ -152,10 +158,15 @@ pub struct IpLimiter {
 pub struct IpPermit {
     limiter: Arc<IpLimiter>,
     ip: IpAddr,
+    /// False for an exempt address: nothing to give back.
+    counted: bool,
 }
 
 impl Drop for IpPermit {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         let mut t = self.limiter.lock();
         if let Some(e) = t.get_mut(&self.ip) {
             e.open = e.open.saturating_sub(1);
@@ -169,7 +180,22 @@ impl IpLimiter {
         Arc::new(Self {
             config,
             table: Mutex::new(HashMap::new()),
+            exempt: RwLock::new(HashSet::new()),
         })
+    }
+
+    /// Replaces the set of addresses admitted without per-IP limits: the
+    /// other nodes of this server's cluster, whose connections carry
+    /// requests forwarded for many clients.
+    pub fn set_exempt(&self, ips: HashSet<IpAddr>) {
+        *self.exempt.write().unwrap_or_else(|e| e.into_inner()) = ips;
+    }
+
+    fn is_exempt(&self, ip: IpAddr) -> bool {
+        self.exempt
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&ip)
     }
 
     /// The settings.
@@ -186,6 +212,13 @@ impl IpLimiter {
     /// # Errors
     /// An [`IpRefusal`].
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<IpPermit, IpRefusal> {
+        if self.is_exempt(ip) {
+            return Ok(IpPermit {
+                limiter: Arc::clone(self),
+                ip,
+                counted: false,
+            });
+        }
         let now = Instant::now();
         let mut t = self.lock();
         if !t.contains_key(&ip) && t.len() >= MAX_TRACKED_IPS {
@@ -209,6 +242,7 @@ impl IpLimiter {
         Ok(IpPermit {
             limiter: Arc::clone(self),
             ip,
+            counted: true,
         })
     }
 
@@ -335,5 +369,29 @@ mod tests {
         drop(r.admit(ip).unwrap());
         assert_eq!(r.admit(ip).unwrap_err(), IpRefusal::Rate);
         assert_eq!(r.sweep(), 1, "bucket not full yet: kept");
+    }
+
+    #[test]
+    fn cluster_peers_are_not_limited_per_ip() {
+        let l = IpLimiter::new(RateConfig {
+            ip_connect_rate: 0.001,
+            ip_connect_burst: 1,
+            max_connections_per_ip: 1,
+            ..RateConfig::default()
+        });
+        let peer: IpAddr = "10.0.0.12".parse().unwrap();
+        let other: IpAddr = "10.0.0.99".parse().unwrap();
+        l.set_exempt(HashSet::from([peer]));
+        let held: Vec<_> = (0..10).map(|_| l.admit(peer).unwrap()).collect();
+        assert_eq!(l.open(peer), 0, "exempt connections are not counted");
+        let _one = l.admit(other).unwrap();
+        assert!(l.admit(other).is_err(), "other addresses keep their limits");
+        drop(held);
+        l.set_exempt(HashSet::new());
+        let _p = l.admit(peer).unwrap();
+        assert!(
+            l.admit(peer).is_err(),
+            "a node that left the cluster is limited again"
+        );
     }
 }

@@ -18,6 +18,10 @@
 //!   ways, binary attachments, connect timeout, connection state recovery
 //!   hand-off. It is an [`EngineHandler`]; the application implements
 //!   [`SioHandler`] and talks to clients through [`Socket`] handles.
+//! - Clustering ([`SessionCluster`]): a server that is one of several behind
+//!   a balancer without sticky sessions claims its polling sessions and
+//!   hands requests for sessions it does not hold to the cluster, which
+//!   forwards them to the server that does.
 //!
 //! # Data flow
 //!
@@ -48,7 +52,10 @@ mod sio;
 mod socket;
 
 pub use config::*;
-pub use engine::{CloseReason, Engine, EngineConn, EngineHandler, Frame, Message, Session};
+pub use engine::{
+    CloseReason, Engine, EngineConn, EngineHandler, Frame, Message, Session, SessionCluster,
+    SharedCluster,
+};
 pub use handler::{
     BoxFuture, ConnectOutcome, ConnectRefusal, DisconnectReason, RecoveryRequest, SioHandler,
 };

@@ -356,6 +356,12 @@ impl SioLayer {
         self.engine.router()
     }
 
+    /// Makes this server one of a cluster (see [`crate::SessionCluster`]).
+    /// Set it before serving; a second call is ignored (false).
+    pub fn set_cluster(&self, cluster: crate::SharedCluster) -> bool {
+        self.engine.set_cluster(cluster)
+    }
+
     /// Number of open Engine.IO sessions.
     pub fn session_count(&self) -> usize {
         self.engine.session_count()

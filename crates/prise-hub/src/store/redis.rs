@@ -89,7 +89,8 @@ impl Keys {
     pub fn nodes(&self) -> String {
         format!("{}nodes", self.prefix)
     }
-    /// A node's heartbeat (expires after the presence TTL).
+    /// A node's heartbeat (expires after the presence TTL); its value is
+    /// the HTTP address the node advertises (or `1`).
     pub fn node(&self, node: &str) -> String {
         format!("{}node:{node}", self.prefix)
     }

@@ -1,6 +1,8 @@
 //! Shared helpers: a real server on 127.0.0.1:0 and real clients.
 #![allow(dead_code)]
 
+pub mod node;
+
 use futures_util::{SinkExt, StreamExt};
 use prise_server::{Bound, CancellationToken, ServeArgs};
 use prise_ws::{Message, WebSocketStream};

@@ -4,11 +4,13 @@
 //!  HTTP request ─▶ Engine::handle ─┬─ GET  no sid  ─▶ new polling session ─▶ "0{handshake}"
 //!                                  ├─ GET  sid     ─▶ polling::poll (drains the queue)
 //!                                  ├─ POST sid     ─▶ polling::post ─▶ EngineConn::on_message
-//!                                  └─ WS upgrade   ─▶ websocket::run (new session or upgrade)
+//!                                  ├─ WS upgrade   ─▶ websocket::run (new session or upgrade)
+//!                                  └─ sid held elsewhere ─▶ SessionCluster::forward (or 400)
 //!  application ─▶ Session::send (bounded queue, never blocks) ─▶ whichever transport writes
 //!  per session: supervisor task = heartbeat (ping, pong timeout) + close handling
 //! ```
 
+mod cluster;
 mod polling;
 pub(crate) mod session;
 mod websocket;
@@ -16,7 +18,7 @@ mod websocket;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use base64::Engine as _;
@@ -26,6 +28,7 @@ use prise_proto::engineio::{ErrorCode, Handshake, Transport};
 use tokio_util::task::TaskTracker;
 
 use crate::config::EngineConfig;
+pub use cluster::{SessionCluster, SharedCluster};
 pub use session::{CloseReason, Frame, SendError, Session};
 
 /// A message from the client, as the application sees it.
@@ -71,6 +74,8 @@ pub struct Engine<H: EngineHandler> {
     pub(crate) handler: H,
     pub(crate) sessions: Mutex<Registry<H::Conn>>,
     pub(crate) tasks: TaskTracker,
+    /// The other servers, when this one is part of a cluster.
+    pub(crate) cluster: OnceLock<SharedCluster>,
 }
 
 impl<H: EngineHandler> std::fmt::Debug for Engine<H> {
@@ -140,7 +145,15 @@ impl<H: EngineHandler> Engine<H> {
             handler,
             sessions: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+            cluster: OnceLock::new(),
         })
+    }
+
+    /// Makes this server one of a cluster: polling sessions are claimed
+    /// there, and requests for sessions held elsewhere are forwarded. Set
+    /// it before serving; a second call is ignored (false).
+    pub fn set_cluster(&self, cluster: SharedCluster) -> bool {
+        self.cluster.set(cluster).is_ok()
     }
 
     /// The settings.
@@ -219,6 +232,23 @@ impl<H: EngineHandler> Engine<H> {
         let response = match (q.eio, q.transport.and_then(Transport::parse)) {
             (Some("4"), Some(transport)) => {
                 let sid = q.sid.map(str::to_owned);
+                if let Some(sid) = sid.as_deref()
+                    && let Some(cluster) = self.cluster.get()
+                    && self.lookup(sid).is_none()
+                {
+                    // Not held here: the server holding it answers (its
+                    // answer already carries its CORS headers).
+                    if cluster::plausible_sid(sid)
+                        && let Some(r) = cluster.forward(sid, req).await
+                    {
+                        return r;
+                    }
+                    return polling::with_cors(
+                        &self.config,
+                        origin.as_deref(),
+                        error_response(ErrorCode::UnknownSid),
+                    );
+                }
                 match transport {
                     Transport::Websocket if self.config.allow_websocket => {
                         websocket::handle(self, &mut req, sid).await
@@ -322,5 +352,8 @@ impl<H: EngineHandler> Engine<H> {
             let _ = tokio::time::timeout(grace, s.drained.cancelled()).await;
         }
         self.registry().remove(s.sid());
+        if let Some(cluster) = self.cluster.get() {
+            cluster.release(s.sid()).await;
+        }
     }
 }

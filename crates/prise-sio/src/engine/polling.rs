@@ -32,7 +32,12 @@ pub(super) async fn handle<H: EngineHandler>(
         (Method::GET, None) => {
             let remote = remote_addr(&req);
             match engine.open(Transport::Polling, remote, req.headers().clone()) {
-                Some((_, handshake)) => text_response(StatusCode::OK, handshake),
+                Some((entry, handshake)) => {
+                    if let Some(cluster) = engine.cluster.get() {
+                        cluster.claim(entry.session.sid()).await;
+                    }
+                    text_response(StatusCode::OK, handshake)
+                }
                 None => text_response(StatusCode::SERVICE_UNAVAILABLE, "too many sessions"),
             }
         }
