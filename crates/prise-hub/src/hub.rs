@@ -10,7 +10,9 @@
 //! before it drains the queue, so the client sees each offset once, in order.
 //!
 //! A room entry is created by a join (with the head read from the store) or by
-//! a delivery. Removing an entry bumps its shard's generation; a join that
+//! a delivery. A head read by a join may already hold messages the sequencer
+//! has committed but not yet delivered; their delivery then finds them at or
+//! below `delivered` and skips them (the members replay them instead). Removing an entry bumps its shard's generation; a join that
 //! read the store head before a removal retries, so it never installs a stale
 //! head.
 
@@ -1102,13 +1104,23 @@ impl DeliverySink for Inner {
                     })
                 }
             };
-            fanout = room.sessions.len();
-            for s in room.sessions.values() {
-                if let Err(TrySendError::Full(_)) = s.tx.try_send(event.clone()) {
-                    slow.push(Arc::clone(s));
+            // A join that created the room entry read a store head that
+            // already held this message (committed, not yet delivered): its
+            // members have it below their `delivered` and read it from the
+            // store, so it is not sent to them twice.
+            fanout = if message.offset > room.delivered {
+                room.sessions.len()
+            } else {
+                0
+            };
+            if fanout > 0 {
+                for s in room.sessions.values() {
+                    if let Err(TrySendError::Full(_)) = s.tx.try_send(event.clone()) {
+                        slow.push(Arc::clone(s));
+                    }
                 }
             }
-            room.delivered = message.offset;
+            room.delivered = room.delivered.max(message.offset);
             self.delivered_seq.fetch_max(message.seq, Ordering::AcqRel);
             if fanout == 0 && shard.rooms.len() > self.config.limits.max_rooms / SHARDS {
                 Hub::sweep(&mut shard);
