@@ -6,7 +6,9 @@
 # ports; runs cluster.mjs (socket.io-client) and cluster.py (python-socketio)
 # with polling only and no HTTP keep-alive through the proxy, and checks in
 # the nodes' logs that each session's requests were served by more than one
-# node. Stops everything it started by PID. Exit code 0 only when every check
+# node; then kills (SIGKILL) the node a subscriber landed on while messages
+# are published, and checks with failover.mjs that the subscriber recovers on
+# another node. Stops everything it started by PID. Exit code 0 only when every check
 # passed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -66,7 +68,7 @@ echo "== redis-server on 127.0.0.1:$REDIS_PORT"
 
 # Three nodes. Every test client comes from 127.0.0.1, and so do the
 # requests nodes forward to each other: the per-IP limits are off.
-HTTP=(); TCP=()
+HTTP=(); TCP=(); NODE_PID=()
 for i in 0 1 2; do
   "$PRISE_BIN" --log "info,prise_server::forward=debug" serve \
     --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "cluster-$$:" \
@@ -75,6 +77,7 @@ for i in 0 1 2; do
     >"$TMP/node$i.out" 2>"$TMP/node$i.err" &
   pid=$!
   PIDS+=("$pid")
+  NODE_PID[i]="$pid"
   HTTP[i]="$(wait_for "$pid" "node $i" sed -n 's/^listening http //p' "$TMP/node$i.out")" \
     || { cat "$TMP/node$i.err"; exit 1; }
   TCP[i]="$(sed -n 's/^listening tcp //p' "$TMP/node$i.out")"
@@ -127,6 +130,12 @@ echo "== python-socketio, polling only, through the proxy"
 timeout 90 "$CLIENTS/.venv/bin/python" "$HERE/cluster.py" "http://$PROXY" "http://${HTTP[1]}" \
   | tee "$TMP/py.out" || status=1
 spread "python-socketio" "$TMP/py.out" || status=1
+
+# Last: it kills one of the nodes.
+echo "== a node killed under publish load (socket.io-client through the proxy)"
+timeout 120 node "$HERE/failover.mjs" "http://$PROXY" \
+  "http://${HTTP[0]}=${NODE_PID[0]}" "http://${HTTP[1]}=${NODE_PID[1]}" "http://${HTTP[2]}=${NODE_PID[2]}" \
+  || status=1
 
 if [ "$status" -ne 0 ]; then
   for i in 0 1 2; do

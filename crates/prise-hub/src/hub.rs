@@ -797,6 +797,24 @@ impl Hub {
         Ok(())
     }
 
+    /// True when [`Hub::suspend`] records outlive this process: transports
+    /// then keep a live session's record current (after each join and leave,
+    /// and before it expires), so that its client recovers on another node or
+    /// after a restart even when this process is killed.
+    pub fn checkpoints_sessions(&self) -> bool {
+        self.inner.store.sessions_outlive_process()
+    }
+
+    /// Drops a session's recovery record (a deliberate disconnect: nothing
+    /// is to be recovered).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn forget_suspended(&self, pid: &str) -> Result<(), HubError> {
+        self.inner.store.take_session(pid, 0).await?;
+        Ok(())
+    }
+
     /// Resumes a suspended session: takes back its user and rooms and returns
     /// what it missed after `after_seq`, in publish order. `None` when the
     /// session is unknown, expired, or history no longer covers the gap (the

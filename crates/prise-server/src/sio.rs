@@ -47,6 +47,25 @@ use tokio::sync::mpsc;
 const DEFAULT_HISTORY: usize = 50;
 /// Most queued hub events turned into Socket.IO events in one go.
 const PUMP_BATCH: usize = 64;
+/// A far-off instant for timers that are off.
+const ONE_DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Rewrites the session's recovery record (its user and rooms) when the
+/// store keeps it beyond this process; a session in no room has nothing to
+/// recover: its record is dropped.
+async fn checkpoint(hub: &prise_hub::Hub, conn: &Conn, pid: &str) {
+    if !hub.checkpoints_sessions() {
+        return;
+    }
+    let saved = if conn.session.rooms().is_empty() {
+        hub.forget_suspended(pid).await
+    } else {
+        hub.suspend(&conn.session, pid).await
+    };
+    if let Err(e) = saved {
+        tracing::debug!(error = %e, "cannot save the session for recovery");
+    }
+}
 
 /// Per-socket state.
 struct Conn {
@@ -134,8 +153,25 @@ fn user_value(user: &User, room: &str) -> Value {
 }
 
 /// Sends the session's queued hub events to the socket until either ends.
-async fn pump(socket: Socket, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outbound>) {
+/// Keeps the session's recovery record current while it lives (see
+/// [`prise_hub::Hub::checkpoints_sessions`]): rewritten at half the
+/// recovery window, so it never expires under a live session.
+struct Checkpoints {
+    hub: prise_hub::Hub,
+    every: std::time::Duration,
+}
+
+async fn pump(
+    socket: Socket,
+    conn: Arc<Conn>,
+    mut rx: mpsc::Receiver<Outbound>,
+    checkpoints: Option<Checkpoints>,
+) {
     let nsp = socket.namespace().to_owned();
+    let every = checkpoints
+        .as_ref()
+        .map_or(std::time::Duration::MAX, |c| c.every);
+    let mut next_checkpoint = tokio::time::Instant::now() + every.min(ONE_DAY);
     let mut batch = Vec::with_capacity(PUMP_BATCH);
     // A token's expiry ends the session (the client reconnects with a fresh
     // token in its `auth`).
@@ -183,6 +219,14 @@ async fn pump(socket: Socket, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outbound>)
                 // reconnect and recover what it missed.
                 socket.close_transport();
                 return;
+            }
+            () = tokio::time::sleep_until(next_checkpoint), if checkpoints.is_some() => {
+                next_checkpoint = tokio::time::Instant::now() + every;
+                if let Some(c) = &checkpoints
+                    && !conn.session.rooms().is_empty()
+                {
+                    checkpoint(&c.hub, &conn, &socket.pid()).await;
+                }
             }
             n = rx.recv_many(&mut batch, PUMP_BATCH) => {
                 if n == 0 {
@@ -290,13 +334,20 @@ impl HubSio {
                     }
                     *conn.current.lock().unwrap_or_else(|e| e.into_inner()) =
                         resumed.rooms.first().cloned();
+                    // Resuming took the record: write it again under the
+                    // pid the client keeps.
+                    checkpoint(hub, &conn, &req.pid).await;
                     outcome = ConnectOutcome::Recovered;
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "socket.io recovery failed"),
             }
         }
-        let handle = tokio::spawn(pump(socket.clone(), Arc::clone(&conn), rx));
+        let checkpoints = hub.checkpoints_sessions().then(|| Checkpoints {
+            hub: hub.clone(),
+            every: (hub.config().recovery_window / 2).max(std::time::Duration::from_secs(1)),
+        });
+        let handle = tokio::spawn(pump(socket.clone(), Arc::clone(&conn), rx, checkpoints));
         *conn.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         self.conns
             .lock()
@@ -323,10 +374,14 @@ impl HubSio {
         let hub = &shared.hub;
         // A lost transport may come back: keep the session for recovery.
         // A deliberate disconnect (either side) ends it.
-        if matches!(reason, DisconnectReason::Transport(_))
-            && let Err(e) = hub.suspend(&conn.session, &socket.pid()).await
+        if matches!(reason, DisconnectReason::Transport(_)) {
+            if let Err(e) = hub.suspend(&conn.session, &socket.pid()).await {
+                tracing::warn!(error = %e, "cannot keep the session for recovery");
+            }
+        } else if hub.checkpoints_sessions()
+            && let Err(e) = hub.forget_suspended(&socket.pid()).await
         {
-            tracing::warn!(error = %e, "cannot keep the session for recovery");
+            tracing::debug!(error = %e, "cannot drop the session's recovery record");
         }
         hub.disconnect(&conn.session);
     }
@@ -437,6 +492,7 @@ impl HubSio {
                     Ok(j) => {
                         *conn.current.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some(Arc::clone(&j.room));
+                        checkpoint(hub, conn, &socket.pid()).await;
                         Ok(None)
                     }
                     Err(e) => chat_error(&e),
@@ -490,6 +546,7 @@ impl HubSio {
                 let _emitting = conn.emit_lock.lock().await;
                 match hub.join(session, &room, since, epoch.as_ref()).await {
                     Ok(j) => {
+                        checkpoint(hub, conn, &socket.pid()).await;
                         // The ack first, then the replay, then live messages.
                         let value =
                             join_value(&j.room, &j.epoch, j.offset, &j.members, j.recovered);
@@ -513,10 +570,14 @@ impl HubSio {
                 let room = arg.as_str().unwrap_or("");
                 match hub.leave(session, room) {
                     Ok(()) => {
-                        let mut current = conn.current.lock().unwrap_or_else(|e| e.into_inner());
-                        if current.as_deref() == Some(room) {
-                            *current = None;
+                        {
+                            let mut current =
+                                conn.current.lock().unwrap_or_else(|e| e.into_inner());
+                            if current.as_deref() == Some(room) {
+                                *current = None;
+                            }
                         }
+                        checkpoint(hub, conn, &socket.pid()).await;
                         Ok(Some(json!({"room": room})))
                     }
                     Err(e) => Err(error_value(&e)),

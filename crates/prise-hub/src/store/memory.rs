@@ -67,6 +67,10 @@ fn head(room: &Room) -> RoomHead {
 }
 
 impl HistoryStore for MemoryStore {
+    fn sessions_outlive_process(&self) -> bool {
+        false
+    }
+
     fn room_head<'a>(
         &'a self,
         room: &'a str,

@@ -164,6 +164,14 @@ pub trait HistoryStore: Send + Sync + 'static {
 
     /// Writes out everything pending; called on shutdown.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// True when remembered sessions outlive this process (a file, or a
+    /// server shared by several nodes). The hub then keeps the recovery
+    /// record of every live session current, so a client recovers even when
+    /// the process that held it died without a chance to save it.
+    fn sessions_outlive_process(&self) -> bool {
+        true
+    }
 }
 
 /// A fresh epoch: a ULID, unique per history generation.
