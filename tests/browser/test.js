@@ -35,7 +35,7 @@ const CHROMIUM_ARGS = [
 /** Longest wait for any single event (a message shown, a line received...). */
 const WAIT_MS = 8000;
 /** The whole run is stopped, as a failure, after this long. */
-const RUN_DEADLINE_MS = 55000;
+const RUN_DEADLINE_MS = 75000;
 /** Longest wait for the server to print its listening addresses. */
 const STARTUP_MS = 15000;
 
@@ -61,15 +61,16 @@ function remember(line) {
   if (ctx.serverLog.length > 200) ctx.serverLog.shift();
 }
 
-function startServer() {
+/** Starts `prise serve` with `extra` flags; `key` names it in ctx (ctx[key], ctx[key + 'Exited']). */
+function startServer(extra = [], key = 'server') {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'prise-browser-'));
-  const child = spawn(PRISE_BIN, ['serve', '--http', '127.0.0.1:0', '--tcp', '127.0.0.1:0', '--store', 'memory'], {
+  const child = spawn(PRISE_BIN, ['serve', '--http', '127.0.0.1:0', '--tcp', '127.0.0.1:0', '--store', 'memory', ...extra], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NO_COLOR: '1' },
   });
-  ctx.server = child;
-  ctx.serverExited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  ctx[key] = child;
+  ctx[`${key}Exited`] = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   readline.createInterface({ input: child.stderr }).on('line', (l) => remember(`[stderr] ${l}`));
   const out = readline.createInterface({ input: child.stdout });
   return new Promise((resolve, reject) => {
@@ -98,21 +99,30 @@ function startServer() {
   });
 }
 
-async function stopServer() {
-  const child = ctx.server;
+async function stopServer(key = 'server') {
+  const child = ctx[key];
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
-  const killed = await Promise.race([ctx.serverExited, new Promise((r) => setTimeout(() => r(null), 3000).unref())]);
+  const killed = await Promise.race([ctx[`${key}Exited`], new Promise((r) => setTimeout(() => r(null), 3000).unref())]);
   if (killed === null && child.exitCode === null) {
     child.kill('SIGKILL');
-    await ctx.serverExited;
+    await ctx[`${key}Exited`];
   }
 }
 
 process.on('exit', () => {
-  const child = ctx.server;
-  if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of [ctx.server, ctx.authServer]) {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
 });
+
+/** An HS256 JWT signed with `secret`. */
+function jwt(claims, secret) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  const sig = require('node:crypto').createHmac('sha256', secret).update(body).digest('base64url');
+  return `${body}.${sig}`;
+}
 
 const deadline = setTimeout(async () => {
   process.stderr.write(`browser test: whole run exceeded ${RUN_DEADLINE_MS} ms\n`);
@@ -321,6 +331,7 @@ after(async () => {
   if (ctx.cutter) ctx.cutter.close();
   if (ctx.browser) await ctx.browser.close().catch(() => {});
   await stopServer();
+  await stopServer('authServer');
 });
 
 // ---------------------------------------------------------------- scenarios
@@ -525,6 +536,33 @@ step('on a narrow screen the room list opens as a drawer', async () => {
   await message(bob, 'carol', 'hello from nc').waitFor();
   await bob.screenshot({ path: path.join(OUT, 'final-mobile-chat.png') });
   await bob.setViewportSize({ width: 1280, height: 800 });
+});
+
+step('on a server that requires sign-in, a bad token is refused and a valid one signs in with its name', async () => {
+  const secret = require('node:crypto').randomBytes(16).toString('hex');
+  const addr = await startServer(['--jwt-secret', secret, '--anonymous', 'deny'], 'authServer');
+  const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('pageerror', (err) => ctx.pageErrors.push(`dana: ${err.message}`));
+  ctx.pages.dana = page;
+  await page.goto(`${addr.http}/`);
+  await page.getByTestId('login').waitFor({ state: 'visible' });
+  await page.getByTestId('nickname-input').fill('dana');
+  await page.getByTestId('token-input').fill(jwt({ sub: 'u-dana', name: 'Dana', exp: Math.floor(Date.now() / 1000) + 600 }, 'not-the-secret'));
+  await page.getByTestId('login-submit').click();
+  await page.getByTestId('login').waitFor({ state: 'visible' });
+  await page.locator('[data-testid="login-error"]:not([hidden])').waitFor();
+  assert.match(await page.getByTestId('login-error').textContent(), /signature|auth/i);
+  await page.getByTestId('token-input').fill(jwt({ sub: 'u-dana', name: 'Dana', exp: Math.floor(Date.now() / 1000) + 600 }, secret));
+  await page.getByTestId('login-submit').click();
+  await connected(page);
+  await page.locator('[data-testid="me-name"]', { hasText: 'Dana' }).waitFor();
+  await send(page, 'signed in with a token');
+  await message(page, 'Dana', 'signed in with a token').waitFor();
+  // The token stays in the tab (sessionStorage), not on disk (localStorage).
+  const stored = await page.evaluate(() => [sessionStorage.getItem('prise.token') !== null, JSON.stringify(localStorage).includes('eyJ')]);
+  assert.deepEqual(stored, [true, false]);
 });
 
 step('no script errors on the page', async () => {

@@ -165,8 +165,28 @@
     };
   }
 
+  /** The access token lives for the tab only (sessionStorage), never on disk. */
+  const tokenStore = {
+    get() {
+      try {
+        return sessionStorage.getItem('prise.token') || '';
+      } catch (_) {
+        return '';
+      }
+    },
+    set(token) {
+      try {
+        if (token) sessionStorage.setItem('prise.token', token);
+        else sessionStorage.removeItem('prise.token');
+      } catch (_) {
+        /* storage unavailable: the token lasts until the page is closed */
+      }
+    },
+  };
+
   const state = {
     name: store.get('prise.name', null),
+    token: tokenStore.get(),
     me: null,
     rooms: new Map(),
     order: [],
@@ -236,6 +256,7 @@
     login: $('login'),
     loginForm: $('login-form'),
     nickname: $('nickname-input'),
+    token: $('token-input'),
     loginError: $('login-error'),
     tpl: $('tpl-message'),
   };
@@ -326,7 +347,7 @@
     conn.ready = false;
     ws.addEventListener('open', () => {
       if (conn.ws !== ws) return;
-      rawSend({ type: 'auth', name: state.name });
+      rawSend(state.token ? { type: 'auth', name: state.name, token: state.token } : { type: 'auth', name: state.name });
       // Anonymous servers may not answer auth; the name also travels in every join.
       conn.authTimer = setTimeout(() => onReady(null), 3000);
       conn.pingTimer = setInterval(heartbeat, PING_INTERVAL_MS);
@@ -380,7 +401,14 @@
     if (conn.ready) return;
     clearTimeout(conn.authTimer);
     conn.ready = true;
-    if (user) state.me = user;
+    if (user) {
+      state.me = user;
+      // With a token, the server's name (from its claims) is the one others see.
+      if (user.name && user.name !== ui.meName.textContent) {
+        ui.meName.textContent = user.name;
+        paintAvatar(ui.meAvatar, user.name);
+      }
+    }
     setStatus('open', 'Connected');
     conn.stableTimer = setTimeout(() => {
       conn.attempt = 0;
@@ -1387,6 +1415,7 @@
   // ---------------------------------------------------------------- sign in
   function openLogin(error) {
     ui.nickname.value = state.name || '';
+    ui.token.value = state.token || '';
     ui.loginError.hidden = !error;
     ui.loginError.textContent = error || '';
     if (!ui.login.open) ui.login.showModal();
@@ -1394,10 +1423,12 @@
     ui.nickname.select();
   }
 
-  function signIn(name) {
-    const changed = name !== state.name;
+  function signIn(name, token) {
+    const changed = name !== state.name || token !== state.token || conn.status === 'closed';
     state.name = name;
+    state.token = token;
     store.set('prise.name', name);
+    tokenStore.set(token);
     ui.me.hidden = false;
     ui.meName.textContent = name;
     paintAvatar(ui.meAvatar, name);
@@ -1423,7 +1454,7 @@
       return;
     }
     ui.login.close();
-    signIn(name);
+    signIn(name, ui.token.value.trim());
     ui.input.focus();
   });
   ui.login.addEventListener('cancel', (ev) => {
@@ -1549,7 +1580,7 @@
   setStatus('idle', 'Not connected');
   renderHeader();
 
-  if (state.name && NAME_RE.test(state.name)) signIn(state.name);
+  if (state.name && NAME_RE.test(state.name)) signIn(state.name, state.token);
   else {
     state.name = null;
     openLogin(null);
