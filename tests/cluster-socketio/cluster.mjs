@@ -13,6 +13,8 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { io } from "socket.io-client";
+import { checks, once, timeout, until } from "../common/harness.mjs";
+const { check, finish } = checks({ limitMs: 20000 });
 
 const [BALANCER, NODE, TCP] = process.argv.slice(2);
 if (!BALANCER || !NODE || !TCP) {
@@ -20,29 +22,7 @@ if (!BALANCER || !NODE || !TCP) {
   process.exit(2);
 }
 const ROOM = `cluster-${process.pid}`;
-let passed = 0;
-let failed = 0;
 
-function timeout(p, ms, what) {
-  let t;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms))),
-  ]);
-}
-function once(emitter, ev, ms = 8000) {
-  return timeout(new Promise((res) => emitter.once(ev, (...a) => res(a))), ms, ev);
-}
-async function check(name, fn) {
-  try {
-    await timeout(Promise.resolve().then(fn), 20000, name);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}\n     ${(e && e.stack) || e}`.split("\n").slice(0, 6).join("\n"));
-  }
-}
 /** Resolves once `socket` is connected (it may be already). */
 function connected(socket) {
   return socket.connected ? Promise.resolve() : once(socket, "connect");
@@ -173,5 +153,4 @@ await check("a client upgrading to websocket through the balancer keeps its sess
 poller.disconnect();
 direct.disconnect();
 line.close();
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

@@ -11,6 +11,7 @@
 // "N passed, M failed"; exit code 0 only when nothing failed.
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
+import { checks, once, sleep, timeout, until } from "../common/harness.mjs";
 
 const [BALANCER, ...NODES] = process.argv.slice(2);
 if (!BALANCER || NODES.length < 2) {
@@ -24,30 +25,10 @@ const nodes = NODES.map((n) => {
 const ROOM = `failover-${process.pid}`;
 const MESSAGES = 150;
 const KILL_AFTER = 40;
-let passed = 0;
-let failed = 0;
 const open = [];
+const { check, finish } = checks({ limitMs: 60000 });
 
-function timeout(p, ms, what) {
-  let t;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms))),
-  ]);
-}
-function once(emitter, ev, ms = 8000) {
-  return timeout(new Promise((res) => emitter.once(ev, (...a) => res(a))), ms, ev);
-}
 const call = (s, ev, arg) => timeout(s.emitWithAck(ev, arg), 5000, `ack of ${ev}`);
-const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
-/** Polls `cond` every 50 ms until it holds (bounded by `ms`). */
-async function until(cond, ms, what) {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timeout: ${what}`);
-    await sleep(50);
-  }
-}
 function client(url, opts) {
   const s = io(url, { forceNew: true, transports: ["websocket"], ...opts });
   open.push(s);
@@ -60,16 +41,6 @@ async function connected(s) {
 async function socketioConnections(url) {
   const r = await fetch(`${url}/stats`);
   return (await r.json()).connections.socketio;
-}
-async function check(name, fn) {
-  try {
-    await timeout(Promise.resolve().then(fn), 60000, name);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}\n     ${(e && e.stack) || e}`.split("\n").slice(0, 6).join("\n"));
-  }
 }
 
 await check("a node killed under publish load: its client recovers on another node, nothing acknowledged lost or doubled", async () => {
@@ -140,5 +111,4 @@ await check("a node killed under publish load: its client recovers on another no
 });
 
 for (const s of open) s.disconnect();
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

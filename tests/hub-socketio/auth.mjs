@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { io } from "socket.io-client";
+import { checks, once, timeout } from "../common/harness.mjs";
 
 const [BASE, SECRET] = [process.argv[2], process.argv[3]];
 const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
@@ -18,25 +19,14 @@ function jwt(claims, secret = SECRET) {
 }
 const now = () => Math.floor(Date.now() / 1000);
 
-let passed = 0;
-let failed = 0;
 const open = [];
-function timeout(p, ms, what) {
-  let t;
-  return Promise.race([p.finally(() => clearTimeout(t)), new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms)))]);
-}
-async function check(name, fn) {
-  try {
-    await timeout(Promise.resolve().then(fn), 15000, name);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}\n     ${(e && e.stack) || e}`.split("\n").slice(0, 5).join("\n"));
-  } finally {
+const { check, finish } = checks({
+  limitMs: 15000,
+  traceLines: 5,
+  after: () => {
     for (const s of open.splice(0)) s.disconnect();
-  }
-}
+  },
+});
 function client(auth) {
   const s = io(BASE, { forceNew: true, reconnection: false, transports: ["websocket"], auth });
   open.push(s);
@@ -93,5 +83,4 @@ await check("a token that expires during the connection ends it", async () => {
   assert.ok(errors.every((c) => c === "AUTH_EXPIRED"), `unexpected errors ${errors}`);
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { io } from "socket.io-client";
+import { checks, once, timeout } from "../common/harness.mjs";
 
 const BASE = (process.argv[2] || "").replace(/\/$/, "");
 const TCP = process.argv[3] || "";
@@ -18,37 +19,17 @@ if (!BASE || !TCP) {
 }
 const MODES = { upgrade: {}, websocket: { transports: ["websocket"] }, polling: { transports: ["polling"] } };
 
-let passed = 0;
-let failed = 0;
 const open = new Set();
+const { check, finish } = checks({
+  limitMs: 15000,
+  after: () => {
+    for (const s of open) s.disconnect();
+    open.clear();
+  },
+});
 let roomSeq = 0;
 const room = (p) => `${p}-${process.pid}-${++roomSeq}`;
 
-function timeout(p, ms, what) {
-  let t;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms))),
-  ]);
-}
-function once(emitter, ev, ms = 5000) {
-  const p = timeout(new Promise((res) => emitter.once(ev, (...a) => res(a))), ms, ev);
-  p.catch(() => {});
-  return p;
-}
-async function check(name, fn) {
-  try {
-    await timeout(Promise.resolve().then(fn), 15000, name);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}\n     ${(e && e.stack) || e}`.split("\n").slice(0, 6).join("\n"));
-  } finally {
-    for (const s of open) s.disconnect();
-    open.clear();
-  }
-}
 function client(opts, auth = {}) {
   const s = io(BASE, { forceNew: true, reconnectionDelay: 300, reconnectionDelayMax: 300, auth, ...opts });
   open.add(s);
@@ -219,5 +200,4 @@ await check("an unknown event gets an error", async () => {
   assert.equal(bad.error.code, "BAD_REQUEST");
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

@@ -8,6 +8,7 @@
 // ends with "N passed, M failed"; exit code 0 only when nothing failed.
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
+import { checks, once, timeout } from "../common/harness.mjs";
 
 const BASE = (process.argv[2] || "").replace(/\/$/, "");
 if (!BASE) {
@@ -16,32 +17,9 @@ if (!BASE) {
 }
 const MODES = { upgrade: {}, websocket: { transports: ["websocket"] }, polling: { transports: ["polling"] } };
 
-let passed = 0;
-let failed = 0;
 const open = new Set();
+const { check, finish } = checks({ limitMs: 8000, traceLines: 5 });
 
-function timeout(p, ms, what) {
-  let t;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms))),
-  ]);
-}
-function once(emitter, ev, ms = 3000) {
-  const p = timeout(new Promise((res) => emitter.once(ev, (...a) => res(a))), ms, ev);
-  p.catch(() => {});
-  return p;
-}
-async function check(name, fn) {
-  try {
-    await timeout(Promise.resolve().then(fn), 8000, name);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}\n     ${(e && e.stack) || e}`.split("\n").slice(0, 5).join("\n"));
-  }
-}
 function client(nsp, opts) {
   const s = io(BASE + nsp, { forceNew: true, reconnectionDelay: 50, reconnectionDelayMax: 100, ...opts });
   open.add(s);
@@ -157,5 +135,4 @@ for (const [mode, topts] of Object.entries(MODES)) {
 }
 
 for (const s of open) s.close();
-console.log(`${passed} passed, ${failed} failed`);
-setTimeout(() => process.exit(failed === 0 && passed > 0 ? 0 : 1), 50);
+finish();
