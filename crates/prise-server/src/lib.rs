@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     pub(crate) rate: Rate,
     /// Authentication, limits, origins and TLS.
     pub(crate) security: Security,
+    /// permessage-deflate on `/ws` (`--ws-deflate`).
+    pub(crate) ws_deflate: Option<prise_ws::DeflateConfig>,
 }
 
 /// Opens the configured store.
@@ -194,6 +196,7 @@ pub async fn run(
         tracker: TaskTracker::new(),
         rate: Rate::default(),
         security,
+        ws_deflate: args.ws_deflate(),
     });
     let listeners = TaskTracker::new();
     listeners.spawn(http::serve(http_listener, Arc::clone(&shared)));
@@ -247,6 +250,7 @@ fn sio_config(args: &ServeArgs) -> prise_sio::SioConfig {
     config.engine.ws = prise_ws::WsConfig {
         max_message_size: args.max_frame,
         max_frame_size: args.max_frame,
+        deflate: args.ws_deflate(),
         ..prise_ws::WsConfig::default()
     };
     config
