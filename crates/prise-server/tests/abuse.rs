@@ -135,8 +135,12 @@ async fn deflate_bomb_closes_1009_and_the_hub_stays_up() {
     // with prise's own compressor.
     let mut c = flate2::Compress::new(flate2::Compression::best(), false);
     let mut payload = Vec::with_capacity(64 * 1024);
-    c.compress_vec(&vec![b' '; 16 << 20], &mut payload, flate2::FlushCompress::Sync)
-        .unwrap();
+    c.compress_vec(
+        &vec![b' '; 16 << 20],
+        &mut payload,
+        flate2::FlushCompress::Sync,
+    )
+    .unwrap();
     assert!(payload.len() < 20 * 1024, "{}", payload.len());
     payload.truncate(payload.len() - 4);
 

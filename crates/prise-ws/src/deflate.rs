@@ -172,6 +172,8 @@ pub struct Inbound {
     message: InMessage,
     /// Inflated bytes of the current message.
     inflated: usize,
+    /// Compressed bytes of the current message.
+    compressed: u64,
     /// Unmasked compressed bytes not yet inflated (at most [`INPUT_CHUNK`]).
     pending: BytesMut,
     /// Inflated bytes not yet handed up (at most [`INFLATE_CHUNK`]).
@@ -201,6 +203,7 @@ impl Inbound {
             state: InState::Header,
             message: InMessage::None,
             inflated: 0,
+            compressed: 0,
             pending: BytesMut::new(),
             chunk: Vec::new(),
         }
@@ -338,6 +341,7 @@ impl Inbound {
                 started: false,
             };
             self.inflated = 0;
+            self.compressed = 0;
         }
         if h.len > self.max_frame as u64 {
             self.fail_too_big(out);
@@ -379,8 +383,13 @@ impl Inbound {
                 self.pending.unsplit(piece);
                 remaining -= n as u64;
                 offset += n as u64;
+                self.compressed += n as u64;
             } else if fin && !tail_fed {
-                self.pending.extend_from_slice(&TAIL);
+                // An empty payload is taken as an empty message: the tail
+                // alone is not a valid block.
+                if self.compressed > 0 {
+                    self.pending.extend_from_slice(&TAIL);
+                }
                 tail_fed = true;
             }
         }
@@ -621,6 +630,11 @@ impl Outbound {
         self.compress(&[], FlushCompress::Sync);
         if h.fin && self.payload.ends_with(&TAIL) {
             self.payload.truncate(self.payload.len() - TAIL.len());
+        } else if h.fin && self.payload.is_empty() {
+            // Nothing was pending since the last flush (an empty message): one
+            // empty stored block header, which the peer's tail completes
+            // (RFC 7692 §7.2.3.6).
+            self.payload.push(0x00);
         }
         if h.fin && self.reset_each_message {
             self.deflate.reset();
@@ -746,6 +760,10 @@ mod tests {
 
     #[test]
     fn invalid_compressed_data_is_a_protocol_error() {
+        // An empty compressed payload is an empty message.
+        let (out, poisoned) = inbound(Side::Client, 1024, &[0xc1, 0x00]);
+        assert!(!poisoned);
+        assert_eq!(&out[..], &[0x81, 0x00]);
         // 0xff starts a block of the reserved type 3.
         let (out, poisoned) = inbound(Side::Client, 1024, &[0xc1, 0x02, 0xff, 0xff]);
         assert!(poisoned);
@@ -765,9 +783,12 @@ mod tests {
         let n = negotiated();
         let mut tx = Outbound::new(&n);
         let mut rx = Inbound::new(Side::Client, &n, 1 << 20, 1 << 20);
-        let message = "hello hello hello hello".repeat(50);
         let mut sizes = Vec::new();
-        for _ in 0..3 {
+        for message in [
+            "hello hello hello hello".repeat(50),
+            String::new(),
+            "hello hello hello hello".repeat(50),
+        ] {
             // An unmasked text frame as tungstenite writes it on the server side,
             // fed a few bytes at a time.
             let mut plain = BytesMut::new();
@@ -793,7 +814,9 @@ mod tests {
             assert!(h.fin);
             assert_eq!(&out[at..], message.as_bytes());
         }
-        // Later copies refer back to the first: smaller on the wire.
-        assert!(sizes[1] < sizes[0], "{sizes:?}");
+        // The empty message is one byte; the second copy refers back to the
+        // first: smaller on the wire.
+        assert_eq!(sizes[1], 3, "{sizes:?}");
+        assert!(sizes[2] < sizes[0], "{sizes:?}");
     }
 }

@@ -506,7 +506,8 @@ mod tests {
         let server = tokio::spawn(async move {
             let mut ws = accept(b, deflate_config(1 << 20)).await.unwrap();
             assert!(ws.get_ref().is_deflate());
-            while let Some(Ok(m)) = ws.next().await {
+            while let Some(m) = ws.next().await {
+                let m = m.unwrap();
                 if m.is_text() || m.is_binary() {
                     ws.send(m).await.unwrap();
                 }
@@ -531,7 +532,9 @@ mod tests {
         ] {
             ws.send(m.clone()).await.unwrap();
             // A ping between messages passes through untouched.
-            ws.send(Message::Ping(Bytes::from_static(b"p"))).await.unwrap();
+            ws.send(Message::Ping(Bytes::from_static(b"p")))
+                .await
+                .unwrap();
             let mut back = ws.next().await.unwrap().unwrap();
             while back.is_pong() {
                 back = ws.next().await.unwrap().unwrap();
