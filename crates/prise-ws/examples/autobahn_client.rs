@@ -40,9 +40,9 @@ async fn open(url: &str) -> Result<WebSocket<TcpStream>, Box<dyn std::error::Err
 /// and completes the close handshake as long as it is polled.
 async fn echo(mut ws: WebSocket<TcpStream>) -> Result<(), WsError> {
     while let Some(msg) = ws.next().await {
-        match msg? {
-            m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
-            _ => {}
+        let msg = msg?;
+        if msg.is_text() || msg.is_binary() {
+            ws.send(msg).await?;
         }
     }
     ws.flush().await

@@ -302,6 +302,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut agreed = None;
+    // The error type is tungstenite's (an HTTP response); this callback never fails.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &http::Request<()>, mut resp: http::Response<()>| {
         if let Some((answer, n)) = negotiate(req.headers(), &config) {
             // The answer is built from tokens and digits only.
