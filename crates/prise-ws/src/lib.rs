@@ -13,15 +13,39 @@
 //!   same port as its page and metrics;
 //! - [`accept`] and [`connect`]: handshakes over any byte stream (plain TCP or
 //!   TLS), for the toolkit's listeners and clients;
-//! - [`close_code`]: the close codes of the protocol contract, named.
+//! - [`close_code`]: the close codes of the protocol contract, named;
+//! - permessage-deflate (RFC 7692), off unless [`WsConfig::deflate`] is set:
+//!   [`extension`] negotiates it in the handshakes, [`deflate`] compresses and
+//!   inflates, [`WsIo`] runs the codec between the socket and tungstenite.
 //!
 //! ```text
 //!  hyper request ──upgrade()──▶ (101 response, PendingUpgrade) ──finish()──▶ WebSocket
 //!  TcpStream/TlsStream ──accept()/connect()──────────────────────────────▶ WebSocket
+//!
+//!  WebSocket<S> = tungstenite framing ─▶ WsIo<S> ─[deflate codec if negotiated]─▶ S
 //! ```
 //!
+//! # Why permessage-deflate is a layer beneath tungstenite
+//!
+//! tungstenite has no permessage-deflate and refuses frames with RSV1 set.
+//! Rather than switching every caller to another engine (yawc has the
+//! extension, but a different API, and declines several offers in one
+//! header), the extension is a small frame-rewriting layer under tungstenite:
+//! inbound compressed frames are inflated and handed up as plain frames,
+//! outbound data frames are compressed on their way to the socket. Framing,
+//! UTF-8 checks, control frames and the close handshake stay tungstenite's,
+//! Autobahn-clean; the public types stay `tokio-tungstenite`'s, so callers only
+//! name the stream type [`WebSocket`]. Inflation is streamed in 16 KiB steps
+//! and stops as soon as a message passes `max_message_size`, which surfaces as
+//! the same [`WsError::Capacity`] as any oversize message (close 1009).
+//! Compression uses `flate2` on the pure-Rust zlib-rs backend (window bits
+//! need a zlib API; no C library).
+//!
 //! Memory: buffers start small and grow only while a large frame is in flight,
-//! so an idle connection costs little (see `docs/PERFORMANCE.md`).
+//! so an idle connection costs little (see `docs/PERFORMANCE.md`). A
+//! connection without the extension carries one empty `Option` for it; the
+//! compression state (about 300 KiB with the default window) is allocated
+//! only when the handshake agreed on it.
 
 pub mod deflate;
 pub mod extension;
