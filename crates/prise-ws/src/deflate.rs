@@ -759,6 +759,36 @@ mod tests {
     }
 
     #[test]
+    fn a_small_bomb_in_bytes_is_cut_at_the_cap() {
+        // 37 bytes of raw deflate (zlib level 9, sync flush, tail removed)
+        // that inflate to 20,000 zero bytes; the cap is 1,000.
+        let mut frame = vec![0xc2, 37];
+        frame.extend_from_slice(&[
+            0xec, 0xc1, 0x31, 0x01, 0x00, 0x00, 0x00, 0xc2, 0xa0, 0xf5, 0x4f, 0x6d, 0x0d, 0x0f,
+            0xa0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x78, 0x30, 0x00,
+        ]);
+        let (out, poisoned) = inbound(Side::Client, 1000, &frame);
+        assert!(poisoned);
+        // Nothing inflated is handed up: only a binary frame header announcing
+        // one byte over the frame cap (1 MiB here).
+        assert_eq!(&out[..], &[0x82, 127, 0, 0, 0, 0, 0, 0x10, 0, 1]);
+        // Under a large enough cap the same bytes are a 20,000-byte message.
+        let (out, poisoned) = inbound(Side::Client, 20_000, &frame);
+        assert!(!poisoned);
+        let payload: usize = {
+            let mut rest = &out[..];
+            let mut total = 0;
+            while let Some((h, at)) = Header::parse(rest) {
+                total += h.len as usize;
+                rest = &rest[at + h.len as usize..];
+            }
+            total
+        };
+        assert_eq!(payload, 20_000);
+    }
+
+    #[test]
     fn invalid_compressed_data_is_a_protocol_error() {
         // An empty compressed payload is an empty message.
         let (out, poisoned) = inbound(Side::Client, 1024, &[0xc1, 0x00]);
