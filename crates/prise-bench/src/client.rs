@@ -9,7 +9,7 @@
 
 use crate::BenchError;
 use futures_util::{SinkExt, StreamExt};
-use prise_ws::{Message, WebSocketStream};
+use prise_ws::{Message, WebSocket};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -119,9 +119,9 @@ enum Inner {
         writer: tokio::net::tcp::OwnedWriteHalf,
         line: String,
     },
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WebSocket<TcpStream>>),
     Sio {
-        ws: Box<WebSocketStream<TcpStream>>,
+        ws: Box<WebSocket<TcpStream>>,
         next_ack: u64,
     },
 }
@@ -347,7 +347,7 @@ impl Client {
     }
 }
 
-async fn next_text(ws: &mut WebSocketStream<TcpStream>) -> Result<String, BenchError> {
+async fn next_text(ws: &mut WebSocket<TcpStream>) -> Result<String, BenchError> {
     loop {
         match ws.next().await {
             None => return Err(proto_err("connection closed")),
@@ -359,21 +359,17 @@ async fn next_text(ws: &mut WebSocketStream<TcpStream>) -> Result<String, BenchE
     }
 }
 
-async fn send_json(ws: &mut WebSocketStream<TcpStream>, v: Value) -> Result<(), BenchError> {
+async fn send_json(ws: &mut WebSocket<TcpStream>, v: Value) -> Result<(), BenchError> {
     ws.send(Message::text(v.to_string()))
         .await
         .map_err(|e| proto_err(e.to_string()))
 }
 
-async fn until_type(ws: &mut WebSocketStream<TcpStream>, t: &str) -> Result<Value, BenchError> {
+async fn until_type(ws: &mut WebSocket<TcpStream>, t: &str) -> Result<Value, BenchError> {
     until_type2(ws, t, t).await
 }
 
-async fn until_type2(
-    ws: &mut WebSocketStream<TcpStream>,
-    a: &str,
-    b: &str,
-) -> Result<Value, BenchError> {
+async fn until_type2(ws: &mut WebSocket<TcpStream>, a: &str, b: &str) -> Result<Value, BenchError> {
     loop {
         let text = next_text(ws).await?;
         let v: Value = serde_json::from_str(&text).map_err(|e| proto_err(e.to_string()))?;
@@ -383,7 +379,7 @@ async fn until_type2(
     }
 }
 
-async fn sio_until_ack(ws: &mut WebSocketStream<TcpStream>, id: u64) -> Result<Value, BenchError> {
+async fn sio_until_ack(ws: &mut WebSocket<TcpStream>, id: u64) -> Result<Value, BenchError> {
     let prefix = format!("43{id}");
     loop {
         let t = next_text(ws).await?;

@@ -141,6 +141,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
         ws_config: prise_ws::WsConfig {
             max_message_size: args.relay.max_message,
             max_frame_size: args.relay.max_message,
+            deflate: args.relay.deflate.then(prise_ws::DeflateConfig::default),
             ..prise_ws::WsConfig::default()
         },
         timeout: args.timeout,

@@ -45,6 +45,9 @@ pub struct EchoArgs {
     /// Largest WebSocket message echoed (bytes).
     #[arg(long, default_value_t = DEFAULT_MAX_WS_MESSAGE, value_name = "BYTES")]
     pub max_message: usize,
+    /// WebSocket: accept permessage-deflate (RFC 7692) when a client offers it.
+    #[arg(long)]
+    pub deflate: bool,
     #[command(flatten)]
     /// TLS certificate.
     pub tls: ServerTlsArgs,
@@ -271,6 +274,7 @@ pub async fn run(args: EchoArgs) -> Result<(), NetError> {
     let ws = prise_ws::WsConfig {
         max_message_size: args.max_message,
         max_frame_size: args.max_message,
+        deflate: args.deflate.then(prise_ws::DeflateConfig::default),
         ..prise_ws::WsConfig::default()
     };
     let listener = Listener::bind(&args.url, tls, SocketArgs::default(), ws).await?;

@@ -74,6 +74,7 @@ pub async fn run(args: ListenArgs) -> Result<(), NetError> {
     let ws = prise_ws::WsConfig {
         max_message_size: args.relay.max_message,
         max_frame_size: args.relay.max_message,
+        deflate: args.relay.deflate.then(prise_ws::DeflateConfig::default),
         ..prise_ws::WsConfig::default()
     };
     let listener = Listener::bind(&args.url, tls, args.socket.clone(), ws).await?;

@@ -63,6 +63,9 @@ pub struct RelayArgs {
     /// WebSocket: send binary messages.
     #[arg(long)]
     pub binary: bool,
+    /// WebSocket: offer (connect) or accept (listen) permessage-deflate (RFC 7692).
+    #[arg(long)]
+    pub deflate: bool,
     /// WebSocket: send a ping this often (e.g. 20s).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub ping_interval: Option<Duration>,
@@ -83,6 +86,7 @@ impl Default for RelayArgs {
             json: false,
             text: false,
             binary: false,
+            deflate: false,
             ping_interval: None,
             idle_timeout: None,
             udp_wait: Duration::from_secs(1),

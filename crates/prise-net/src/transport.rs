@@ -27,7 +27,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncStream for T {}
 pub type BoxStream = Box<dyn AsyncStream>;
 
 /// A WebSocket over a boxed stream.
-pub type WebSocket = prise_ws::WebSocketStream<BoxStream>;
+pub type WebSocket = prise_ws::WebSocket<BoxStream>;
 
 /// An open connection.
 pub enum Conn {

@@ -23,15 +23,19 @@ async fn spawn_echo(
     url: &str,
     shutdown: &CancellationToken,
 ) -> (Endpoint, tokio::task::JoinHandle<()>) {
+    spawn_echo_with(url, prise_ws::WsConfig::default(), shutdown).await
+}
+
+/// [`spawn_echo`] with a WebSocket configuration.
+async fn spawn_echo_with(
+    url: &str,
+    ws: prise_ws::WsConfig,
+    shutdown: &CancellationToken,
+) -> (Endpoint, tokio::task::JoinHandle<()>) {
     let mut ep: Endpoint = url.parse().unwrap();
-    let listener = Listener::bind(
-        &ep,
-        None,
-        SocketArgs::default(),
-        prise_ws::WsConfig::default(),
-    )
-    .await
-    .unwrap();
+    let listener = Listener::bind(&ep, None, SocketArgs::default(), ws)
+        .await
+        .unwrap();
     if let Some(addr) = listener.local_addr() {
         ep.port = addr.port();
     }
@@ -102,6 +106,57 @@ async fn ws_echo_serves_many_clients_and_closes_cleanly() {
                 other => panic!("expected a close frame, got {other:?}"),
             }
             assert!(ws.next().await.is_none());
+        })
+    });
+    for c in clients {
+        tokio::time::timeout(BOUND, c).await.unwrap().unwrap();
+    }
+    shutdown.cancel();
+    tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_echo_with_deflate_compresses_both_ways() {
+    let deflate = prise_ws::WsConfig {
+        deflate: Some(prise_ws::DeflateConfig::default()),
+        ..prise_ws::WsConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let (ep, task) = spawn_echo_with("ws://127.0.0.1:0", deflate, &shutdown).await;
+    let opts = ConnectOptions {
+        ws_config: deflate,
+        ..ConnectOptions::default()
+    };
+    let clients = (0..8).map(|i| {
+        let ep = ep.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            let Conn::Ws(mut ws, _) = connect(&ep, &opts).await.unwrap() else {
+                panic!("not a websocket");
+            };
+            assert!(ws.get_ref().is_deflate());
+            // Compressible text, then bytes that do not compress.
+            let text = format!("client {i} ").repeat(10_000);
+            let noise: Vec<u8> = (0..200_000u32)
+                .map(|j| (j.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            for _ in 0..3 {
+                ws.send(Message::text(text.clone())).await.unwrap();
+                assert_eq!(
+                    ws.next().await.unwrap().unwrap(),
+                    Message::text(text.clone())
+                );
+                ws.send(Message::binary(noise.clone())).await.unwrap();
+                assert_eq!(
+                    ws.next().await.unwrap().unwrap(),
+                    Message::binary(noise.clone())
+                );
+            }
+            ws.send(prise_ws::close_message(1000, "bye")).await.unwrap();
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
+                other => panic!("expected a close frame, got {other:?}"),
+            }
         })
     });
     for c in clients {

@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// Largest WebSocket frame or message in bytes.
     #[arg(long, env = "PRISE_MAX_FRAME", default_value_t = limits::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
+    /// Accept permessage-deflate (RFC 7692) on `/ws` and on Socket.IO's
+    /// websocket transport when a client offers it. Off by default: each
+    /// compressed connection holds about 300 KiB of compression state.
+    #[arg(long, env = "PRISE_WS_DEFLATE")]
+    pub ws_deflate: bool,
     /// Most rooms one session may be in.
     #[arg(long, env = "PRISE_MAX_ROOMS_PER_SESSION", default_value_t = limits::DEFAULT_MAX_ROOMS_PER_SESSION)]
     pub max_rooms_per_session: usize,
@@ -107,6 +112,11 @@ impl ServeArgs {
             queue_depth: self.queue_depth,
             ..Limits::default()
         }
+    }
+
+    /// The permessage-deflate settings of the hub's WebSockets, with `--ws-deflate`.
+    pub fn ws_deflate(&self) -> Option<prise_ws::DeflateConfig> {
+        self.ws_deflate.then(prise_ws::DeflateConfig::default)
     }
 
     /// The hub settings.

@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     pub(crate) rate: Rate,
     /// Authentication, limits, origins and TLS.
     pub(crate) security: Security,
+    /// permessage-deflate on `/ws` (`--ws-deflate`).
+    pub(crate) ws_deflate: Option<prise_ws::DeflateConfig>,
 }
 
 /// Opens the configured store.
@@ -198,6 +200,7 @@ pub async fn run(
         tracker: tracker.clone(),
         rate: Rate::default(),
         security,
+        ws_deflate: args.ws_deflate(),
     });
     if let Some(cluster) = &cluster {
         join_cluster(&args, &shared, cluster, bound.http, poll_timeout).await;
@@ -298,6 +301,7 @@ fn sio_config(args: &ServeArgs) -> prise_sio::SioConfig {
     config.engine.ws = prise_ws::WsConfig {
         max_message_size: args.max_frame,
         max_frame_size: args.max_frame,
+        deflate: args.ws_deflate(),
         ..prise_ws::WsConfig::default()
     };
     config

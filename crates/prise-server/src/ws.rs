@@ -33,6 +33,7 @@ pub(crate) fn ws_config(shared: &Shared) -> WsConfig {
     WsConfig {
         max_message_size: l.max_frame,
         max_frame_size: l.max_frame,
+        deflate: shared.ws_deflate,
         ..WsConfig::default()
     }
 }

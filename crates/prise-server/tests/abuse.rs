@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -90,6 +91,104 @@ async fn oversize_frame_closes_1009_and_invalid_utf8_closes_1007() {
     let mut body = vec![0u8; usize::from(hdr[1] & 0x7f)];
     s.read_exact(&mut body).await.unwrap();
     assert_eq!(u16::from_be_bytes([body[0], body[1]]), 1007);
+    still_serves(&server).await;
+    server.stop().await;
+}
+
+/// Reads frames until a close frame and returns its code, skipping others.
+async fn raw_close_code(s: &mut TcpStream) -> u16 {
+    loop {
+        let mut hdr = [0u8; 2];
+        tokio::time::timeout(WAIT, s.read_exact(&mut hdr))
+            .await
+            .expect("a frame in time")
+            .expect("a frame header");
+        let len = match hdr[1] & 0x7f {
+            126 => u64::from(s.read_u16().await.unwrap()),
+            127 => s.read_u64().await.unwrap(),
+            n => u64::from(n),
+        };
+        let mut body = vec![0u8; usize::try_from(len).unwrap()];
+        s.read_exact(&mut body).await.unwrap();
+        if hdr[0] & 0x0f == 0x8 {
+            return u16::from_be_bytes([body[0], body[1]]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deflate_bomb_closes_1009_and_the_hub_stays_up() {
+    let server = spawn_server(&["--ws-deflate", "--max-frame", "65536"]).await;
+    // A compressing client in the same room, to show others are unaffected.
+    let stream = TcpStream::connect(server.bound.http).await.unwrap();
+    let url = format!("ws://{}/ws", server.bound.http);
+    let config = prise_ws::WsConfig {
+        deflate: Some(prise_ws::DeflateConfig::default()),
+        ..prise_ws::WsConfig::default()
+    };
+    let (mut other, _) = prise_ws::connect(stream, &url, &Default::default(), config)
+        .await
+        .unwrap();
+    assert!(other.get_ref().is_deflate());
+
+    // 16 MiB of spaces compresses to about 16 KiB: made with zlib directly, not
+    // with prise's own compressor.
+    let mut c = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut payload = Vec::with_capacity(64 * 1024);
+    c.compress_vec(
+        &vec![b' '; 16 << 20],
+        &mut payload,
+        flate2::FlushCompress::Sync,
+    )
+    .unwrap();
+    assert!(payload.len() < 20 * 1024, "{}", payload.len());
+    payload.truncate(payload.len() - 4);
+
+    let mut s = TcpStream::connect(server.bound.http).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(WAIT, s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-extensions: permessage-deflate"),
+        "{head}"
+    );
+    // One masked text frame with RSV1 set.
+    let mask = [9u8, 8, 7, 6];
+    let mut frame = vec![0xc1, 0xff];
+    frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let before = rss_kib();
+    // The server may close before reading all of it.
+    let _ = s.write_all(&frame).await;
+    assert_eq!(raw_close_code(&mut s).await, 1009);
+    // Inflation stopped at the cap: nowhere near 16 MiB more memory.
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 8 * 1024, "rss grew by {grown} KiB");
+
+    // The compressing client still works, and so does everyone else.
+    other
+        .send(prise_ws::Message::text(
+            json!({"type": "ping", "timestamp": 7}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ws_until(&mut other, "pong").await["timestamp"], 7);
     still_serves(&server).await;
     server.stop().await;
 }

@@ -13,7 +13,7 @@ use prise_sio::{
     DisconnectReason, EmitError, EncodedPacket, EngineConfig, Payload, RecoveryRequest, SioConfig,
     SioHandler, SioLayer, Socket,
 };
-use prise_ws::{Message, WebSocketStream};
+use prise_ws::{Message, WebSocket};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -201,7 +201,7 @@ async fn polling_handshake(addr: SocketAddr) -> Result<String> {
     Ok(v["sid"].as_str().context("sid")?.to_owned())
 }
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocket<TcpStream>;
 
 async fn ws_open(addr: SocketAddr, query: &str) -> Result<Ws> {
     let stream = TcpStream::connect(addr).await?;

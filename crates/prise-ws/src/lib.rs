@@ -13,15 +13,43 @@
 //!   same port as its page and metrics;
 //! - [`accept`] and [`connect`]: handshakes over any byte stream (plain TCP or
 //!   TLS), for the toolkit's listeners and clients;
-//! - [`close_code`]: the close codes of the protocol contract, named.
+//! - [`close_code`]: the close codes of the protocol contract, named;
+//! - permessage-deflate (RFC 7692), off unless [`WsConfig::deflate`] is set:
+//!   [`extension`] negotiates it in the handshakes, [`deflate`] compresses and
+//!   inflates, [`WsIo`] runs the codec between the socket and tungstenite.
 //!
 //! ```text
 //!  hyper request ──upgrade()──▶ (101 response, PendingUpgrade) ──finish()──▶ WebSocket
 //!  TcpStream/TlsStream ──accept()/connect()──────────────────────────────▶ WebSocket
+//!
+//!  WebSocket<S> = tungstenite framing ─▶ WsIo<S> ─[deflate codec if negotiated]─▶ S
 //! ```
 //!
+//! # Why permessage-deflate is a layer beneath tungstenite
+//!
+//! tungstenite has no permessage-deflate and refuses frames with RSV1 set.
+//! Rather than switching every caller to another engine (yawc has the
+//! extension, but a different API, and declines several offers in one
+//! header), the extension is a small frame-rewriting layer under tungstenite:
+//! inbound compressed frames are inflated and handed up as plain frames,
+//! outbound data frames are compressed on their way to the socket. Framing,
+//! UTF-8 checks, control frames and the close handshake stay tungstenite's,
+//! Autobahn-clean; the public types stay `tokio-tungstenite`'s, so callers only
+//! name the stream type [`WebSocket`]. Inflation is streamed in 16 KiB steps
+//! and stops as soon as a message passes `max_message_size`, which surfaces as
+//! the same [`WsError::Capacity`] as any oversize message (close 1009).
+//! Compression uses `flate2` on the pure-Rust zlib-rs backend (window bits
+//! need a zlib API; no C library).
+//!
 //! Memory: buffers start small and grow only while a large frame is in flight,
-//! so an idle connection costs little (see `docs/PERFORMANCE.md`).
+//! so an idle connection costs little (see `docs/PERFORMANCE.md`). A
+//! connection without the extension carries one empty `Option` for it; the
+//! compression state (about 300 KiB with the default window) is allocated
+//! only when the handshake agreed on it.
+
+pub mod deflate;
+pub mod extension;
+mod io;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -29,6 +57,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 pub use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 pub use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 pub use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -37,8 +66,16 @@ use tokio_tungstenite::tungstenite::{
     protocol::WebSocketConfig,
 };
 
+use crate::deflate::Side;
+pub use crate::extension::{DeflateConfig, Negotiated, NegotiationError};
+pub use crate::io::WsIo;
+
+/// A WebSocket over the stream `S`: tungstenite's framing on [`WsIo`], which
+/// adds permessage-deflate when the handshake agreed on it.
+pub type WebSocket<S> = WebSocketStream<WsIo<S>>;
+
 /// A WebSocket over a stream upgraded from an HTTP/1.1 request.
-pub type UpgradedWebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub type UpgradedWebSocket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Default cap on one message (after reassembly of fragments): 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
@@ -88,6 +125,10 @@ pub struct WsConfig {
     pub write_buffer_size: usize,
     /// Most bytes buffered for writing before writes fail.
     pub max_write_buffer_size: usize,
+    /// permessage-deflate (RFC 7692): `None` (the default) neither offers nor
+    /// accepts it. Inflated messages are capped by `max_message_size` like any
+    /// other, checked as they inflate.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for WsConfig {
@@ -98,6 +139,7 @@ impl Default for WsConfig {
             read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
             write_buffer_size: 0,
             max_write_buffer_size: DEFAULT_MAX_WRITE_BUFFER_SIZE,
+            deflate: None,
         }
     }
 }
@@ -157,12 +199,14 @@ impl UpgradeError {
 pub struct PendingUpgrade {
     on_upgrade: hyper::upgrade::OnUpgrade,
     config: WsConfig,
+    deflate: Option<Negotiated>,
 }
 
 impl std::fmt::Debug for PendingUpgrade {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingUpgrade")
             .field("config", &self.config)
+            .field("deflate", &self.deflate)
             .finish()
     }
 }
@@ -174,12 +218,17 @@ impl PendingUpgrade {
     /// Fails when the client went away before the upgrade completed.
     pub async fn finish(self) -> Result<UpgradedWebSocket, hyper::Error> {
         let upgraded = self.on_upgrade.await?;
-        Ok(WebSocketStream::from_raw_socket(
+        let io = WsIo::framed(
             TokioIo::new(upgraded),
-            Role::Server,
-            Some(self.config.tungstenite()),
+            Side::Server,
+            self.deflate,
+            self.config.max_message_size,
+            self.config.max_frame_size,
+        );
+        Ok(
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(self.config.tungstenite()))
+                .await,
         )
-        .await)
     }
 }
 
@@ -238,23 +287,71 @@ pub fn upgrade<B>(
     if let Some(p) = protocol {
         builder = builder.header(header::SEC_WEBSOCKET_PROTOCOL, p);
     }
+    let deflate = negotiate(req.headers(), &config);
+    if let Some((answer, _)) = &deflate {
+        builder = builder.header(header::SEC_WEBSOCKET_EXTENSIONS, answer.as_str());
+    }
     // The builder only fails on invalid header values; every value above is
     // either static or base64 (the accept key), so this cannot fail.
     let response = builder
         .body(Empty::new())
         .unwrap_or_else(|_| Response::new(Empty::new()));
-    Ok((response, PendingUpgrade { on_upgrade, config }))
+    Ok((
+        response,
+        PendingUpgrade {
+            on_upgrade,
+            config,
+            deflate: deflate.map(|(_, n)| n),
+        },
+    ))
+}
+
+/// Server side of permessage-deflate: the answer header and agreed parameters,
+/// when `config` enables the extension and the request offers it acceptably.
+fn negotiate(headers: &http::HeaderMap, config: &WsConfig) -> Option<(String, Negotiated)> {
+    let deflate = config.deflate.as_ref()?;
+    let offers = headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    extension::accept_offer(offers, deflate)
 }
 
 /// Accepts a WebSocket opening handshake on a raw stream (server side).
 ///
 /// # Errors
 /// Fails when the peer's handshake is invalid or the stream fails.
-pub async fn accept<S>(stream: S, config: WsConfig) -> Result<WebSocketStream<S>, WsError>
+pub async fn accept<S>(stream: S, config: WsConfig) -> Result<WebSocket<S>, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    tokio_tungstenite::accept_async_with_config(stream, Some(config.tungstenite())).await
+    let mut agreed = None;
+    // The error type is tungstenite's (an HTTP response); this callback never fails.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &http::Request<()>, mut resp: http::Response<()>| {
+        if let Some((answer, n)) = negotiate(req.headers(), &config) {
+            // The answer is built from tokens and digits only.
+            if let Ok(v) = HeaderValue::from_str(&answer) {
+                resp.headers_mut()
+                    .insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+                agreed = Some(n);
+            }
+        }
+        Ok(resp)
+    };
+    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(
+        WsIo::handshaking(stream),
+        callback,
+        Some(config.tungstenite()),
+    )
+    .await?;
+    ws.get_mut().start(
+        Side::Server,
+        agreed,
+        config.max_message_size,
+        config.max_frame_size,
+    );
+    Ok(ws)
 }
 
 /// Options of a client handshake.
@@ -278,7 +375,7 @@ pub async fn connect<S>(
     url: &str,
     options: &ClientOptions,
     config: WsConfig,
-) -> Result<(WebSocketStream<S>, Option<String>), WsError>
+) -> Result<(WebSocket<S>, Option<String>), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -296,9 +393,41 @@ where
             .headers_mut()
             .insert(header::SEC_WEBSOCKET_PROTOCOL, value);
     }
-    let (ws, response) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config.tungstenite()))
-            .await?;
+    if let Some(deflate) = &config.deflate {
+        let value = HeaderValue::from_str(&extension::offer(deflate))
+            .map_err(|e| WsError::HttpFormat(e.into()))?;
+        request
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
+    }
+    let (mut ws, response) = tokio_tungstenite::client_async_with_config(
+        request,
+        WsIo::handshaking(stream),
+        Some(config.tungstenite()),
+    )
+    .await?;
+    let answers = response
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\0"));
+    let refused = || {
+        WsError::Protocol(ProtocolError::InvalidHeader(Box::new(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+        )))
+    };
+    let agreed = match &config.deflate {
+        Some(deflate) => extension::check_answer(answers, deflate).map_err(|_| refused())?,
+        // An extension we did not offer fails the connection (RFC 6455 §4.1).
+        None if answers.count() > 0 => return Err(refused()),
+        None => None,
+    };
+    ws.get_mut().start(
+        Side::Client,
+        agreed,
+        config.max_message_size,
+        config.max_frame_size,
+    );
     let protocol = response
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -386,6 +515,105 @@ mod tests {
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
         ws.send(Message::text("x".repeat(64))).await.unwrap();
         assert!(server.await.unwrap());
+    }
+
+    fn deflate_config(max: usize) -> WsConfig {
+        WsConfig {
+            max_message_size: max,
+            max_frame_size: max,
+            deflate: Some(DeflateConfig::default()),
+            ..WsConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn deflate_is_negotiated_and_messages_round_trip() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b, deflate_config(1 << 20)).await.unwrap();
+            assert!(ws.get_ref().is_deflate());
+            while let Some(m) = ws.next().await {
+                let m = m.unwrap();
+                if m.is_text() || m.is_binary() {
+                    ws.send(m).await.unwrap();
+                }
+            }
+        });
+        let (mut ws, _) = connect(
+            a,
+            "ws://x/ws",
+            &ClientOptions::default(),
+            deflate_config(1 << 20),
+        )
+        .await
+        .unwrap();
+        assert!(ws.get_ref().is_deflate());
+        let big = "prise ".repeat(50_000);
+        for m in [
+            Message::text("hello"),
+            Message::text(""),
+            Message::binary(vec![7u8; 100_000]),
+            Message::text(big),
+            Message::text("hello"),
+        ] {
+            ws.send(m.clone()).await.unwrap();
+            // A ping between messages passes through untouched.
+            ws.send(Message::Ping(Bytes::from_static(b"p")))
+                .await
+                .unwrap();
+            let mut back = ws.next().await.unwrap().unwrap();
+            while back.is_pong() {
+                back = ws.next().await.unwrap().unwrap();
+            }
+            assert_eq!(back, m);
+        }
+        ws.close(None).await.unwrap();
+        while ws.next().await.is_some() {}
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn deflate_is_off_unless_both_sides_enable_it() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b, WsConfig::default()).await.unwrap();
+            assert!(!ws.get_ref().is_deflate());
+            let m = ws.next().await.unwrap().unwrap();
+            ws.send(m).await.unwrap();
+        });
+        let (mut ws, _) = connect(
+            a,
+            "ws://x/ws",
+            &ClientOptions::default(),
+            deflate_config(1 << 20),
+        )
+        .await
+        .unwrap();
+        assert!(!ws.get_ref().is_deflate());
+        ws.send(Message::text("plain")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("plain"));
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_inflated_message_over_the_cap_is_a_capacity_error() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b, deflate_config(64 * 1024)).await.unwrap();
+            ws.next().await.unwrap()
+        });
+        // The client may send 1 MiB; it compresses to about 1 KiB.
+        let (mut ws, _) = connect(
+            a,
+            "ws://x/ws",
+            &ClientOptions::default(),
+            deflate_config(1 << 20),
+        )
+        .await
+        .unwrap();
+        ws.send(Message::binary(vec![0u8; 1 << 20])).await.unwrap();
+        let err = server.await.unwrap().unwrap_err();
+        assert!(matches!(err, WsError::Capacity(_)), "{err}");
     }
 
     #[test]

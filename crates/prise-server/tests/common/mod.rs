@@ -5,7 +5,7 @@ pub mod node;
 
 use futures_util::{SinkExt, StreamExt};
 use prise_server::{Bound, CancellationToken, ServeArgs};
-use prise_ws::{Message, WebSocketStream};
+use prise_ws::{Message, WebSocket};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -138,7 +138,7 @@ impl LineClient {
     }
 }
 
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocket<TcpStream>;
 
 pub async fn ws_connect(server: &TestServer) -> Ws {
     let stream = TcpStream::connect(server.bound.http)
