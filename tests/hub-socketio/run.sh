@@ -16,7 +16,10 @@ ln -sfn "$CLIENTS/node_modules" "$HERE/node_modules"
 PRISE_BIN="${PRISE_BIN:-$ROOT/target/debug/prise}"
 [ -x "$PRISE_BIN" ] || cargo build --quiet -p prise --manifest-path "$ROOT/Cargo.toml"
 LOG="$(mktemp)"
-"$PRISE_BIN" serve --store memory --http 127.0.0.1:0 --tcp 127.0.0.1:0 >"$LOG" 2>"$LOG.err" &
+# With --ws-deflate: the official JavaScript client offers permessage-deflate
+# on its websocket transport, so hub.mjs runs compressed (its 70 KB publish
+# included); python-socketio does not offer it and runs uncompressed.
+"$PRISE_BIN" serve --store memory --http 127.0.0.1:0 --tcp 127.0.0.1:0 --ws-deflate >"$LOG" 2>"$LOG.err" &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -f "$LOG" "$LOG.err"' EXIT
 HTTP=""; TCP=""
