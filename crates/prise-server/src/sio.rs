@@ -152,7 +152,6 @@ fn user_value(user: &User, room: &str) -> Value {
     json!({"id": user.id, "name": user.name, "roomId": room})
 }
 
-/// Sends the session's queued hub events to the socket until either ends.
 /// Keeps the session's recovery record current while it lives (see
 /// [`prise_hub::Hub::checkpoints_sessions`]): rewritten at half the
 /// recovery window, so it never expires under a live session.
@@ -161,6 +160,8 @@ struct Checkpoints {
     every: std::time::Duration,
 }
 
+/// Sends the session's queued hub events to the socket until either ends,
+/// and rewrites its recovery record on `checkpoints`' schedule.
 async fn pump(
     socket: Socket,
     conn: Arc<Conn>,
