@@ -72,7 +72,7 @@ HTTP=(); TCP=(); NODE_PID=()
 for i in 0 1 2; do
   "$PRISE_BIN" --log "info,prise_server::forward=debug" serve \
     --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "cluster-$$:" \
-    --http 127.0.0.1:0 --tcp 127.0.0.1:0 --presence-ttl 2s \
+    --http 127.0.0.1:0 --tcp 127.0.0.1:0 --presence-ttl 2s --recovery-window 4s \
     --ip-connect-rate 0 --max-connections-per-ip 0 \
     >"$TMP/node$i.out" 2>"$TMP/node$i.err" &
   pid=$!

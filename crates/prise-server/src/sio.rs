@@ -169,10 +169,10 @@ async fn pump(
     checkpoints: Option<Checkpoints>,
 ) {
     let nsp = socket.namespace().to_owned();
-    let every = checkpoints
-        .as_ref()
-        .map_or(std::time::Duration::MAX, |c| c.every);
-    let mut next_checkpoint = tokio::time::Instant::now() + every.min(ONE_DAY);
+    let every = checkpoints.as_ref().map_or(ONE_DAY, |c| c.every);
+    // One timer for the life of the pump, reset after each checkpoint.
+    let checkpoint_due = tokio::time::sleep(every);
+    tokio::pin!(checkpoint_due);
     let mut batch = Vec::with_capacity(PUMP_BATCH);
     // A token's expiry ends the session (the client reconnects with a fresh
     // token in its `auth`).
@@ -221,8 +221,8 @@ async fn pump(
                 socket.close_transport();
                 return;
             }
-            () = tokio::time::sleep_until(next_checkpoint), if checkpoints.is_some() => {
-                next_checkpoint = tokio::time::Instant::now() + every;
+            () = &mut checkpoint_due, if checkpoints.is_some() => {
+                checkpoint_due.as_mut().reset(tokio::time::Instant::now() + every);
                 if let Some(c) = &checkpoints
                     && !conn.session.rooms().is_empty()
                 {
