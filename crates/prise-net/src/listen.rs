@@ -115,27 +115,13 @@ async fn serve<W: AsyncWrite + Unpin + Send>(
                 let framing = args.relay.framing.unwrap_or(Framing::Lines);
                 return relay_udp_listener(sock, framing, &args.relay, events, input, output).await;
             }
-            Listener::Tcp(tcp, upgrader) => {
-                let (stream, peer) = tcp
-                    .accept()
-                    .await
-                    .map_err(|e| NetError::io("accepting", e))?;
-                match upgrader.upgrade(stream, peer).await {
-                    Ok(conn) => (conn, peer.to_string()),
-                    Err(e) if args.keep_open => {
-                        tracing::warn!(%peer, error = %e, "handshake failed");
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Listener::Unix(unix) => {
-                let (s, _) = unix
-                    .accept()
-                    .await
-                    .map_err(|e| NetError::io("accepting", e))?;
-                (Conn::Stream(Box::new(s)), args.url.path.clone())
-            }
+            _ => match listener
+                .accept_stream(args.keep_open, &args.url.path)
+                .await?
+            {
+                Some(accepted) => accepted,
+                None => continue,
+            },
         };
         events.emit("accepted", json!({ "peer": peer }));
         let opts = RelayOptions::new(&args.relay, &conn);

@@ -521,29 +521,15 @@ pub async fn recv_run(args: RecvArgs) -> Result<(), NetError> {
     };
     loop {
         let (stream, peer) = match &listener {
-            Listener::Tcp(tcp, upgrader) => {
-                let (s, peer) = tcp
-                    .accept()
-                    .await
-                    .map_err(|e| NetError::io("accepting", e))?;
-                match upgrader.upgrade(s, peer).await {
-                    Ok(Conn::Stream(s)) => (s, peer.to_string()),
-                    Ok(_) => continue,
-                    Err(e) if args.keep_open => {
-                        tracing::warn!(%peer, error = %e, "handshake failed");
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Listener::Unix(unix) => {
-                let (s, _) = unix
-                    .accept()
-                    .await
-                    .map_err(|e| NetError::io("accepting", e))?;
-                (Box::new(s) as transport::BoxStream, args.url.path.clone())
-            }
             Listener::Udp(_) => return Err(NetError::Usage("no transfer over udp".into())),
+            _ => match listener
+                .accept_stream(args.keep_open, &args.url.path)
+                .await?
+            {
+                Some((Conn::Stream(s), peer)) => (s, peer),
+                // A message transport (ws) carries no byte stream to receive.
+                Some(_) | None => continue,
+            },
         };
         let bar = progress(0, args.quiet);
         let r = receive_file(stream, &args.out, &limits, &peer, &bar).await;

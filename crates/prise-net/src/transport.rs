@@ -343,6 +343,47 @@ impl Upgrader {
 }
 
 impl Listener {
+    /// Accepts the next stream peer and runs its handshakes. Returns the
+    /// connection and the peer's name (`unix_name` for a Unix socket), or
+    /// `None` when a handshake failed and `keep_open` says to go on with the
+    /// next peer.
+    ///
+    /// # Errors
+    /// An accept failure; a failed handshake without `keep_open`; a UDP
+    /// listener (it has no streams to accept).
+    pub async fn accept_stream(
+        &self,
+        keep_open: bool,
+        unix_name: &str,
+    ) -> Result<Option<(Conn, String)>, NetError> {
+        match self {
+            Listener::Tcp(tcp, upgrader) => {
+                let (stream, peer) = tcp
+                    .accept()
+                    .await
+                    .map_err(|e| NetError::io("accepting", e))?;
+                match upgrader.upgrade(stream, peer).await {
+                    Ok(conn) => Ok(Some((conn, peer.to_string()))),
+                    Err(e) if keep_open => {
+                        tracing::warn!(%peer, error = %e, "handshake failed");
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Listener::Unix(unix) => {
+                let (s, _) = unix
+                    .accept()
+                    .await
+                    .map_err(|e| NetError::io("accepting", e))?;
+                Ok(Some((Conn::Stream(Box::new(s)), unix_name.to_owned())))
+            }
+            Listener::Udp(_) => Err(NetError::Usage(
+                "a UDP listener has no streams to accept".into(),
+            )),
+        }
+    }
+
     /// Binds `ep`. TLS schemes need `tls` (see [`tls::server_config`]).
     ///
     /// # Errors
