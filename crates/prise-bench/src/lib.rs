@@ -369,6 +369,33 @@ impl Seen {
     }
 }
 
+/// Longest wait for the server to go quiet before a timed run.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+/// The server counts as quiet below this share of one core.
+const SETTLE_IDLE: f64 = 0.05;
+
+/// Waits until the server is quiet: with `--pid`, until its CPU use over a
+/// 250 ms window falls below [`SETTLE_IDLE`] of one core (at most
+/// [`SETTLE_MAX`]); without, a fixed half second.
+async fn settle(pid: Option<u32>) {
+    let Some(pid) = pid else {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        return;
+    };
+    let window = Duration::from_millis(250);
+    let deadline = Instant::now() + SETTLE_MAX;
+    let mut last = procfs::cpu_seconds(pid);
+    while Instant::now() < deadline {
+        tokio::time::sleep(window).await;
+        let now = procfs::cpu_seconds(pid);
+        match (last, now) {
+            (Some(a), Some(b)) if b - a < SETTLE_IDLE * window.as_secs_f64() => return,
+            (_, None) => return,
+            _ => last = now,
+        }
+    }
+}
+
 async fn fanout(
     common: &Common,
     subscribers: usize,
@@ -423,6 +450,10 @@ async fn fanout(
     }
     let mut publisher = Client::connect(&target, common.source(subscribers)).await?;
     publisher.join(room).await?;
+    // Each join is announced to the members already there (a hub with
+    // presence sends n(n-1)/2 `userJoined` pushes for n subscribers): let
+    // that settle so the timed part measures the messages alone.
+    settle(common.pid).await;
     let cpu_before = common.pid.and_then(procfs::cpu_seconds);
     let pad = "x".repeat(size);
     let bar = progress(total, common.quiet, "publishing");
@@ -506,6 +537,7 @@ async fn echo(
         c.join(&format!("echo-{i}")).await?;
         conns.push(c);
     }
+    settle(common.pid).await;
     let cpu_before = common.pid.and_then(procfs::cpu_seconds);
     let bar = progress(duration.as_secs().max(1), common.quiet, "echo");
     let started = Instant::now();

@@ -186,21 +186,24 @@ async fn pump(
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(expired);
+    // The end of the session: closed by the hub, or by the token's expiry,
+    // which closes it and falls through to the same handling. Created once:
+    // it completes once, and the loop returns when it does.
+    let ended = async {
+        tokio::select! {
+            biased;
+            reason = conn.session.closed() => reason,
+            () = expired => {
+                conn.session.close(CloseReason::AuthExpired);
+                conn.session.closed().await
+            }
+        }
+    };
+    tokio::pin!(ended);
     loop {
         tokio::select! {
-            // The expiry branch never completes twice: it ends the session
-            // and falls through to the same close handling in one step.
-            reason = async {
-                tokio::select! {
-                    biased;
-                    reason = conn.session.closed() => reason,
-                    () = &mut expired => {
-                        conn.session.close(CloseReason::AuthExpired);
-                        conn.session.closed().await
-                    }
-                }
-            } => {
+            biased;
+            reason = &mut ended => {
                 if reason == CloseReason::AuthExpired {
                     let _ = socket.emit("error", &Payload::new(vec![
                         json!({"code": "AUTH_EXPIRED", "message": "authentication expired; reconnect with a fresh token"}),

@@ -196,19 +196,32 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
     if conn.identity.claims().is_some() {
         let _ = sink.send(text(encode::auth_success(&session.user()))).await;
     }
+    // The futures that wait for rare events live across iterations: a
+    // busy connection wakes once per batch of pushes, and creating them
+    // anew each time would register and unregister their waiters each time.
+    let closed = session.closed();
+    tokio::pin!(closed);
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let mut armed = conn.deadline;
+    let expiry = until(armed);
+    tokio::pin!(expiry);
     let close: Option<Message> = loop {
-        let deadline = conn.deadline;
+        if conn.deadline != armed {
+            armed = conn.deadline;
+            expiry.set(until(armed));
+        }
         tokio::select! {
             biased;
-            reason = session.closed() => break Some(close_for(reason)),
-            _ = until(deadline) => {
+            reason = &mut closed => break Some(close_for(reason)),
+            () = &mut expiry => {
                 if conn.identity.claims().is_some() {
                     session.close(CloseReason::AuthExpired);
                     break Some(close_for(CloseReason::AuthExpired));
                 }
                 break Some(prise_ws::close_message(close_code::AUTH, "authentication timeout"));
             }
-            _ = shared.shutdown.cancelled() => {
+            () = &mut shutdown => {
                 session.close(CloseReason::Shutdown);
                 break Some(close_for(CloseReason::Shutdown));
             }
@@ -223,8 +236,9 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
                     sink.flush().await
                 };
                 tokio::select! {
+                    biased;
                     r = write => if r.is_err() { break None },
-                    reason = session.closed() => break Some(close_for(reason)),
+                    reason = &mut closed => break Some(close_for(reason)),
                 }
             }
             frame = stream.next() => match frame {
@@ -238,8 +252,9 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
                         sink.flush().await
                     };
                     tokio::select! {
+                        biased;
                         r = write => if r.is_err() { break None },
-                        reason = session.closed() => break Some(close_for(reason)),
+                        reason = &mut closed => break Some(close_for(reason)),
                     }
                     if close.is_some() {
                         break close;

@@ -186,28 +186,30 @@ async fn write_frames(ws: &mut UpgradedWebSocket, frames: Vec<Frame>) -> bool {
 /// Serves one session over a WebSocket until it closes.
 async fn run<C: EngineConn>(mut ws: UpgradedWebSocket, entry: &Entry<C>) {
     let s = &entry.session;
+    // Created once: waiting on it again each time round would register and
+    // unregister a waiter per wake-up.
+    let closed = s.closed.cancelled();
+    tokio::pin!(closed);
     loop {
-        let notified = s.wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         let frames = s.take_frames(usize::MAX, false);
         if !frames.is_empty() {
             let ok = tokio::select! {
+                biased;
                 ok = write_frames(&mut ws, frames) => ok,
-                _ = s.closed.cancelled() => false,
+                () = &mut closed => false,
             };
             if !ok {
                 s.close(CloseReason::TransportError);
                 break;
             }
         }
-        if s.is_closed() {
-            break;
-        }
+        // `Session::send` wakes with `notify_one`, which leaves a permit when
+        // nobody waits: frames queued after `take_frames` above still wake
+        // this wait (at worst once more than needed).
         tokio::select! {
             biased;
-            _ = s.closed.cancelled() => break,
-            _ = &mut notified => {}
+            () = &mut closed => break,
+            () = s.wake.notified() => {}
             m = ws.next() => match m {
                 None => {
                     s.close(CloseReason::TransportClose);
