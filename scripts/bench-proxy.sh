@@ -134,9 +134,12 @@ declare -A INL BULK
 for _ in $(seq 1 "$REPEAT"); do
     for t in "${TARGETS[@]}"; do
         read -r name port <<<"$t"
-        out=$(redis-benchmark -h 127.0.0.1 -p "$port" -t ping -n "$REQUESTS" -c "$CLIENTS" -q 2>/dev/null | tr '\r' '\n')
-        inl=$(grep -o 'PING_INLINE: [0-9.]*' <<<"$out" | tail -1 | cut -d' ' -f2)
-        bulk=$(grep -o 'PING_MBULK: [0-9.]*' <<<"$out" | tail -1 | cut -d' ' -f2)
+        # Bounded: a target that stalls (socat's fork per connection can)
+        # counts as 0 instead of hanging the run.
+        out=$(timeout 120 redis-benchmark -h 127.0.0.1 -p "$port" -t ping -n "$REQUESTS" -c "$CLIENTS" -q 2>/dev/null | tr '\r' '\n' || true)
+        inl=$(grep -o 'PING_INLINE: [0-9.]*' <<<"$out" | tail -1 | cut -d' ' -f2 || true)
+        bulk=$(grep -o 'PING_MBULK: [0-9.]*' <<<"$out" | tail -1 | cut -d' ' -f2 || true)
+        inl=${inl:-0}; bulk=${bulk:-0}
         INL[$name]=$(python3 -c "print(max(${INL[$name]:-0},$inl))")
         BULK[$name]=$(python3 -c "print(max(${BULK[$name]:-0},$bulk))")
     done

@@ -409,8 +409,8 @@ impl Hub {
                 .join_shared(session, &name, &user, others.is_some(), already)
                 .await?;
         } else if let Some(others) = others {
-            self.send_all(
-                others.iter(),
+            self.inner.announce(
+                &others,
                 &Outbound::Joined {
                     room: Arc::clone(&name),
                     user: Arc::new(user.clone()),
@@ -588,8 +588,8 @@ impl Hub {
             if self.inner.shared {
                 self.inner.broker.presence_changed(&name, &user);
             } else {
-                self.send_all(
-                    others.iter(),
+                self.inner.announce(
+                    &others,
                     &Outbound::Left {
                         room: name,
                         user: Arc::new(user),
@@ -922,8 +922,20 @@ impl Inner {
                     user,
                 }
             };
-            self.send_all(targets.iter(), &event);
+            self.announce(&targets, &event);
         }
+    }
+
+    /// Pushes a join or leave to the room's other members on this node,
+    /// unless there are more of them than `max_presence_fanout`: announcing
+    /// every join of a large room one by one costs the square of its size.
+    fn announce(&self, targets: &[Arc<Session>], event: &Outbound) {
+        let cap = self.config.limits.max_presence_fanout;
+        if cap != 0 && targets.len() > cap {
+            metrics::counter!("prise_presence_announcements_skipped_total").increment(1);
+            return;
+        }
+        self.send_all(targets.iter(), event);
     }
 }
 

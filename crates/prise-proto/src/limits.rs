@@ -23,6 +23,11 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 pub const DEFAULT_MAX_HISTORY: usize = 1000;
 /// Default most rooms the hub keeps in memory at once.
 pub const DEFAULT_MAX_ROOMS: usize = 100_000;
+/// Default most pushes one join or leave announcement may cost a node: in a
+/// room with more members than this on the node, joins and leaves are not
+/// announced one by one (presence stays queryable). Without a cap, n members
+/// joining a room cost n(n-1)/2 pushes.
+pub const DEFAULT_MAX_PRESENCE_FANOUT: usize = 1000;
 
 /// Caps on everything a peer controls. Every field has a documented default;
 /// a violation gets the transport's documented answer (an `ERR` line, close
@@ -50,6 +55,9 @@ pub struct Limits {
     pub max_history: usize,
     /// Most rooms held in memory ([`DEFAULT_MAX_ROOMS`]).
     pub max_rooms: usize,
+    /// Most members of a room on this node a join or leave is announced to;
+    /// 0 announces to any number ([`DEFAULT_MAX_PRESENCE_FANOUT`]).
+    pub max_presence_fanout: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +73,7 @@ impl Default for Limits {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             max_history: DEFAULT_MAX_HISTORY,
             max_rooms: DEFAULT_MAX_ROOMS,
+            max_presence_fanout: DEFAULT_MAX_PRESENCE_FANOUT,
         }
     }
 }

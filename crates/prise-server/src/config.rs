@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Outbound queue depth per session; a full queue disconnects a slow consumer.
     #[arg(long, env = "PRISE_QUEUE_DEPTH", default_value_t = limits::DEFAULT_QUEUE_DEPTH)]
     pub queue_depth: usize,
+    /// Most members of a room on this node that one join or leave is
+    /// announced to; larger rooms skip the announcements (presence stays
+    /// queryable). 0: no limit.
+    #[arg(long, env = "PRISE_MAX_PRESENCE_FANOUT", default_value_t = limits::DEFAULT_MAX_PRESENCE_FANOUT)]
+    pub max_presence_fanout: usize,
     /// How long a disconnected Socket.IO session can be resumed (e.g. 2m).
     #[arg(long, env = "PRISE_RECOVERY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub recovery_window: Duration,
@@ -110,6 +115,7 @@ impl ServeArgs {
             max_rooms_per_session: self.max_rooms_per_session,
             max_connections: self.max_connections,
             queue_depth: self.queue_depth,
+            max_presence_fanout: self.max_presence_fanout,
             ..Limits::default()
         }
     }
