@@ -34,8 +34,8 @@ use crate::ratelimit::MessageLimiter;
 use prise_hub::{CloseReason, HubError, Outbound, Session, Transport};
 use prise_proto::message::{Epoch, Message, Offset, User};
 use prise_sio::{
-    Ack, BoxFuture, ConnectOutcome, ConnectRefusal, DisconnectReason, EncodedPacket, Payload,
-    RecoveryRequest, SioHandler, Socket,
+    Ack, BoxFuture, ConnectOutcome, ConnectRefusal, DisconnectReason, EmitError, EncodedPacket,
+    Payload, RecoveryRequest, SioHandler, Socket,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -173,7 +173,6 @@ async fn pump(
     // One timer for the life of the pump, reset after each checkpoint.
     let checkpoint_due = tokio::time::sleep(every);
     tokio::pin!(checkpoint_due);
-    let mut batch = Vec::with_capacity(PUMP_BATCH);
     // A token's expiry ends the session (the client reconnects with a fresh
     // token in its `auth`).
     let expiry = conn
@@ -229,45 +228,56 @@ async fn pump(
                 if let Some(c) = &checkpoints
                     && !conn.session.rooms().is_empty()
                 {
-                    checkpoint(&c.hub, &conn, &socket.pid()).await;
+                    // Boxed: a store write is a large future, and rare here.
+                    Box::pin(checkpoint(&c.hub, &conn, &socket.pid())).await;
                 }
             }
-            n = rx.recv_many(&mut batch, PUMP_BATCH) => {
-                if n == 0 {
-                    return;
-                }
+            ev = rx.recv() => {
+                let Some(first) = ev else { return };
                 let _emitting = conn.emit_lock.lock().await;
-                for ev in batch.drain(..) {
-                    let sent = match &ev {
-                        Outbound::Message(d) => {
-                            let packet = d.encoded(Transport::SocketIo, |m| message_packet(&nsp, m));
-                            conn.last_seq.fetch_max(d.message.seq, Ordering::AcqRel);
-                            socket.emit_encoded(&packet)
-                        }
-                        Outbound::Joined { room, user } => socket.emit(
-                            "userJoined",
-                            &Payload::new(vec![user_value(user, room), seq_arg(conn.last_seq.load(Ordering::Acquire))]),
-                        ),
-                        Outbound::Left { user, .. } => socket.emit(
-                            "userLeft",
-                            &Payload::new(vec![Value::String(user.id.clone()), seq_arg(conn.last_seq.load(Ordering::Acquire))]),
-                        ),
-                        Outbound::Typing { room, user, typing } => socket.emit(
-                            "typing",
-                            &Payload::new(vec![
-                                json!({"userId": user.id, "userName": user.name, "roomId": &**room, "typing": typing}),
-                                seq_arg(conn.last_seq.load(Ordering::Acquire)),
-                            ]),
-                        ),
-                    };
-                    if sent.is_err() {
+                // What else is already queued goes out under the same lock,
+                // up to a batch; without a buffer of its own, so an idle
+                // pump holds none.
+                let mut next = Some(first);
+                let mut emitted = 0;
+                while let Some(ev) = next {
+                    if emit_push(&socket, &conn, &nsp, &ev).is_err() {
                         // The socket is gone or was closed as a slow consumer
                         // by the Socket.IO layer; its disconnect cleans up.
                         return;
                     }
+                    emitted += 1;
+                    next = if emitted < PUMP_BATCH { rx.try_recv().ok() } else { None };
                 }
             }
         }
+    }
+}
+
+/// Emits one hub push on the socket.
+fn emit_push(socket: &Socket, conn: &Conn, nsp: &str, ev: &Outbound) -> Result<(), EmitError> {
+    let seq = || seq_arg(conn.last_seq.load(Ordering::Acquire));
+    match ev {
+        Outbound::Message(d) => {
+            let packet = d.encoded(Transport::SocketIo, |m| message_packet(nsp, m));
+            conn.last_seq.fetch_max(d.message.seq, Ordering::AcqRel);
+            socket.emit_encoded(&packet)
+        }
+        Outbound::Joined { room, user } => socket.emit(
+            "userJoined",
+            &Payload::new(vec![user_value(user, room), seq()]),
+        ),
+        Outbound::Left { user, .. } => socket.emit(
+            "userLeft",
+            &Payload::new(vec![Value::String(user.id.clone()), seq()]),
+        ),
+        Outbound::Typing { room, user, typing } => socket.emit(
+            "typing",
+            &Payload::new(vec![
+                json!({"userId": user.id, "userName": user.name, "roomId": &**room, "typing": typing}),
+                seq(),
+            ]),
+        ),
     }
 }
 

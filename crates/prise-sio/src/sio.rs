@@ -206,7 +206,9 @@ async fn client_task(
                 }
                 break;
             }
-            Some(Inbound::Packet(d)) => handle_packet(&shared, &config, *d).await,
+            // Boxed: handling a packet is a large future, and a task keeps
+            // room for its largest state for its whole life.
+            Some(Inbound::Packet(d)) => Box::pin(handle_packet(&shared, &config, *d)).await,
         }
     }
 }

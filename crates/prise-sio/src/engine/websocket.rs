@@ -12,7 +12,7 @@ use prise_proto::engineio::{ErrorCode, Packet, PacketType, Transport, decode_tex
 use prise_ws::{Message as WsMessage, UpgradedWebSocket, close_code, close_message};
 
 use super::{
-    CloseReason, Engine, EngineConn, EngineHandler, Entry, Frame, Message, error_response,
+    CloseReason, Engine, EngineConn, EngineHandler, Entry, Frame, Message, Session, error_response,
 };
 
 /// How long a closing WebSocket waits for the peer's close frame.
@@ -60,9 +60,12 @@ pub(super) async fn handle<H: EngineHandler>(
     };
     let remote = super::polling::remote_addr(req);
     let headers = req.headers().clone();
+    let tasks = engine.tasks.clone();
     let engine = engine.clone();
-    engine.clone().tasks.spawn(async move {
-        let ws = match pending.finish().await {
+    tasks.spawn(async move {
+        // The rare or one-time steps are boxed: a task's future is as large
+        // as its largest state, and it stays allocated for the connection's life.
+        let ws = match Box::pin(pending.finish()).await {
             Ok(ws) => ws,
             Err(e) => {
                 tracing::debug!(error = %e, "websocket upgrade failed");
@@ -73,34 +76,35 @@ pub(super) async fn handle<H: EngineHandler>(
             }
         };
         if reject {
-            let mut ws = ws;
-            let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                let _ = ws.close(None).await;
-                while let Some(Ok(_)) = ws.next().await {}
+            Box::pin(async move {
+                let mut ws = ws;
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    let _ = ws.close(None).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
             })
             .await;
             return;
         }
-        match existing {
+        let (ws, entry) = match existing {
             None => {
                 let Some((entry, _)) = engine.open(Transport::Websocket, remote, headers) else {
                     let mut ws = ws;
-                    let _ = ws
-                        .send(close_message(
-                            close_code::INTERNAL_ERROR,
-                            "too many sessions",
-                        ))
-                        .await;
+                    let refusal = close_message(close_code::INTERNAL_ERROR, "too many sessions");
+                    let _ = Box::pin(ws.send(refusal)).await;
                     return;
                 };
-                run(ws, &entry).await;
+                (ws, entry)
             }
             Some(entry) => {
-                if let Some(ws) = upgrade(ws, &entry, engine.config.upgrade_timeout).await {
-                    run(ws, &entry).await;
-                }
+                let upgraded = Box::pin(upgrade(ws, &entry, engine.config.upgrade_timeout)).await;
+                let Some(ws) = upgraded else { return };
+                (ws, entry)
             }
-        }
+        };
+        // Boxed: the task itself then stays small while the connection lives.
+        Box::pin(run(ws, &entry)).await;
     });
     response.map(|_| Body::empty())
 }
@@ -221,14 +225,18 @@ async fn run<C: EngineConn>(mut ws: UpgradedWebSocket, entry: &Entry<C>) {
                     break;
                 }
                 Some(Ok(m)) => {
-                    if !on_ws_message(entry, m).await {
+                    if !Box::pin(on_ws_message(entry, m)).await {
                         break;
                     }
                 }
             }
         }
     }
-    // Closing: send what a graceful close still owes, then a close frame.
+    Box::pin(close(ws, s)).await;
+}
+
+/// Closing: sends what a graceful close still owes, then a close frame.
+async fn close(mut ws: UpgradedWebSocket, s: &Session) {
     let reason = s.close_reason().unwrap_or(CloseReason::ServerClose);
     if reason.is_graceful() {
         let frames = s.take_frames(usize::MAX, false);
