@@ -1,12 +1,13 @@
-//! The file-transfer handshake (`prise send`/`recv`): the header a receiver
-//! reads from a sender, and the resume offer and verdict a sender reads back.
-//! Never panics; a decoded name is one safe path component; the size cap
-//! holds; a decoded header re-encodes and decodes to itself.
+//! The file-transfer handshake (`prise send`/`recv`): the header and the
+//! trailer a receiver reads from a sender, and the resume offer and verdict
+//! a sender reads back. Never panics; a decoded name is one safe path
+//! component; the size cap holds; a decoded header re-encodes and decodes to
+//! itself; a trailer takes exactly its length and leaves what follows.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use prise_proto::transfer::{Header, MAX_NAME_LEN, Resume, TransferLimits, Verdict};
+use prise_proto::transfer::{Header, MAX_NAME_LEN, Resume, Trailer, TransferLimits, Verdict};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
@@ -39,6 +40,17 @@ fuzz_target!(|data: &[u8]| {
         let mut again = BytesMut::new();
         r.encode(&mut again);
         assert_eq!(&again[..], &rest[..Resume::LEN]);
+    }
+    let mut buf = BytesMut::from(rest);
+    match Trailer::decode(&mut buf) {
+        Ok(Some(t)) => {
+            let mut again = BytesMut::new();
+            t.encode(&mut again);
+            assert_eq!(&again[..], &rest[..Trailer::LEN]);
+            assert_eq!(&buf[..], &rest[Trailer::LEN..]);
+        }
+        Ok(None) => assert_eq!(&buf[..], rest, "nothing taken from an incomplete trailer"),
+        Err(_) => {}
     }
     let mut buf = BytesMut::from(rest);
     if let Ok(Some(v)) = Verdict::decode(&mut buf) {

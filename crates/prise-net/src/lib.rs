@@ -17,7 +17,8 @@
 //! - [`relay`] moves bytes between stdin/stdout and a `Conn`, with framing
 //!   ([`codec`], over `prise_proto::framing`), hex dumps and JSON events.
 //! - [`echo`], [`transfer`], [`probe`] and [`discover`] are the servers and
-//!   tools built on those.
+//!   tools built on those; [`zerocopy`] holds the `sendfile`/`splice` data
+//!   paths of [`transfer`] over plain sockets.
 //!
 //! # Data flow of `prise connect`
 //!
@@ -45,6 +46,7 @@ pub mod relay;
 pub mod tls;
 pub mod transfer;
 pub mod transport;
+pub mod zerocopy;
 
 pub use endpoint::{Endpoint, Scheme};
 pub use error::NetError;

@@ -225,8 +225,19 @@ pub fn ws_error(err: prise_ws::WsError, peer: &str) -> NetError {
 /// # Errors
 /// Any failure of the steps, or [`NetError::TimedOut`].
 pub async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetError> {
-    let attempt = connect_once(ep, opts);
-    match opts.timeout {
+    bounded(ep, opts.timeout, connect_once(ep, opts)).await
+}
+
+/// Runs `attempt`, a connection to `ep`, giving up after `timeout`.
+///
+/// # Errors
+/// The attempt's own, or [`NetError::TimedOut`].
+pub async fn bounded<T>(
+    ep: &Endpoint,
+    timeout: Option<Duration>,
+    attempt: impl Future<Output = Result<T, NetError>>,
+) -> Result<T, NetError> {
+    match timeout {
         Some(t) => tokio::time::timeout(t, attempt).await.map_err(|_| {
             NetError::TimedOut(format!(
                 "connecting to {} after {}",
@@ -238,6 +249,16 @@ pub async fn connect(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetEr
     }
 }
 
+/// Opens a Unix stream connection to `ep`'s path.
+///
+/// # Errors
+/// Nothing listens there, or it may not be opened.
+pub async fn unix_connect(ep: &Endpoint) -> Result<tokio::net::UnixStream, NetError> {
+    tokio::net::UnixStream::connect(ep.unix_path())
+        .await
+        .map_err(|e| NetError::from_io(e, &ep.path))
+}
+
 async fn connect_once(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetError> {
     match ep.scheme {
         Scheme::Tcp => Ok(Conn::Stream(Box::new(tcp_connect(ep, &opts.socket).await?))),
@@ -247,12 +268,7 @@ async fn connect_once(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetE
                 tls_handshake(tcp, ep, &opts.tls, &[]).await?,
             )))
         }
-        Scheme::Unix => {
-            let s = tokio::net::UnixStream::connect(ep.unix_path())
-                .await
-                .map_err(|e| NetError::from_io(e, &ep.path))?;
-            Ok(Conn::Stream(Box::new(s)))
-        }
+        Scheme::Unix => Ok(Conn::Stream(Box::new(unix_connect(ep).await?))),
         Scheme::Udp => {
             let addr = resolve(ep).await?[0];
             let bind: SocketAddr = if addr.is_ipv4() {

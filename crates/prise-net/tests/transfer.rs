@@ -1,6 +1,8 @@
-//! File transfer over real loopback sockets: a large file verified, a
-//! transfer cut short and resumed, a corrupted one detected, and names that
-//! try to leave the output directory.
+//! File transfer over real loopback sockets: a large file verified over
+//! TCP (sendfile and splice), Unix and TLS (buffered paths), a transfer cut
+//! short and resumed, a stale resumed prefix and a corrupted transfer
+//! detected, a version 1 header refused, and names that try to leave the
+//! output directory.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,10 +10,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use indicatif::ProgressBar;
 use prise_net::NetError;
-use prise_net::transfer::{receive_file, send_file};
-use prise_proto::transfer::{Header, Resume, TransferLimits, Verdict};
+use prise_net::transfer::{TransferStream, file_id, receive_file, send_file};
+use prise_proto::transfer::{Header, Resume, Trailer, TransferLimits, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -48,15 +50,17 @@ fn hidden() -> ProgressBar {
     ProgressBar::hidden()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_file_arrives_verified() {
+/// Sends a file of `len` bytes from `c` to `s` and checks it arrived whole.
+async fn round_trip<C, S>(c: C, s: S, len: usize)
+where
+    C: TransferStream + Send + 'static,
+    S: TransferStream + Send + 'static,
+{
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("big.bin");
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let len = 300 << 20;
     make_file(&src, len);
-    let (c, s) = pair().await;
     let recv = tokio::spawn({
         let out = out.clone();
         async move { receive_file(s, &out, &TransferLimits::default(), "sender", &hidden()).await }
@@ -77,21 +81,77 @@ async fn a_large_file_arrives_verified() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
 }
 
-/// Sends a header and only the first `cut` bytes, then drops the connection.
-async fn send_partial(mut c: TcpStream, data: &[u8], name: &str, cut: usize) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_arrives_verified() {
+    let (c, s) = pair().await;
+    round_trip(c, s, 300 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_arrives_verified_over_a_unix_socket() {
+    let (c, s) = UnixStream::pair().unwrap();
+    round_trip(c, s, (5 << 20) + 12345).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_arrives_verified_over_tls() {
+    use prise_net::tls::{ClientTlsArgs, ServerTlsArgs, client_config, server_config};
+    let server = server_config(&ServerTlsArgs {
+        self_signed: true,
+        ..ServerTlsArgs::default()
+    })
+    .unwrap();
+    let client = client_config(
+        &ClientTlsArgs {
+            insecure: true,
+            ..ClientTlsArgs::default()
+        },
+        &[],
+    )
+    .unwrap();
+    let (c, s) = pair().await;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let (c, s) = tokio::join!(
+        tokio_rustls::TlsConnector::from(client).connect(name, c),
+        tokio_rustls::TlsAcceptor::from(server).accept(s),
+    );
+    round_trip(c.unwrap(), s.unwrap(), (7 << 20) + 1).await;
+}
+
+#[tokio::test]
+async fn an_empty_file_arrives_verified() {
+    let (c, s) = pair().await;
+    round_trip(c, s, 0).await;
+}
+
+/// Sends the header `send_file` would send for `src`, then `body` (which
+/// may differ from the file) from where the receiver asks, then drops the
+/// connection without a trailer.
+async fn send_partial(mut c: TcpStream, src: &Path, name: &str, body: &[u8]) {
+    let file = std::fs::File::open(src).unwrap();
     let mut buf = BytesMut::new();
     Header {
         name: name.into(),
-        size: data.len() as u64,
-        hash: *blake3::hash(data).as_bytes(),
+        size: file.metadata().unwrap().len(),
+        id: file_id(&file, name).unwrap(),
     }
     .encode(&mut buf)
     .unwrap();
     c.write_all(&buf).await.unwrap();
     let mut resume = [0u8; Resume::LEN];
     c.read_exact(&mut resume).await.unwrap();
-    c.write_all(&data[..cut]).await.unwrap();
+    c.write_all(body).await.unwrap();
     c.shutdown().await.unwrap();
+}
+
+async fn receiver(
+    s: TcpStream,
+    out: &Path,
+) -> tokio::task::JoinHandle<Result<prise_net::transfer::RecvReport, NetError>> {
+    let out = out.to_owned();
+    tokio::spawn(async move {
+        receive_file(s, &out, &TransferLimits::default(), "sender", &hidden()).await
+    })
 }
 
 #[tokio::test]
@@ -106,22 +166,17 @@ async fn an_interrupted_transfer_resumes_where_it_stopped() {
 
     // First attempt: the sender goes away after `cut` bytes.
     let (c, s) = pair().await;
-    let recv = tokio::spawn({
-        let out = out.clone();
-        async move { receive_file(s, &out, &TransferLimits::default(), "sender", &hidden()).await }
-    });
-    send_partial(c, &data, "data.bin", cut).await;
+    let recv = receiver(s, &out).await;
+    send_partial(c, &src, "data.bin", &data[..cut]).await;
     let err = recv.await.unwrap().unwrap_err();
     assert!(matches!(err, NetError::Transfer(_)), "{err}");
     assert!(err.to_string().contains("incomplete"), "{err}");
     assert!(!out.join("data.bin").exists());
 
-    // Second attempt: the receiver asks to resume at `cut`.
+    // Second attempt: the receiver asks to resume at `cut`, hashes the
+    // prefix it kept and the rest, and checks the trailer.
     let (c, s) = pair().await;
-    let recv = tokio::spawn({
-        let out = out.clone();
-        async move { receive_file(s, &out, &TransferLimits::default(), "sender", &hidden()).await }
-    });
+    let recv = receiver(s, &out).await;
     let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap();
@@ -129,6 +184,78 @@ async fn an_interrupted_transfer_resumes_where_it_stopped() {
     assert_eq!(sent.resumed_from, cut as u64);
     assert_eq!(got.resumed_from, cut as u64);
     assert!(std::fs::read(out.join("data.bin")).unwrap() == data);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn a_complete_part_file_is_verified_by_the_trailer_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("data.bin");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    make_file(&src, 100_000);
+    let data = std::fs::read(&src).unwrap();
+    // Every byte arrived, then the connection dropped before the trailer.
+    let (c, s) = pair().await;
+    let recv = receiver(s, &out).await;
+    send_partial(c, &src, "data.bin", &data).await;
+    let err = recv.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("no trailer"), "{err}");
+    // Sending again sends no file bytes, only the trailer.
+    let (c, s) = pair().await;
+    let recv = receiver(s, &out).await;
+    let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
+        .await
+        .unwrap();
+    assert_eq!(sent.resumed_from, data.len() as u64);
+    recv.await.unwrap().unwrap();
+    assert!(std::fs::read(out.join("data.bin")).unwrap() == data);
+}
+
+#[tokio::test]
+async fn a_stale_resumed_prefix_is_caught_by_the_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("data.bin");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    make_file(&src, 2 << 20);
+    let data = std::fs::read(&src).unwrap();
+    // A first attempt left a prefix under the file's id whose middle no
+    // longer matches the file (changed in place, same size, time and ends).
+    let mut stale = data[..1 << 20].to_vec();
+    stale[300_000] ^= 0x80;
+    let (c, s) = pair().await;
+    let recv = receiver(s, &out).await;
+    send_partial(c, &src, "data.bin", &stale).await;
+    assert!(recv.await.unwrap().is_err());
+
+    let (c, s) = pair().await;
+    let recv = receiver(s, &out).await;
+    let err = send_file(c, &src, "data.bin", "receiver", &hidden())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("HashMismatch"), "{err}");
+    let err = recv.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("hash mismatch"), "{err}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "part removed");
+
+    // The next attempt starts from scratch and succeeds.
+    let (c, s) = pair().await;
+    let recv = receiver(s, &out).await;
+    let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
+        .await
+        .unwrap();
+    assert_eq!(sent.resumed_from, 0);
+    recv.await.unwrap().unwrap();
+    assert!(std::fs::read(out.join("data.bin")).unwrap() == data);
+}
+
+async fn read_verdict(c: &mut TcpStream) -> Verdict {
+    let mut verdict = BytesMut::new();
+    while verdict.len() < Verdict::LEN {
+        assert!(c.read_buf(&mut verdict).await.unwrap() > 0);
+    }
+    Verdict::decode(&mut verdict).unwrap().unwrap()
 }
 
 #[tokio::test]
@@ -137,37 +264,112 @@ async fn a_corrupted_transfer_is_detected_and_discarded() {
     let out = dir.path().to_path_buf();
     let data = b"the right content, forty bytes in length".to_vec();
     let (mut c, s) = pair().await;
-    let recv = tokio::spawn({
-        let out = out.clone();
-        async move { receive_file(s, &out, &TransferLimits::default(), "sender", &hidden()).await }
-    });
+    let recv = receiver(s, &out).await;
+    // Header, bytes with one bit flipped on the way, and the trailer with
+    // the hash of the right bytes, all in one write: the receiver finds the
+    // file bytes and the trailer in what it read with the header.
     let mut buf = BytesMut::new();
     Header {
         name: "x.txt".into(),
         size: data.len() as u64,
+        id: [1; 16],
+    }
+    .encode(&mut buf)
+    .unwrap();
+    let mut bad = data.clone();
+    bad[7] ^= 0x01;
+    buf.extend_from_slice(&bad);
+    Trailer {
         hash: *blake3::hash(&data).as_bytes(),
+    }
+    .encode(&mut buf);
+    c.write_all(&buf).await.unwrap();
+    let mut resume = [0u8; Resume::LEN];
+    c.read_exact(&mut resume).await.unwrap();
+    assert_eq!(&resume, b"PRSR\0\0\0\0\0\0\0\0");
+    assert_eq!(read_verdict(&mut c).await, Verdict::HashMismatch);
+    let err = recv.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("hash mismatch"), "{err}");
+    assert_eq!(err.exit_code(), prise_net::error::exit_code::TRANSFER);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing kept");
+}
+
+#[tokio::test]
+async fn a_corrupted_large_transfer_is_detected() {
+    // The same over the spliced path: the flipped byte arrives well after
+    // the header.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_path_buf();
+    let src = dir.path().join("src.bin");
+    make_file(&src, 4 << 20);
+    let data = std::fs::read(&src).unwrap();
+    let (mut c, s) = pair().await;
+    let recv = receiver(s, &out).await;
+    let mut buf = BytesMut::new();
+    Header {
+        name: "y.bin".into(),
+        size: data.len() as u64,
+        id: [2; 16],
     }
     .encode(&mut buf)
     .unwrap();
     c.write_all(&buf).await.unwrap();
     let mut resume = [0u8; Resume::LEN];
     c.read_exact(&mut resume).await.unwrap();
-    // One bit flipped on the way.
     let mut bad = data.clone();
-    bad[7] ^= 0x01;
-    c.write_all(&bad).await.unwrap();
-    let mut verdict = BytesMut::new();
-    while verdict.len() < Verdict::LEN {
-        assert!(c.read_buf(&mut verdict).await.unwrap() > 0);
+    bad[3_000_000] ^= 0x10;
+    let mut tail = BytesMut::from(&bad[..]);
+    Trailer {
+        hash: *blake3::hash(&data).as_bytes(),
     }
-    assert_eq!(
-        Verdict::decode(&mut verdict).unwrap(),
-        Some(Verdict::HashMismatch)
-    );
+    .encode(&mut tail);
+    c.write_all(&tail).await.unwrap();
+    assert_eq!(read_verdict(&mut c).await, Verdict::HashMismatch);
     let err = recv.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("hash mismatch"), "{err}");
-    assert_eq!(err.exit_code(), prise_net::error::exit_code::TRANSFER);
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing kept");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "only the source"
+    );
+}
+
+#[tokio::test]
+async fn a_version_1_header_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, s) = pair().await;
+    let recv = receiver(s, dir.path()).await;
+    // What prise sent before the hash moved to the trailer.
+    let mut v1 = b"PRSF\x01\x00\x05a.txt\x00\x00\x00\x00\x00\x00\x00\x07".to_vec();
+    v1.extend_from_slice(&[9; 32]);
+    c.write_all(&v1).await.unwrap();
+    assert_eq!(read_verdict(&mut c).await, Verdict::Refused);
+    let err = recv.await.unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("unsupported transfer version 1"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_sender_told_refused_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("f.txt");
+    std::fs::write(&src, b"hello").unwrap();
+    let (c, mut s) = pair().await;
+    let peer = tokio::spawn(async move {
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header).await.unwrap();
+        let mut v = BytesMut::new();
+        Verdict::Refused.encode(&mut v);
+        s.write_all(&v).await.unwrap();
+    });
+    let err = send_file(c, &src, "f.txt", "receiver", &hidden())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("receiver refused"), "{err}");
+    peer.await.unwrap();
 }
 
 #[tokio::test]
@@ -177,22 +379,26 @@ async fn names_are_sanitised_and_sizes_capped() {
     std::fs::create_dir(&out).unwrap();
     let data = b"payload".to_vec();
     let (mut c, s) = pair().await;
-    let recv = tokio::spawn({
-        let out = out.clone();
-        async move { receive_file(s, &out, &TransferLimits::default(), "sender", &hidden()).await }
-    });
+    let recv = receiver(s, &out).await;
     let mut buf = BytesMut::new();
     Header {
         name: "../../escape.txt".into(),
         size: data.len() as u64,
-        hash: *blake3::hash(&data).as_bytes(),
+        id: [3; 16],
     }
     .encode(&mut buf)
     .unwrap();
     c.write_all(&buf).await.unwrap();
     let mut resume = [0u8; Resume::LEN];
     c.read_exact(&mut resume).await.unwrap();
-    c.write_all(&data).await.unwrap();
+    buf.clear();
+    buf.extend_from_slice(&data);
+    Trailer {
+        hash: *blake3::hash(&data).as_bytes(),
+    }
+    .encode(&mut buf);
+    c.write_all(&buf).await.unwrap();
+    assert_eq!(read_verdict(&mut c).await, Verdict::Verified);
     let got = recv.await.unwrap().unwrap();
     assert_eq!(got.path, out.join("escape.txt"));
     assert!(!dir.path().join("escape.txt").exists());
@@ -216,18 +422,11 @@ async fn names_are_sanitised_and_sizes_capped() {
     Header {
         name: "big".into(),
         size: 5,
-        hash: [0; 32],
+        id: [0; 16],
     }
     .encode(&mut buf)
     .unwrap();
     c.write_all(&buf).await.unwrap();
-    let mut verdict = BytesMut::new();
-    while verdict.len() < Verdict::LEN {
-        assert!(c.read_buf(&mut verdict).await.unwrap() > 0);
-    }
-    assert_eq!(
-        Verdict::decode(&mut verdict).unwrap(),
-        Some(Verdict::Refused)
-    );
+    assert_eq!(read_verdict(&mut c).await, Verdict::Refused);
     assert!(recv.await.unwrap().is_err());
 }

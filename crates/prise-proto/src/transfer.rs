@@ -2,31 +2,49 @@
 //!
 //! ```text
 //! sender                                   receiver
-//!   Header {name, size, hash} ──────────▶  sanitise name, check size,
-//!                                          look for a partial file
+//!   Header {name, size, id} ────────────▶  sanitise name, check size,
+//!                                          look for a partial file with this id
 //!          ◀──────────────────────────── Resume {offset}
-//!   file bytes [offset, size) ─────────▶  append, hash the whole file
+//!   file bytes [offset, size) ─────────▶  append; hash the prefix it had
+//!   (hashing the whole file meanwhile)     and the new bytes
+//!   Trailer {hash} ─────────────────────▶  compare with its own hash
 //!          ◀──────────────────────────── Verdict {ok | mismatch}
 //! ```
 //!
-//! Wire format (all integers big-endian):
+//! Wire format, version 2 (all integers big-endian):
 //!
-//! - header: `b"PRSF"`, version `u8` (1), name length `u16`, name (UTF-8),
-//!   size `u64`, BLAKE3 hash (32 bytes);
+//! - header: `b"PRSF"`, version `u8` (2), name length `u16`, name (UTF-8),
+//!   size `u64`, file id (16 bytes);
 //! - resume: `b"PRSR"`, offset `u64`;
+//! - file bytes `[offset, size)`, nothing else;
+//! - trailer: `b"PRST"`, BLAKE3 hash of the whole file (32 bytes);
 //! - verdict: `b"PRSV"`, status `u8` (0 verified, 1 hash mismatch, 2 size mismatch, 3 refused).
 //!
+//! The hash travels after the data so that the sender hashes while it sends
+//! instead of reading the whole file once before the first byte goes out.
+//! The file id only picks which partial file a transfer may resume from
+//! (the sender derives it from cheap facts: name, size, modification time,
+//! the first and last bytes); it proves nothing about the content. A file
+//! that changed between two attempts but kept its id resumes from a stale
+//! prefix, and the trailer's hash, which covers the whole file, catches it.
+//!
+//! Version 1 carried the hash in the header and had no trailer; its header
+//! is refused with [`TransferError::BadVersion`].
+//!
 //! Every decoder is sans-IO (`Ok(None)` = need more bytes) and caps what
-//! the peer controls: the name length and the announced size.
+//! the peer controls: the name length and the announced size; every other
+//! message has a fixed length.
 
 use bytes::{Buf, BufMut, BytesMut};
 
 /// Protocol version carried in the header.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Magic of the header.
 pub const HEADER_MAGIC: [u8; 4] = *b"PRSF";
 /// Magic of the resume message.
 pub const RESUME_MAGIC: [u8; 4] = *b"PRSR";
+/// Magic of the trailer that follows the file bytes.
+pub const TRAILER_MAGIC: [u8; 4] = *b"PRST";
 /// Magic of the verdict message.
 pub const VERDICT_MAGIC: [u8; 4] = *b"PRSV";
 /// Longest file name accepted, in bytes (the usual file-system limit).
@@ -35,6 +53,8 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 30;
 /// Length of a BLAKE3 hash.
 pub const HASH_LEN: usize = 32;
+/// Length of the file id in the header.
+pub const FILE_ID_LEN: usize = 16;
 
 const FIXED_HEADER_LEN: usize = 4 + 1 + 2;
 
@@ -59,8 +79,9 @@ pub enum TransferError {
     /// The bytes do not start with the expected magic.
     #[error("not a prise transfer (bad magic)")]
     BadMagic,
-    /// The header's version is not one this build speaks.
-    #[error("unsupported transfer version {0}")]
+    /// The header's version is not one this build speaks (version 1 is
+    /// what prise sent before the hash moved to the trailer).
+    #[error("unsupported transfer version {0} (this build speaks version 2; upgrade the sender)")]
     BadVersion(u8),
     /// The file name is empty, too long, not UTF-8, or nothing is left after sanitising.
     #[error("invalid file name")]
@@ -85,8 +106,9 @@ pub struct Header {
     pub name: String,
     /// File size in bytes.
     pub size: u64,
-    /// BLAKE3 hash of the whole file.
-    pub hash: [u8; HASH_LEN],
+    /// Identifies the file for resuming only: a partial file kept under
+    /// another id is not resumed from. Not a hash of the content.
+    pub id: [u8; FILE_ID_LEN],
 }
 
 impl Header {
@@ -98,14 +120,14 @@ impl Header {
         if self.name.is_empty() || self.name.len() > MAX_NAME_LEN {
             return Err(TransferError::BadName);
         }
-        dst.reserve(FIXED_HEADER_LEN + self.name.len() + 8 + HASH_LEN);
+        dst.reserve(FIXED_HEADER_LEN + self.name.len() + 8 + FILE_ID_LEN);
         dst.put_slice(&HEADER_MAGIC);
         dst.put_u8(VERSION);
         // Fits: checked against MAX_NAME_LEN above.
         dst.put_u16(self.name.len() as u16);
         dst.put_slice(self.name.as_bytes());
         dst.put_u64(self.size);
-        dst.put_slice(&self.hash);
+        dst.put_slice(&self.id);
         Ok(())
     }
 
@@ -121,17 +143,17 @@ impl Header {
         if src.len() >= 4 && src[..4] != HEADER_MAGIC {
             return Err(TransferError::BadMagic);
         }
+        if src.len() > 4 && src[4] != VERSION {
+            return Err(TransferError::BadVersion(src[4]));
+        }
         if src.len() < FIXED_HEADER_LEN {
             return Ok(None);
-        }
-        if src[4] != VERSION {
-            return Err(TransferError::BadVersion(src[4]));
         }
         let name_len = u16::from_be_bytes([src[5], src[6]]) as usize;
         if name_len == 0 || name_len > MAX_NAME_LEN {
             return Err(TransferError::BadName);
         }
-        let total = FIXED_HEADER_LEN + name_len + 8 + HASH_LEN;
+        let total = FIXED_HEADER_LEN + name_len + 8 + FILE_ID_LEN;
         if src.len() < total {
             return Ok(None);
         }
@@ -147,9 +169,9 @@ impl Header {
                 max: limits.max_file_size,
             });
         }
-        let mut hash = [0u8; HASH_LEN];
-        msg.copy_to_slice(&mut hash);
-        Ok(Some(Header { name, size, hash }))
+        let mut id = [0u8; FILE_ID_LEN];
+        msg.copy_to_slice(&mut id);
+        Ok(Some(Header { name, size, id }))
     }
 }
 
@@ -214,10 +236,48 @@ impl Resume {
     }
 }
 
+/// What the sender writes after the file bytes: the hash of the whole file,
+/// including any prefix the receiver already had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    /// BLAKE3 hash of bytes `[0, size)` of the file.
+    pub hash: [u8; HASH_LEN],
+}
+
+impl Trailer {
+    /// Encoded length.
+    pub const LEN: usize = 4 + HASH_LEN;
+
+    /// Appends the encoded message to `dst`.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        dst.reserve(Self::LEN);
+        dst.put_slice(&TRAILER_MAGIC);
+        dst.put_slice(&self.hash);
+    }
+
+    /// Takes the message out of `src` once complete; bytes after it stay in `src`.
+    ///
+    /// # Errors
+    /// [`TransferError::BadMagic`], as soon as the first four bytes are in.
+    pub fn decode(src: &mut BytesMut) -> Result<Option<Trailer>, TransferError> {
+        let seen = src.len().min(4);
+        if src[..seen] != TRAILER_MAGIC[..seen] {
+            return Err(TransferError::BadMagic);
+        }
+        if src.len() < Self::LEN {
+            return Ok(None);
+        }
+        src.advance(4);
+        let mut hash = [0u8; HASH_LEN];
+        src.copy_to_slice(&mut hash);
+        Ok(Some(Trailer { hash }))
+    }
+}
+
 /// The receiver's last word: did the file arrive intact?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Size and BLAKE3 hash match the header.
+    /// Size matches the header and the BLAKE3 hash matches the trailer.
     Verified = 0,
     /// The received bytes hash to something else.
     HashMismatch = 1,
@@ -268,7 +328,7 @@ mod tests {
         Header {
             name: "a.txt".into(),
             size: 258,
-            hash: [7; 32],
+            id: [7; 16],
         }
     }
 
@@ -276,8 +336,8 @@ mod tests {
     fn header_wire_format() {
         let mut b = BytesMut::new();
         header().encode(&mut b).unwrap();
-        let mut want = b"PRSF\x01\x00\x05a.txt\x00\x00\x00\x00\x00\x00\x01\x02".to_vec();
-        want.extend_from_slice(&[7; 32]);
+        let mut want = b"PRSF\x02\x00\x05a.txt\x00\x00\x00\x00\x00\x00\x01\x02".to_vec();
+        want.extend_from_slice(&[7; 16]);
         assert_eq!(&b[..], &want[..]);
         // Byte by byte: incomplete until the last byte.
         let mut partial = BytesMut::new();
@@ -297,12 +357,12 @@ mod tests {
             Header::decode(&mut b, &limits),
             Err(TransferError::BadMagic)
         );
-        let mut b = BytesMut::from(&b"PRSF\x02\x00\x01"[..]);
+        let mut b = BytesMut::from(&b"PRSF\x03\x00\x01"[..]);
         assert_eq!(
             Header::decode(&mut b, &limits),
-            Err(TransferError::BadVersion(2))
+            Err(TransferError::BadVersion(3))
         );
-        let mut b = BytesMut::from(&b"PRSF\x01\xff\xff"[..]);
+        let mut b = BytesMut::from(&b"PRSF\x02\xff\xff"[..]);
         assert_eq!(Header::decode(&mut b, &limits), Err(TransferError::BadName));
         let mut b = BytesMut::new();
         header().encode(&mut b).unwrap();
@@ -313,6 +373,67 @@ mod tests {
                 max: 100
             })
         );
+    }
+
+    #[test]
+    fn a_version_1_header_is_refused() {
+        // "a.txt", 258 bytes, and the 32-byte hash version 1 carried.
+        let mut v1 = b"PRSF\x01\x00\x05a.txt\x00\x00\x00\x00\x00\x00\x01\x02".to_vec();
+        v1.extend_from_slice(&[7; 32]);
+        let mut b = BytesMut::from(&v1[..]);
+        let err = Header::decode(&mut b, &TransferLimits::default()).unwrap_err();
+        assert_eq!(err, TransferError::BadVersion(1));
+        assert!(err.to_string().contains("version 1"), "{err}");
+        // Refused from its version byte on: nothing waits for the rest.
+        let mut b = BytesMut::from(&v1[..5]);
+        assert_eq!(
+            Header::decode(&mut b, &TransferLimits::default()),
+            Err(TransferError::BadVersion(1))
+        );
+    }
+
+    #[test]
+    fn trailer_wire_format() {
+        let mut b = BytesMut::new();
+        Trailer { hash: [0xab; 32] }.encode(&mut b);
+        let mut want = b"PRST".to_vec();
+        want.extend_from_slice(&[0xab; 32]);
+        assert_eq!(&b[..], &want[..]);
+        // Byte by byte: incomplete until the last byte; what follows stays.
+        let mut partial = BytesMut::new();
+        for (i, &byte) in want.iter().enumerate() {
+            partial.extend_from_slice(&[byte]);
+            let got = Trailer::decode(&mut partial).unwrap();
+            assert_eq!(got.is_some(), i == want.len() - 1);
+        }
+        assert!(partial.is_empty());
+        let mut b = BytesMut::from(&want[..]);
+        b.extend_from_slice(b"PRSV\x00");
+        assert_eq!(
+            Trailer::decode(&mut b),
+            Ok(Some(Trailer { hash: [0xab; 32] }))
+        );
+        assert_eq!(&b[..], b"PRSV\x00");
+    }
+
+    #[test]
+    fn trailer_rejects_bad_input() {
+        // Wrong from the first byte on: no waiting for four.
+        let mut b = BytesMut::from(&b"X"[..]);
+        assert_eq!(Trailer::decode(&mut b), Err(TransferError::BadMagic));
+        let mut b = BytesMut::from(&b"PRSX"[..]);
+        assert_eq!(Trailer::decode(&mut b), Err(TransferError::BadMagic));
+        // Extra file bytes where the trailer belongs.
+        let mut b = BytesMut::from(&b"\x00\x00\x00\x00PRST"[..]);
+        assert_eq!(Trailer::decode(&mut b), Err(TransferError::BadMagic));
+        // A verdict or header magic is not a trailer.
+        let mut b = BytesMut::from(&b"PRSV\x00"[..]);
+        assert_eq!(Trailer::decode(&mut b), Err(TransferError::BadMagic));
+        let mut b = BytesMut::new();
+        assert_eq!(Trailer::decode(&mut b), Ok(None));
+        let mut b = BytesMut::from(&b"PRST\x01\x02"[..]);
+        assert_eq!(Trailer::decode(&mut b), Ok(None));
+        assert_eq!(b.len(), 6, "nothing consumed before the trailer is whole");
     }
 
     #[test]

@@ -582,6 +582,33 @@ fn send_and_recv_a_file() {
 }
 
 #[test]
+fn send_and_recv_a_file_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("data.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let out = dir.path().join("in");
+    let out_s = out.to_string_lossy().into_owned();
+    let mut r = prise(&[
+        "recv",
+        "tls://127.0.0.1:0",
+        "--self-signed",
+        "--out",
+        &out_s,
+        "--quiet",
+    ]);
+    let url = format!("tls://127.0.0.1:{}", r.port());
+    let o = run(
+        PRISE,
+        &["send", src.to_str().unwrap(), &url, "--insecure", "--quiet"],
+        b"",
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(r.wait().success());
+    assert!(std::fs::read(out.join("data.bin")).unwrap() == data);
+}
+
+#[test]
 fn probe_reports_up_and_down() {
     let ws = prise(&["echo", "ws://127.0.0.1:0"]);
     let up = format!("ws://127.0.0.1:{}/", ws.port());
