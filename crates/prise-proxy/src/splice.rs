@@ -165,7 +165,8 @@ async fn direction(
 /// `call` returns the byte count; a count below `full` means the socket's queue is drained
 /// (read) or full (write), so tokio is told WouldBlock to clear the readiness now instead of
 /// after one more failing system call, and the count is kept. Tokio only clears readiness
-/// that no newer epoll event has refreshed, so no wake-up is lost.
+/// that no newer epoll event has refreshed, so no wake-up is lost. `full` = 0 never takes
+/// the shortcut, for calls whose short count says nothing about the socket.
 async fn nonblocking(
     sock: &TcpStream,
     interest: Interest,
@@ -223,8 +224,14 @@ async fn write_all(to: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
 }
 
 /// Fills the (empty) pipe from the socket.
+///
+/// A short count here does not mean the socket is drained: the pipe holds a
+/// fixed number of page slots, and the socket's data may sit in fragments
+/// that fill them before `pipe.size` bytes. Clearing readiness then could
+/// wait forever for an edge that never comes (the peer blocked on a full
+/// window), so only a real `WouldBlock` clears it (`full` = 0).
 async fn splice_in(from: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
-    nonblocking(from, Interest::READABLE, pipe.size, || {
+    nonblocking(from, Interest::READABLE, 0, || {
         Ok(splice(from, None, &pipe.w, None, pipe.size, FLAGS)?)
     })
     .await
