@@ -11,9 +11,8 @@
 // one line per check, then "N passed, M failed"; exit code 0 only when
 // nothing failed.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { io } from "socket.io-client";
-import { checks, once, timeout, until } from "../common/harness.mjs";
+import { checks, lineClient, once, timeout, until } from "../common/harness.mjs";
 const { check, finish } = checks({ limitMs: 20000 });
 
 const [BALANCER, NODE, TCP] = process.argv.slice(2);
@@ -42,32 +41,6 @@ function messageWith(socket, content, ms = 8000) {
     ms,
     `message ${JSON.stringify(content)}`,
   );
-}
-/** A line-protocol client: send lines, wait for a line starting with a prefix. */
-function lineClient(hostport) {
-  const [host, port] = [hostport.slice(0, hostport.lastIndexOf(":")), Number(hostport.slice(hostport.lastIndexOf(":") + 1))];
-  const sock = net.connect(port, host);
-  let buf = "";
-  const lines = [];
-  const waiters = [];
-  sock.setEncoding("utf8");
-  sock.on("data", (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      lines.push(buf.slice(0, i).replace(/\r$/, ""));
-      buf = buf.slice(i + 1);
-    }
-    for (const w of waiters.splice(0)) w();
-  });
-  async function until(prefix) {
-    for (;;) {
-      const i = lines.findIndex((l) => l.startsWith(prefix));
-      if (i >= 0) return lines.splice(i, 1)[0];
-      await timeout(new Promise((res) => waiters.push(res)), 8000, `line ${prefix}`);
-    }
-  }
-  return { send: (l) => sock.write(`${l}\n`), until, close: () => sock.destroy() };
 }
 
 // Polling only, through the balancer. `agent: false` (also the client's

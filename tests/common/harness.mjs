@@ -2,6 +2,8 @@
 // that prints "ok"/"FAIL" per check and "N passed, M failed" at the end.
 //   import { checks, once, timeout } from "../common/harness.mjs";
 
+import net from "node:net";
+
 /** `p`, or a rejection naming `what` after `ms`. */
 export function timeout(p, ms, what) {
   let t;
@@ -55,4 +57,38 @@ export function checks({ limitMs = 15000, traceLines = 6, after = () => {} } = {
     setTimeout(() => process.exit(failed === 0 && passed > 0 ? 0 : 1), 50);
   }
   return { check, finish };
+}
+
+/**
+ * A netcat-style client of the TCP line protocol at `hostport`: `send` a
+ * line; `until(prefix)` returns the next line starting with `prefix`
+ * (within `ms`), dropping the lines before it.
+ */
+export function lineClient(hostport, ms = 8000) {
+  const cut = hostport.lastIndexOf(":");
+  const sock = net.connect(Number(hostport.slice(cut + 1)), hostport.slice(0, cut));
+  let buf = "";
+  const lines = [];
+  const waiters = [];
+  sock.setEncoding("utf8");
+  sock.on("data", (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      lines.push(buf.slice(0, i).replace(/\r$/, ""));
+      buf = buf.slice(i + 1);
+    }
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    send: (l) => sock.write(`${l}\n`),
+    async until(prefix) {
+      for (;;) {
+        const i = lines.findIndex((l) => l.startsWith(prefix));
+        if (i >= 0) return lines.splice(0, i + 1).pop();
+        await timeout(new Promise((res) => waiters.push(res)), ms, `line ${prefix}`);
+      }
+    },
+    close: () => sock.destroy(),
+  };
 }

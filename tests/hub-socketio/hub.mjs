@@ -7,9 +7,8 @@
 // only, polling only). Prints one line per check, then "N passed, M failed";
 // exit code 0 only when nothing failed.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { io } from "socket.io-client";
-import { checks, once, timeout } from "../common/harness.mjs";
+import { checks, lineClient, once, timeout } from "../common/harness.mjs";
 
 const BASE = (process.argv[2] || "").replace(/\/$/, "");
 const TCP = process.argv[3] || "";
@@ -41,36 +40,6 @@ async function connected(opts, auth) {
   return s;
 }
 const call = (s, ev, arg) => timeout(s.emitWithAck(ev, arg), 5000, `ack of ${ev}`);
-
-// A netcat-style client of the TCP line protocol.
-function lineClient() {
-  const [host, port] = [TCP.slice(0, TCP.lastIndexOf(":")), Number(TCP.slice(TCP.lastIndexOf(":") + 1))];
-  const sock = net.connect(port, host);
-  let buf = "";
-  const waiters = [];
-  const lines = [];
-  sock.setEncoding("utf8");
-  sock.on("data", (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      lines.push(buf.slice(0, i).replace(/\r$/, ""));
-      buf = buf.slice(i + 1);
-    }
-    for (const w of waiters.splice(0)) w();
-  });
-  return {
-    send: (l) => sock.write(l + "\n"),
-    async until(prefix) {
-      for (;;) {
-        const i = lines.findIndex((l) => l.startsWith(prefix));
-        if (i >= 0) return lines.splice(0, i + 1).pop();
-        await timeout(new Promise((r) => waiters.push(r)), 5000, `line ${prefix}`);
-      }
-    },
-    close: () => sock.destroy(),
-  };
-}
 
 for (const [mode, opts] of Object.entries(MODES)) {
   await check(`${mode}: seed chat events (joinRoom, sendMessage with ack, typing, userJoined/userLeft)`, async () => {
@@ -114,7 +83,7 @@ for (const [mode, opts] of Object.entries(MODES)) {
     const web = await connected(opts, { name: "web" });
     const ack = await call(web, "join", r);
     assert.equal(ack.room, r);
-    const nc = lineClient();
+    const nc = lineClient(TCP);
     await nc.until("HELLO");
     nc.send("NICK netcat");
     nc.send(`JOIN ${r}`);
