@@ -25,6 +25,7 @@ pub mod hexdump;
 pub mod limits;
 pub mod line;
 pub mod message;
+pub mod sio_events;
 pub mod socketio;
 pub mod transfer;
 pub mod wsjson;

@@ -16,10 +16,11 @@
 //! so the connection stays usable.
 
 use bytes::{Buf, BytesMut};
-use std::fmt::Write as _;
 
 use crate::framing;
-use crate::message::{Message, Offset};
+
+pub mod encode;
+use crate::message::Offset;
 
 /// The protocol's name and version, sent in the greeting.
 pub const PROTOCOL: &str = "line/1";
@@ -144,7 +145,7 @@ pub enum Command {
     History {
         /// Room name.
         room: String,
-        /// How many (default 20).
+        /// How many (the server's default when absent).
         count: Option<usize>,
     },
     /// `ROOMS`: rooms with members.
@@ -310,27 +311,10 @@ impl Command {
     }
 }
 
-/// Appends `MSG room offset user text\n` for a message.
-pub fn write_msg(out: &mut String, m: &Message) {
-    let _ = writeln!(
-        out,
-        "MSG {} {} {} {}",
-        m.room_id,
-        m.offset,
-        m.user_name,
-        m.content_text()
-    );
-}
-
-/// Appends `ERR CODE message\n`, with the message kept to one line.
-pub fn write_err(out: &mut String, code: &str, message: &str) {
-    let message = message.replace(['\r', '\n'], " ");
-    let _ = writeln!(out, "ERR {code} {message}");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
 
     #[test]
     fn long_unknown_verbs_are_cut_on_a_char_boundary() {
@@ -481,8 +465,8 @@ mod tests {
             seq: 0,
         };
         let mut s = String::new();
-        write_msg(&mut s, &m);
-        write_err(&mut s, "NO_ROOM", "no\nroom");
+        encode::message(&mut s, &m);
+        encode::error(&mut s, "NO_ROOM", "no\nroom");
         assert_eq!(s, "MSG r 7 bob two\\nlines\nERR NO_ROOM no room\n");
     }
 }

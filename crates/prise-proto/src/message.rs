@@ -86,6 +86,17 @@ impl Message {
     }
 }
 
+/// A room as listed by `rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// Room name.
+    pub name: String,
+    /// Members now.
+    pub members: usize,
+    /// Last offset.
+    pub offset: Offset,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,10 @@
 //! `auth_failed`, `pong`, `ack`, `message`, `joined`, `left`, `typing`,
 //! `history`, `presence`, `rooms`, `error`.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub use crate::message::RoomInfo;
 use crate::message::{Epoch, Message, Offset, User};
 
 /// A request from a client.
@@ -125,17 +126,6 @@ impl Request {
         })?;
         Ok(Request { id, frame })
     }
-}
-
-/// A room as listed by `rooms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomInfo {
-    /// Room name.
-    pub name: String,
-    /// Members now.
-    pub members: usize,
-    /// Last offset.
-    pub offset: Offset,
 }
 
 fn with_id(mut v: Value, id: Option<&Value>) -> String {

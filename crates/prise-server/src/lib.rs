@@ -16,19 +16,11 @@
 //! WebSocket gets close 1001 and a TCP client `BYE`.
 #![forbid(unsafe_code)]
 
-mod api;
-pub mod auth;
 pub mod config;
 pub mod config_file;
-mod forward;
 mod http;
-mod page;
-pub mod ratelimit;
 pub mod security;
-mod sio;
-mod tcp;
-pub mod tls;
-mod ws;
+mod transport;
 
 pub use config::{ServeArgs, StoreKind};
 pub use security::{Security, SecurityArgs};
@@ -109,6 +101,16 @@ pub(crate) struct Shared {
     pub(crate) security: Security,
     /// permessage-deflate on `/ws` (`--ws-deflate`).
     pub(crate) ws_deflate: Option<prise_ws::DeflateConfig>,
+}
+
+impl Shared {
+    /// What the request layer needs.
+    pub(crate) fn ctx(&self) -> transport::client::Ctx<'_> {
+        transport::client::Ctx {
+            hub: &self.hub,
+            security: &self.security,
+        }
+    }
 }
 
 /// Opens the configured store.
@@ -194,7 +196,7 @@ pub async fn run(
         hub: hub.clone(),
         sio: prise_sio::SioLayer::with_handler(
             sio_config,
-            Arc::new(sio::HubSio::new(weak.clone())),
+            Arc::new(transport::sio::HubSio::new(weak.clone())),
         ),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
@@ -207,7 +209,7 @@ pub async fn run(
     }
     let listeners = TaskTracker::new();
     listeners.spawn(http::serve(http_listener, Arc::clone(&shared)));
-    listeners.spawn(tcp::serve(tcp_listener, Arc::clone(&shared)));
+    listeners.spawn(transport::tcp::serve(tcp_listener, Arc::clone(&shared)));
     listeners.spawn(sample_rate(Arc::clone(&shared)));
     listeners.spawn(sweep_limits(Arc::clone(&shared)));
     listeners.close();
@@ -265,7 +267,7 @@ async fn join_cluster(
     if let Err(e) = cluster.advertise(&address).await {
         tracing::warn!(error = %e, "cannot publish this node's address yet");
     }
-    let link = forward::ClusterLink::new(
+    let link = http::forward::ClusterLink::new(
         cluster.clone(),
         args.max_frame,
         poll_timeout,
@@ -274,7 +276,7 @@ async fn join_cluster(
     );
     shared.sio.set_cluster(Arc::new(link));
     let every = (args.presence_ttl / 3).max(Duration::from_millis(500));
-    shared.tracker.spawn(forward::exempt_peers(
+    shared.tracker.spawn(http::forward::exempt_peers(
         cluster.clone(),
         Arc::clone(&shared.security.ips),
         every,
@@ -325,7 +327,7 @@ async fn sample_rate(shared: Arc<Shared>) {
 
 /// Drops idle per-IP rate-limit entries so the table stays bounded.
 async fn sweep_limits(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(ratelimit::SWEEP_EVERY);
+    let mut tick = tokio::time::interval(security::ratelimit::SWEEP_EVERY);
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,

@@ -108,6 +108,8 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The server hit an unexpected condition.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The server is full or overloaded: try again later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// Authentication failed or expired.
     pub const AUTH: u16 = 4001;
 }

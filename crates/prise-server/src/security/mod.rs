@@ -5,13 +5,17 @@
 //! Safe defaults: anonymous clients only on a loopback listener, limits on,
 //! browser origins other than the page's own refused.
 
-use crate::auth::{Authenticator, KeyError, KeySource};
-use crate::ratelimit::{self, IpLimiter, RateConfig};
-use crate::tls::{self, TlsAcceptors, TlsError};
+pub mod auth;
+pub mod ratelimit;
+pub mod tls;
+
+use auth::{Authenticator, KeyError, KeySource};
+use ratelimit::{IpLimiter, RateConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tls::{TlsAcceptors, TlsError};
 
 /// Default time to send the HTTP request head (slowloris guard).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);

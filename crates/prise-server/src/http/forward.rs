@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::ratelimit::{IpLimiter, IpPermit};
+use crate::security::ratelimit::{IpLimiter, IpPermit};
 
 /// Marks a forwarded request; its value is the forwarding node's id. A node
 /// never forwards a request carrying it, so a request makes one hop at most.

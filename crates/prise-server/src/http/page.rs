@@ -3,9 +3,9 @@
 use axum::response::{IntoResponse, Response};
 use http::header;
 
-const INDEX: &str = include_str!("../assets/index.html");
-const APP_JS: &str = include_str!("../assets/app.js");
-const STYLE_CSS: &str = include_str!("../assets/style.css");
+const INDEX: &str = include_str!("../../assets/index.html");
+const APP_JS: &str = include_str!("../../assets/app.js");
+const STYLE_CSS: &str = include_str!("../../assets/style.css");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     (

@@ -74,7 +74,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let keys = &shared.security.api_keys;
     if keys.is_empty() {
-        crate::ratelimit::refused("api_key");
+        crate::security::ratelimit::refused("api_key");
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "AUTH_REQUIRED",
@@ -91,7 +91,7 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> 
                 .and_then(|v| v.strip_prefix("Bearer "))
         });
     let Some(given) = given else {
-        crate::ratelimit::refused("api_key");
+        crate::security::ratelimit::refused("api_key");
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "AUTH_REQUIRED",
@@ -105,7 +105,7 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> 
     if ok {
         Ok(())
     } else {
-        crate::ratelimit::refused("api_key");
+        crate::security::ratelimit::refused("api_key");
         Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "AUTH_FAILED",
@@ -134,7 +134,7 @@ async fn publish(
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            crate::ratelimit::refused("body_too_large");
+            crate::security::ratelimit::refused("body_too_large");
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "TOO_LARGE",

@@ -1,8 +1,13 @@
 //! The HTTP listener: the page, `/ws`, `/stats`, `/metrics`, `/healthz`,
 //! `/readyz`, on hyper with upgrades, one task per connection.
 
-use crate::tls::MaybeTls;
-use crate::{Shared, page, ws};
+pub(crate) mod api;
+pub(crate) mod forward;
+pub(crate) mod page;
+
+use crate::Shared;
+use crate::security::tls::MaybeTls;
+use crate::transport::ws;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -52,7 +57,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .merge(crate::api::routes(&shared))
+        .merge(crate::http::api::routes(&shared))
         .with_state(Arc::clone(&shared))
         .merge(
             shared
@@ -64,10 +69,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 /// Logs who a request forwarded by another node came from.
 async fn note_forwarded(req: Request) -> Request {
-    if let Some(hop) = req.headers().get(crate::forward::HOP_HEADER) {
+    if let Some(hop) = req.headers().get(crate::http::forward::HOP_HEADER) {
         let client = req
             .headers()
-            .get(crate::forward::CLIENT_HEADER)
+            .get(crate::http::forward::CLIENT_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("?");
         tracing::debug!(from_node = ?hop, client, "socket.io request forwarded by another node");
@@ -134,9 +139,12 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             },
         };
         let _ = stream.set_nodelay(true);
-        let Some(permit) =
-            crate::ratelimit::admit(&shared, &stream, peer, crate::ratelimit::Listener::Http)
-        else {
+        let Some(permit) = crate::security::ratelimit::admit(
+            &shared,
+            &stream,
+            peer,
+            crate::security::ratelimit::Listener::Http,
+        ) else {
             continue;
         };
         let app = app.clone();

@@ -1,0 +1,172 @@
+//! What the request layer answers, and every refusal's code and wording:
+//! the transports only encode these.
+
+use crate::security::auth::AuthError;
+use prise_hub::store::HistoryPage;
+use prise_hub::{CloseReason, HubError, Joined, Transport};
+use prise_proto::message::{Epoch, Message, RoomInfo, User};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The answer to one request.
+#[derive(Debug, Clone)]
+pub(crate) enum Reply {
+    /// Nothing to answer (typing).
+    Nothing,
+    /// The token of the ping, echoed.
+    Pong(Option<Value>),
+    /// The server's time, milliseconds since the Unix epoch.
+    Time(u64),
+    /// Authenticated (or refreshed) as `user` until `exp` (Unix seconds).
+    Authenticated {
+        /// Who.
+        user: User,
+        /// Token expiry, Unix seconds.
+        exp: u64,
+    },
+    /// The session's user, after an anonymous `auth` or a rename.
+    Named(User),
+    /// Joined; the replay follows the answer.
+    Joined(Joined),
+    /// Left the room.
+    Left(String),
+    /// Published: the stored message.
+    Published(Arc<Message>),
+    /// A room's members.
+    Presence {
+        /// Room name.
+        room: String,
+        /// Distinct users, sorted by name.
+        members: Vec<User>,
+    },
+    /// A page of a room's history.
+    History {
+        /// Room name.
+        room: String,
+        /// The room's epoch.
+        epoch: Epoch,
+        /// The messages and whether retention kept them all.
+        page: HistoryPage,
+    },
+    /// Rooms with members.
+    Rooms(Vec<RoomInfo>),
+    /// The list of commands.
+    Help,
+    /// The session ends at the client's request.
+    Bye,
+    /// The request was refused; the session goes on.
+    Refused(Refusal),
+    /// The request was refused and the session ends (a failed
+    /// authentication).
+    Ended(Refusal),
+}
+
+/// A refusal: a protocol code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// The protocol code (`RATE_LIMITED`, `FORBIDDEN`, …).
+    pub(crate) code: &'static str,
+    /// What went wrong, in words.
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Is this the hub's connection limit?
+    pub(crate) fn is_server_full(&self) -> bool {
+        self.code == HubError::Full.code()
+    }
+
+    /// Too many requests on this connection.
+    pub(crate) fn rate_limited() -> Self {
+        Self::new("RATE_LIMITED", "too many requests; slow down")
+    }
+
+    /// Not authenticated where the listener requires it; the hint names
+    /// the transport's way to authenticate.
+    pub(crate) fn auth_required(transport: Transport) -> Self {
+        let how = match transport {
+            Transport::Tcp => "AUTH token",
+            Transport::Ws => r#"{"type":"auth","token":…} or /ws?token="#,
+            Transport::SocketIo => "auth.token in the handshake",
+        };
+        Self::new("AUTH_REQUIRED", format!("authenticate first ({how})"))
+    }
+
+    /// The token does not allow this room.
+    pub(crate) fn forbidden_room(room: &str) -> Self {
+        Self::new(
+            "FORBIDDEN",
+            format!("your token does not allow room {room}"),
+        )
+    }
+
+    /// An authenticated session cannot choose its name.
+    pub(crate) fn name_from_token() -> Self {
+        Self::new("FORBIDDEN", "your name comes from your token")
+    }
+
+    /// A token was refused.
+    pub(crate) fn auth(e: &AuthError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+
+    /// No token where one is required, at the handshake.
+    pub(crate) fn token_required() -> Self {
+        Self::new("AUTH_REQUIRED", "a token is required on this server")
+    }
+
+    /// The time to authenticate ran out.
+    pub(crate) fn auth_timeout(transport: Transport) -> Self {
+        let what = match transport {
+            Transport::Tcp => "AUTH",
+            Transport::Ws | Transport::SocketIo => "token",
+        };
+        Self::new("AUTH_REQUIRED", format!("no {what} in time"))
+    }
+
+    /// The hub refused.
+    pub(crate) fn hub(e: &HubError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+
+    /// A join's `since` reaches back past what is retained.
+    pub(crate) fn history_gap() -> Self {
+        Self::new(
+            "HISTORY_GAP",
+            "some messages after that offset are no longer retained",
+        )
+    }
+
+    /// Input that is not a request of the protocol.
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new("BAD_REQUEST", message)
+    }
+
+    /// Why the hub ended a session, as told to the client before it is
+    /// closed; `None` where the close itself says enough.
+    pub(crate) fn for_close(reason: CloseReason, transport: Transport) -> Option<Self> {
+        let again = match transport {
+            Transport::Tcp => "reconnect and JOIN with SINCE",
+            Transport::Ws => "reconnect and join with since",
+            Transport::SocketIo => "reconnecting recovers them",
+        };
+        match reason {
+            CloseReason::SlowConsumer => Some(Self::new(
+                "SLOW_CONSUMER",
+                format!("too many undelivered messages; {again}"),
+            )),
+            CloseReason::AuthExpired => Some(Self::new(
+                "AUTH_EXPIRED",
+                "token expired; reconnect with a fresh token",
+            )),
+            CloseReason::Shutdown => None,
+        }
+    }
+}

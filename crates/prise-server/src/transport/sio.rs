@@ -1,0 +1,486 @@
+//! Socket.IO at `/socket.io/`: the hub's event contract on top of prise-sio.
+//!
+//! Each connected namespace socket is one hub session. A pump task per
+//! socket turns the session's queued hub events into Socket.IO events;
+//! client events become hub calls.
+//!
+//! # Connection state recovery
+//!
+//! Recovery is on. Every event the server pushes carries, as its last
+//! argument, the hub-wide seq (a string) of the last message this socket was
+//! sent — the official client keeps the last argument of every event as its
+//! resume offset. On a transport loss the session is suspended under its
+//! `pid`; a client coming back with `{pid, offset}` gets its user and rooms
+//! back and every message after that seq, in order, and `socket.recovered`
+//! becomes true. The hub's history is durable, so this also works after a
+//! server restart within `--recovery-window`.
+//!
+//! | client → server | effect |
+//! |---|---|
+//! | `joinRoom(room)` | leave the current room, join this one |
+//! | `sendMessage(content, ack)` | publish to the current room; `ack(messageId)` |
+//! | `startTyping()` / `stopTyping()` | `typing` to the others in the current room |
+//! | `join(room \| {room, since, epoch}, ack)` | `ack({room, epoch, offset, members, recovered?})`, then the replay |
+//! | `leave(room, ack)`, `publish({room, content}, ack)`, `history({room, since?, limit?}, ack)`, `presence(room, ack)` | multi-room API |
+//!
+//! Pushes: `message(msg, offset)`, `userJoined({id, name, roomId}, offset)`,
+//! `userLeft(userId, offset)`, `typing({userId, userName, roomId, typing}, offset)`,
+//! `error({code, message}, offset)`. Acks of the multi-room API answer
+//! `{error: {code, message}}` on failure.
+
+use super::client::{Client, Credentials, Handshake};
+use super::reply::{Refusal, Reply};
+use super::request::Request;
+use crate::Shared;
+use prise_hub::{CloseReason, Outbound, Session, Transport};
+use prise_proto::message::Message;
+use prise_proto::sio_events::{ClientEvent, ack, encode, error_value, names};
+use prise_sio::{
+    Ack, BoxFuture, ConnectOutcome, ConnectRefusal, DisconnectReason, EmitError, EncodedPacket,
+    Payload, RecoveryRequest, SioHandler, Socket,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::mpsc;
+
+/// Most queued hub events turned into Socket.IO events in one go.
+const PUMP_BATCH: usize = 64;
+/// A far-off instant for timers that are off.
+const ONE_DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Rewrites the session's recovery record (its user and rooms) when the
+/// store keeps it beyond this process; a session in no room has nothing to
+/// recover: its record is dropped.
+async fn checkpoint(hub: &prise_hub::Hub, session: &Arc<Session>, pid: &str) {
+    if !hub.checkpoints_sessions() {
+        return;
+    }
+    let saved = if session.rooms().is_empty() {
+        hub.forget_suspended(pid).await
+    } else {
+        hub.suspend(session, pid).await
+    };
+    if let Err(e) = saved {
+        tracing::debug!(error = %e, "cannot save the session for recovery");
+    }
+}
+
+/// Per-socket state.
+struct Conn {
+    session: Arc<Session>,
+    /// The request state. Events of a socket are handled one at a time, so
+    /// this lock is never contended; the pump does not take it.
+    client: tokio::sync::Mutex<Client>,
+    /// The seq sent as the offset of the next non-message event.
+    last_seq: AtomicU64,
+    pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held by the pump while it emits, and by a join from before it becomes
+    /// a member until its replay is queued: live messages of the room can
+    /// then never overtake the replay.
+    emit_lock: tokio::sync::Mutex<()>,
+    /// Acks are sent error-first (`(null, value)` / `(error)`), for clients
+    /// using the official client's retry queue.
+    error_first: AtomicBool,
+}
+
+impl Conn {
+    fn seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    fn ack(&self, ack: Ack, answer: Result<Option<Value>, Value>) {
+        let error_first = self.error_first.load(Ordering::Acquire);
+        let _ = ack.send(&Payload::new(ack::args(answer, error_first)));
+    }
+
+    fn emit_error(&self, socket: &Socket, r: &Refusal) {
+        let _ = socket.emit(
+            names::ERROR,
+            &Payload::new(encode::error(r.code, &r.message, self.seq())),
+        );
+    }
+}
+
+/// The hub's Socket.IO handler.
+pub(crate) struct HubSio {
+    shared: Weak<Shared>,
+    conns: Mutex<HashMap<String, Arc<Conn>>>,
+}
+
+impl HubSio {
+    pub(crate) fn new(shared: Weak<Shared>) -> Self {
+        Self {
+            shared,
+            conns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn conn(&self, socket: &Socket) -> Option<Arc<Conn>> {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(socket.id())
+            .cloned()
+    }
+}
+
+/// A `message` event whose resume offset is the message's own seq (live
+/// fan-out and recovery replay, where seqs only grow).
+fn message_packet(nsp: &str, m: &Message) -> EncodedPacket {
+    message_packet_at(nsp, m, m.seq)
+}
+
+/// A `message` event with a given resume offset. A join replay sends older
+/// messages; they carry the socket's newest seq so the client's resume
+/// offset never moves back.
+fn message_packet_at(nsp: &str, m: &Message, offset: u64) -> EncodedPacket {
+    EncodedPacket::event(
+        nsp,
+        names::MESSAGE,
+        &Payload::new(encode::message(m, offset)),
+    )
+}
+
+/// Keeps the session's recovery record current while it lives (see
+/// [`prise_hub::Hub::checkpoints_sessions`]): rewritten at half the
+/// recovery window, so it never expires under a live session.
+struct Checkpoints {
+    hub: prise_hub::Hub,
+    every: std::time::Duration,
+}
+
+/// Sends the session's queued hub events to the socket until either ends,
+/// and rewrites its recovery record on `checkpoints`' schedule. `expiry` is
+/// when the socket's token expires.
+async fn pump(
+    socket: Socket,
+    conn: Arc<Conn>,
+    mut rx: mpsc::Receiver<Outbound>,
+    checkpoints: Option<Checkpoints>,
+    expiry: Option<tokio::time::Instant>,
+) {
+    let nsp = socket.namespace().to_owned();
+    let every = checkpoints.as_ref().map_or(ONE_DAY, |c| c.every);
+    // One timer for the life of the pump, reset after each checkpoint.
+    let checkpoint_due = tokio::time::sleep(every);
+    tokio::pin!(checkpoint_due);
+    // The end of the session: closed by the hub, or by the token's expiry
+    // (the client reconnects with a fresh token in its `auth`), which
+    // closes it and falls through to the same handling. Created once: it
+    // completes once, and the loop returns when it does.
+    let ended = async {
+        tokio::select! {
+            biased;
+            reason = conn.session.closed() => reason,
+            () = super::until(expiry) => {
+                conn.session.close(CloseReason::AuthExpired);
+                conn.session.closed().await
+            }
+        }
+    };
+    tokio::pin!(ended);
+    loop {
+        tokio::select! {
+            biased;
+            reason = &mut ended => {
+                if let Some(r) = Refusal::for_close(reason, Transport::SocketIo) {
+                    conn.emit_error(&socket, &r);
+                }
+                if reason == CloseReason::AuthExpired {
+                    // A namespace disconnect: no recovery with an expired token.
+                    socket.disconnect();
+                } else {
+                    // Closing the transport (not the namespace) lets the
+                    // client reconnect and recover what it missed.
+                    socket.close_transport();
+                }
+                return;
+            }
+            () = &mut checkpoint_due, if checkpoints.is_some() => {
+                checkpoint_due.as_mut().reset(tokio::time::Instant::now() + every);
+                if let Some(c) = &checkpoints
+                    && !conn.session.rooms().is_empty()
+                {
+                    // Boxed: a store write is a large future, and rare here.
+                    Box::pin(checkpoint(&c.hub, &conn.session, &socket.pid())).await;
+                }
+            }
+            ev = rx.recv() => {
+                let Some(first) = ev else { return };
+                let _emitting = conn.emit_lock.lock().await;
+                // What else is already queued goes out under the same lock,
+                // up to a batch; without a buffer of its own, so an idle
+                // pump holds none.
+                let mut next = Some(first);
+                let mut emitted = 0;
+                while let Some(ev) = next {
+                    if emit_push(&socket, &conn, &nsp, &ev).is_err() {
+                        // The socket is gone or was closed as a slow consumer
+                        // by the Socket.IO layer; its disconnect cleans up.
+                        return;
+                    }
+                    emitted += 1;
+                    next = if emitted < PUMP_BATCH { rx.try_recv().ok() } else { None };
+                }
+            }
+        }
+    }
+}
+
+/// Emits one hub push on the socket.
+fn emit_push(socket: &Socket, conn: &Conn, nsp: &str, ev: &Outbound) -> Result<(), EmitError> {
+    match ev {
+        Outbound::Message(d) => {
+            let packet = d.encoded(Transport::SocketIo, |m| message_packet(nsp, m));
+            conn.last_seq.fetch_max(d.message.seq, Ordering::AcqRel);
+            socket.emit_encoded(&packet)
+        }
+        Outbound::Joined { room, user } => socket.emit(
+            names::USER_JOINED,
+            &Payload::new(encode::user_joined(user, room, conn.seq())),
+        ),
+        Outbound::Left { user, .. } => socket.emit(
+            names::USER_LEFT,
+            &Payload::new(encode::user_left(user, conn.seq())),
+        ),
+        Outbound::Typing { room, user, typing } => socket.emit(
+            names::TYPING,
+            &Payload::new(encode::typing(user, room, *typing, conn.seq())),
+        ),
+    }
+}
+
+/// A refused handshake: the documented `connect_error`, with `data`
+/// `{code, reason}`.
+fn connect_refusal(r: &Refusal) -> ConnectRefusal {
+    let message = if r.code.starts_with("AUTH_") {
+        "Authentication failed"
+    } else {
+        r.message.as_str()
+    };
+    ConnectRefusal::new(message).with_data(json!({"code": r.code, "reason": r.message}))
+}
+
+impl HubSio {
+    async fn do_connect(
+        &self,
+        socket: Socket,
+        auth: Value,
+        recovery: Option<RecoveryRequest>,
+    ) -> Result<ConnectOutcome, ConnectRefusal> {
+        let shared = self
+            .shared
+            .upgrade()
+            .ok_or_else(|| ConnectRefusal::new("server is shutting down"))?;
+        let hub = &shared.hub;
+        let text = |key: &str| auth.get(key).and_then(Value::as_str).map(str::to_owned);
+        let credentials = Credentials {
+            token: text("token"),
+            name: text("name"),
+        };
+        let (mut client, rx) = Client::connect(
+            shared.ctx(),
+            Transport::SocketIo,
+            credentials,
+            Handshake::Now,
+        )
+        .map_err(|r| connect_refusal(&r))?;
+        let session = Arc::clone(client.session());
+        let mut outcome = ConnectOutcome::Fresh;
+        let last_seq = AtomicU64::new(hub.delivered_seq());
+        if let Some(req) = recovery
+            && let Ok(after) = req.offset.parse::<u64>()
+        {
+            match hub.resume(&session, &req.pid, after).await {
+                Ok(Some(resumed)) => {
+                    for m in &resumed.replay {
+                        let _ = socket.emit_encoded(&message_packet(socket.namespace(), m));
+                        last_seq.fetch_max(m.seq, Ordering::AcqRel);
+                    }
+                    client.set_current_room(resumed.rooms.first().cloned());
+                    // Resuming took the record: write it again under the
+                    // pid the client keeps.
+                    checkpoint(hub, &session, &req.pid).await;
+                    outcome = ConnectOutcome::Recovered;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "socket.io recovery failed"),
+            }
+        }
+        let expiry = client.deadline();
+        let conn = Arc::new(Conn {
+            session,
+            client: tokio::sync::Mutex::new(client),
+            last_seq,
+            pump: Mutex::new(None),
+            emit_lock: tokio::sync::Mutex::new(()),
+            error_first: AtomicBool::new(false),
+        });
+        let checkpoints = hub.checkpoints_sessions().then(|| Checkpoints {
+            hub: hub.clone(),
+            every: (hub.config().recovery_window / 2).max(std::time::Duration::from_secs(1)),
+        });
+        let handle = tokio::spawn(pump(
+            socket.clone(),
+            Arc::clone(&conn),
+            rx,
+            checkpoints,
+            expiry,
+        ));
+        *conn.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(socket.id().to_owned(), conn);
+        Ok(outcome)
+    }
+
+    async fn do_disconnect(&self, socket: Socket, reason: DisconnectReason) {
+        let Some(conn) = self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(socket.id())
+        else {
+            return;
+        };
+        if let Some(h) = conn.pump.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            h.abort();
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let hub = &shared.hub;
+        // A lost transport may come back: keep the session for recovery.
+        // A deliberate disconnect (either side) ends it.
+        if matches!(reason, DisconnectReason::Transport(_)) {
+            if let Err(e) = hub.suspend(&conn.session, &socket.pid()).await {
+                tracing::warn!(error = %e, "cannot keep the session for recovery");
+            }
+        } else if hub.checkpoints_sessions()
+            && let Err(e) = hub.forget_suspended(&socket.pid()).await
+        {
+            tracing::debug!(error = %e, "cannot drop the session's recovery record");
+        }
+        hub.disconnect(&conn.session);
+    }
+
+    async fn do_event(&self, socket: Socket, event: String, payload: Payload, ack: Option<Ack>) {
+        let (Some(conn), Some(shared)) = (self.conn(&socket), self.shared.upgrade()) else {
+            return;
+        };
+        let decoded = if payload.attachments.is_empty() {
+            ClientEvent::decode(&event, &payload.args)
+                .map_err(|e| Refusal::new(e.code(), e.to_string()))
+        } else {
+            Err(Refusal::bad_request(
+                "binary attachments are not supported by the hub; send JSON",
+            ))
+        };
+        let (event, req) = match decoded {
+            Ok(e) => {
+                let req = Request::from(e.clone());
+                (Some(e), req)
+            }
+            Err(r) => (None, Request::Malformed(r)),
+        };
+        if ack.is_some() && event.as_ref().is_some_and(|e| !e.has_ack()) {
+            // The contract defines no ack for this event: a client asking
+            // for one is the official client's retry queue, which reads the
+            // first ack argument as an error. Answer it error-first.
+            conn.error_first.store(true, Ordering::Release);
+        }
+        let is_join = matches!(req, Request::Join { .. });
+        let ctx = shared.ctx();
+        let mut client = conn.client.lock().await;
+        // A join holds the emit lock until its replay is queued.
+        let emitting = if is_join {
+            Some(conn.emit_lock.lock().await)
+        } else {
+            None
+        };
+        let reply = client.apply(ctx, req).await;
+        drop(client);
+        if matches!(reply, Reply::Joined(_) | Reply::Left(_)) {
+            checkpoint(&shared.hub, &conn.session, &socket.pid()).await;
+        }
+        let answer = match reply {
+            Reply::Refused(r) | Reply::Ended(r) => {
+                // The seed chat's events, and what is not an event of the
+                // hub or too many of them, report failures as `error` events.
+                if event.as_ref().is_none_or(ClientEvent::is_chat) || r.code == "RATE_LIMITED" {
+                    conn.emit_error(&socket, &r);
+                }
+                Err(error_value(r.code, &r.message))
+            }
+            Reply::Joined(j) if matches!(event, Some(ClientEvent::Join { .. })) => {
+                // The ack first, then the replay, then live messages.
+                let value = encode::join_ack(&j.room, &j.epoch, j.offset, &j.members, j.recovered);
+                if let Some(ack) = ack {
+                    conn.ack(ack, Ok(Some(value)));
+                }
+                let newest = conn.seq();
+                for m in &j.replay {
+                    let _ = socket.emit_encoded(&message_packet_at(socket.namespace(), m, newest));
+                }
+                drop(emitting);
+                return;
+            }
+            other => Ok(ack_value(event.as_ref(), other)),
+        };
+        drop(emitting);
+        // Every event that asked for an ack gets one (the official client
+        // with `retries` sends its next packet only after the ack).
+        if let Some(ack) = ack {
+            conn.ack(ack, answer);
+        }
+    }
+}
+
+/// The ack value of a successful request.
+fn ack_value(event: Option<&ClientEvent>, reply: Reply) -> Option<Value> {
+    match reply {
+        Reply::Left(room) => Some(encode::leave_ack(&room)),
+        Reply::Published(m) => Some(match event {
+            Some(ClientEvent::SendMessage(_)) => encode::send_message_ack(&m.id),
+            _ => encode::publish_ack(&m.room_id, m.offset, &m.id),
+        }),
+        Reply::History { room, epoch, page } => Some(encode::history(
+            &room,
+            &epoch,
+            &page.messages,
+            page.complete,
+        )),
+        Reply::Presence { room, members } => Some(encode::presence(&room, &members)),
+        // `joinRoom` and typing answer nothing; the rest are not events of
+        // this vocabulary.
+        _ => None,
+    }
+}
+
+impl SioHandler for HubSio {
+    fn connect<'a>(
+        &'a self,
+        socket: Socket,
+        auth: Value,
+        recovery: Option<RecoveryRequest>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ConnectRefusal>> {
+        Box::pin(self.do_connect(socket, auth, recovery))
+    }
+
+    fn event<'a>(
+        &'a self,
+        socket: Socket,
+        event: String,
+        payload: Payload,
+        ack: Option<Ack>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(self.do_event(socket, event, payload, ack))
+    }
+
+    fn disconnect<'a>(&'a self, socket: Socket, reason: DisconnectReason) -> BoxFuture<'a, ()> {
+        Box::pin(self.do_disconnect(socket, reason))
+    }
+}
