@@ -1,9 +1,9 @@
 """What the Python test scripts share: named checks that print "ok"/"FAIL"
-per check and "N passed, M failed" at the end, bounded waits, starting
-`prise serve` and waiting for its listening lines, and HS256 tokens.
+per check and "N passed, M failed" at the end, a bounded wait for an event,
+starting `prise serve` and waiting for its listening lines, and HS256 tokens.
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
-    from harness import Checks, wait_for
+    from harness import Checks, next_event
 """
 
 import base64
@@ -46,19 +46,6 @@ class Checks:
     def finish(self):
         print(f"{self.passed} passed, {self.failed} failed", flush=True)
         sys.exit(0 if self.failed == 0 and self.passed > 0 else 1)
-
-
-def wait_for(cond, timeout, what):
-    """Polls `cond` every 20 ms until it returns something true, which is
-    returned; raises TimeoutError naming `what` after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise TimeoutError(f"timeout: {what}")
-        time.sleep(0.02)
 
 
 def next_event(inbox, name, timeout):
