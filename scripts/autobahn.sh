@@ -7,8 +7,8 @@
 # machine.
 #
 #   scripts/autobahn.sh [server|client|both]     (default both)
-# env: AUTOBAHN_HARNESS  the shared harness folder (default ../shared/conformance/autobahn
-#                        next to the repository, else /work/shared/conformance/autobahn)
+# env: AUTOBAHN_HARNESS  the shared harness folder (default ../shared/conformance/autobahn,
+#                        the shared folder beside the checkout)
 #      CASES, EXCLUDE    passed to the harness (JSON lists, default every case)
 #      PORT              first of two free loopback ports (default 9301)
 # Reports land in a temporary copy of the harness; the last lines printed are
@@ -20,9 +20,8 @@ WHICH="${1:-both}"
 PORT="${PORT:-9301}"
 HARNESS="${AUTOBAHN_HARNESS:-}"
 if [ -z "$HARNESS" ]; then
-  for d in "$ROOT/../shared/conformance/autobahn" /work/shared/conformance/autobahn; do
-    [ -x "$d/setup-autobahn.sh" ] && { HARNESS="$d"; break; }
-  done
+  d="$ROOT/../shared/conformance/autobahn"
+  if [ -x "$d/setup-autobahn.sh" ]; then HARNESS="$d"; fi
 fi
 [ -n "$HARNESS" ] || { echo "no Autobahn harness found (set AUTOBAHN_HARNESS)" >&2; exit 2; }
 

@@ -17,4 +17,4 @@ if [ -z "${PRISE_BIN:-}" ]; then
 fi
 export PRISE_BIN
 
-exec node "$here/test.js"
+exec node "$here/test.mjs"

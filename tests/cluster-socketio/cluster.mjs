@@ -12,7 +12,7 @@
 // nothing failed.
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
-import { checks, lineClient, once, timeout, until } from "../common/harness.mjs";
+import { checks, connected, lineClient, once, timeout, until } from "../common/harness.mjs";
 const { check, finish } = checks({ limitMs: 20000 });
 
 const [BALANCER, NODE, TCP] = process.argv.slice(2);
@@ -22,10 +22,6 @@ if (!BALANCER || !NODE || !TCP) {
 }
 const ROOM = `cluster-${process.pid}`;
 
-/** Resolves once `socket` is connected (it may be already). */
-function connected(socket) {
-  return socket.connected ? Promise.resolve() : once(socket, "connect");
-}
 /** Resolves with the first `message` whose content is `content`. */
 function messageWith(socket, content, ms = 8000) {
   return timeout(

@@ -12,24 +12,18 @@ failed.
 import os
 import sys
 import threading
+from pathlib import Path
 
 import requests
 import socketio
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from harness import Checks  # noqa: E402
+
 BALANCER, NODE = sys.argv[1], sys.argv[2]
 ROOM = f"py-cluster-{os.getpid()}"
-passed = failed = 0
-
-
-def check(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"ok   {name}", flush=True)
-    except Exception as e:  # noqa: BLE001 - report every failure
-        failed += 1
-        print(f"FAIL {name}: {e!r}", flush=True)
+checks = Checks()
+check = checks.check
 
 
 # No keep-alive: every polling request opens its own connection.
@@ -87,5 +81,4 @@ finally:
         except Exception:  # noqa: BLE001 - best effort at the end
             pass
 
-print(f"{passed} passed, {failed} failed", flush=True)
-sys.exit(1 if failed else 0)
+checks.finish()

@@ -13,7 +13,7 @@
 // "N passed, M failed"; exit code 0 only when nothing failed.
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
-import { checks, once, sleep, timeout, until } from "../common/harness.mjs";
+import { checks, connected, sleep, timeout, until } from "../common/harness.mjs";
 
 const [BALANCER, ...NODES] = process.argv.slice(2);
 if (!BALANCER || NODES.length < 2) {
@@ -34,10 +34,6 @@ const call = (s, ev, arg) => timeout(s.emitWithAck(ev, arg), 5000, `ack of ${ev}
 function client(url, opts) {
   const s = io(url, { forceNew: true, transports: ["websocket"], ...opts });
   open.push(s);
-  return s;
-}
-async function connected(s) {
-  if (!s.connected) await once(s, "connect");
   return s;
 }
 async function socketioConnections(url) {

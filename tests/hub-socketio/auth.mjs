@@ -5,18 +5,11 @@
 // FORBIDDEN, and a token that expires during the connection ends it.
 //   node auth.mjs HTTP_URL SECRET
 import assert from "node:assert/strict";
-import crypto from "node:crypto";
 import { io } from "socket.io-client";
-import { checks, once, timeout } from "../common/harness.mjs";
+import { checks, jwt as signed, once, timeout } from "../common/harness.mjs";
 
 const [BASE, SECRET] = [process.argv[2], process.argv[3]];
-const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
-function jwt(claims, secret = SECRET) {
-  const head = b64({ alg: "HS256", typ: "JWT" });
-  const body = b64(claims);
-  const sig = crypto.createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
-  return `${head}.${body}.${sig}`;
-}
+const jwt = (claims, secret = SECRET) => signed(claims, secret);
 const now = () => Math.floor(Date.now() / 1000);
 
 const open = [];

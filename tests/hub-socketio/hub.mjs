@@ -8,7 +8,7 @@
 // exit code 0 only when nothing failed.
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
-import { checks, lineClient, once, timeout } from "../common/harness.mjs";
+import { checks, connected, lineClient, once, timeout } from "../common/harness.mjs";
 
 const BASE = (process.argv[2] || "").replace(/\/$/, "");
 const TCP = process.argv[3] || "";
@@ -34,18 +34,14 @@ function client(opts, auth = {}) {
   open.add(s);
   return s;
 }
-async function connected(opts, auth) {
-  const s = client(opts, auth);
-  await once(s, "connect");
-  return s;
-}
+const connectedClient = (opts, auth) => connected(client(opts, auth));
 const call = (s, ev, arg) => timeout(s.emitWithAck(ev, arg), 5000, `ack of ${ev}`);
 
 for (const [mode, opts] of Object.entries(MODES)) {
   await check(`${mode}: seed chat events (joinRoom, sendMessage with ack, typing, userJoined/userLeft)`, async () => {
     const r = room("chat");
-    const alice = await connected(opts, { name: "alice" });
-    const bob = await connected(opts, { name: "bob" });
+    const alice = await connectedClient(opts, { name: "alice" });
+    const bob = await connectedClient(opts, { name: "bob" });
     alice.emit("joinRoom", r);
     // Let alice's join land before bob's (two clients race otherwise).
     while ((await call(alice, "presence", r)).members.length !== 1) await new Promise((res) => setTimeout(res, 10));
@@ -80,7 +76,7 @@ for (const [mode, opts] of Object.entries(MODES)) {
 
   await check(`${mode}: Socket.IO, TCP and one room space`, async () => {
     const r = room("mixed");
-    const web = await connected(opts, { name: "web" });
+    const web = await connectedClient(opts, { name: "web" });
     const ack = await call(web, "join", r);
     assert.equal(ack.room, r);
     const nc = lineClient(TCP);
@@ -100,7 +96,7 @@ for (const [mode, opts] of Object.entries(MODES)) {
 
   await check(`${mode}: multi-room API (join with since, publish, history, presence, leave, errors)`, async () => {
     const r = room("multi");
-    const a = await connected(opts, { name: "ann" });
+    const a = await connectedClient(opts, { name: "ann" });
     const j = await call(a, "join", { room: r });
     assert.deepEqual([j.room, j.offset, j.members.map((m) => m.name)], [r, 0, ["ann"]]);
     for (let i = 1; i <= 3; i++) {
@@ -111,7 +107,7 @@ for (const [mode, opts] of Object.entries(MODES)) {
     assert.deepEqual(h.messages.map((m) => m.content.n), [2, 3]);
     const pr = await call(a, "presence", r);
     assert.deepEqual(pr.members.map((m) => m.name), ["ann"]);
-    const b = await connected(opts, { name: "ben" });
+    const b = await connectedClient(opts, { name: "ben" });
     const replay = [];
     b.on("message", (m) => replay.push(m.offset));
     const jb = await call(b, "join", { room: r, since: 1, epoch: j.epoch });
@@ -131,9 +127,9 @@ for (const [mode, opts] of Object.entries(MODES)) {
 
   await check(`${mode}: connection state recovery after a transport loss`, async () => {
     const r = room("recover");
-    const pub = await connected(opts, { name: "pub" });
+    const pub = await connectedClient(opts, { name: "pub" });
     await call(pub, "join", r);
-    const sub = await connected(opts, { name: "sub" });
+    const sub = await connectedClient(opts, { name: "sub" });
     await call(sub, "join", r);
     assert.equal(sub.recovered, false);
     const got = [];
@@ -158,13 +154,13 @@ for (const [mode, opts] of Object.entries(MODES)) {
 }
 
 await check("upgrade: polling upgrades to websocket", async () => {
-  const s = await connected({}, { name: "up" });
+  const s = await connectedClient({}, { name: "up" });
   if (s.io.engine.transport.name !== "websocket") await once(s.io.engine, "upgrade");
   assert.equal(s.io.engine.transport.name, "websocket");
 });
 
 await check("an unknown event gets an error", async () => {
-  const s = await connected({ transports: ["websocket"] });
+  const s = await connectedClient({ transports: ["websocket"] });
   const bad = await call(s, "frobnicate", 1);
   assert.equal(bad.error.code, "BAD_REQUEST");
 });

@@ -1,30 +1,30 @@
 """The hub's Socket.IO events, driven by the official Python client
 (python-socketio) against a real `prise serve`.
 
-    python hub.py HTTP_URL
+    python hub.py [HTTP_URL [AUTH_URL SECRET]]
 
-Runs in websocket-only and polling-only modes; prints one line per check and
+Without HTTP_URL it starts its own `prise serve` (PRISE_BIN). With AUTH_URL
+(a server run with --jwt-secret SECRET --anonymous deny) it also checks
+sign-in with tokens. Runs in websocket-only and polling-only modes; prints one line per check and
 "N passed, M failed"; exit code 0 only when nothing failed.
 """
 import os
 import sys
 import threading
+import time
+from pathlib import Path
 
 import socketio
 
-URL = sys.argv[1]
-passed = failed = 0
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from harness import Checks, jwt, start_prise  # noqa: E402
 
-
-def check(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"ok   {name}")
-    except Exception as e:  # noqa: BLE001 - report every failure
-        failed += 1
-        print(f"FAIL {name}: {e!r}")
+if len(sys.argv) > 1:
+    URL, server = sys.argv[1], None
+else:
+    server = start_prise(["--store", "memory", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+    URL = f"http://{server.addrs['http']}"
+checks = Checks()
 
 
 def scenario(transport):
@@ -63,9 +63,38 @@ def scenario(transport):
         b.disconnect()
 
 
-for t in ("websocket", "polling"):
-    check(f"{t}: join, publish with ack, message push with offset, errors, history, presence",
-          lambda t=t: scenario(t))
+def tokens(auth_url, secret):
+    room = f"py-auth-{os.getpid()}"
+    exp = int(time.time()) + 60
+    bad = socketio.Client(reconnection=False)
+    try:
+        bad.connect(auth_url, auth={"token": jwt({"sub": "u-py", "exp": exp}, "wrong")},
+                    transports=["websocket"], wait_timeout=5)
+    except socketio.exceptions.ConnectionError:
+        pass
+    else:
+        bad.disconnect()
+        raise AssertionError("a token with a bad signature was accepted")
+    c = socketio.Client(reconnection=False)
+    c.connect(auth_url, auth={"token": jwt({"sub": "u-py", "name": "Py", "exp": exp}, secret)},
+              transports=["websocket"], wait_timeout=5)
+    try:
+        ack = c.call("join", room, timeout=5)
+        assert [m["name"] for m in ack["members"]] == ["Py"], ack
+    finally:
+        c.disconnect()
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+
+try:
+    if len(sys.argv) > 3:
+        checks.check("a valid token signs in with the name from its claims; a bad signature is refused",
+                     lambda: tokens(sys.argv[2], sys.argv[3]))
+    for t in ("websocket", "polling"):
+        checks.check(
+            f"{t}: join, publish with ack, message push with offset, errors, history, presence",
+            lambda t=t: scenario(t),
+        )
+finally:
+    if server:
+        server.stop()
+checks.finish()

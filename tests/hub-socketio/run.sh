@@ -55,5 +55,5 @@ node "$HERE/seed-chat.mjs" "http://$AHTTP" "$SECRET" || status=1
 echo "== Socket.IO authentication (http://$AHTTP)"
 node "$HERE/auth.mjs" "http://$AHTTP" "$SECRET" || status=1
 echo "== python-socketio"
-"$CLIENTS/.venv/bin/python" "$HERE/hub.py" "http://$HTTP" || status=1
+"$CLIENTS/.venv/bin/python" "$HERE/hub.py" "http://$HTTP" "http://$AHTTP" "$SECRET" || status=1
 exit $status

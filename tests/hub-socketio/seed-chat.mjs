@@ -5,18 +5,12 @@
 //
 //   node seed-chat.mjs HTTP_URL SECRET
 import assert from "node:assert/strict";
-import crypto from "node:crypto";
 import { io } from "socket.io-client";
+import { checks, jwt as signed, until } from "../common/harness.mjs";
 
 const URL = process.argv[2];
 const SECRET = process.argv[3];
-const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
-function jwt(sub, name) {
-  const head = b64({ alg: "HS256", typ: "JWT" });
-  const body = b64({ sub, name, exp: Math.floor(Date.now() / 1000) + 300 });
-  const sig = crypto.createHmac("sha256", SECRET).update(`${head}.${body}`).digest("base64url");
-  return `${head}.${body}.${sig}`;
-}
+const jwt = (sub, name) => signed({ sub, name, exp: Math.floor(Date.now() / 1000) + 300 }, SECRET);
 const window = globalThis; // the seed runs in a browser; its timers live on window
 
 class ChatClient {
@@ -105,61 +99,60 @@ class ChatClient {
   }
 }
 
-async function until(what, pred, ms = 8000, poll = null) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (poll) await poll();
-    if (pred()) return;
-    if (Date.now() > end) throw new Error(`timeout waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const room = `seed-${process.pid}`;
 const alice = new ChatClient(URL, jwt("u-alice", "alice"));
 const bob = new ChatClient(URL, jwt("u-bob", "bob"));
-let ok = false;
-try {
-  await until("both connected", () => alice.socket.connected && bob.socket.connected);
-  alice.joinRoom(room);
-  // Let alice's join land before bob's (two clients race otherwise).
-  const probe = io(URL, { forceNew: true, transports: ["websocket"], auth: { token: jwt("u-probe", "probe") } });
-  let members = 0;
-  await until("alice in the room", () => members === 1, 8000, async () => {
-    const p = await probe.timeout(2000).emitWithAck("presence", room).catch(() => null);
-    members = p ? p.members.length : 0;
-  });
-  probe.disconnect();
-  bob.joinRoom(room);
-  await until("alice sees bob join", () => alice.joined.length === 1);
-  // With `retries`, the client's queue hands callbacks error-first results,
-  // so the seed's promise resolves (with the error slot, null) once the
-  // server acknowledged; the message itself must arrive exactly once.
-  await alice.sendMessage("Bonjour Bob !");
-  await until("bob gets the message", () => bob.received.length >= 1);
-  assert.equal(bob.received[0].content, "Bonjour Bob !");
-  assert.equal(bob.received[0].roomId, room);
-  assert.equal(bob.received[0].userName, "alice", "the name comes from the token");
-  await bob.sendMessage("Salut Alice");
-  await until("alice gets the reply", () => alice.received.some((m) => m.content === "Salut Alice"));
-  assert.deepEqual(alice.received.map((m) => m.content), ["Bonjour Bob !", "Salut Alice"], "each message once, in order");
-  await until("bob gets his own reply", () => bob.received.length >= 2);
-  assert.deepEqual(bob.received.map((m) => m.content), ["Bonjour Bob !", "Salut Alice"]);
-  bob.startTyping();
-  await until("alice sees bob typing", () => alice.typings.some((t) => t.typing === true && t.roomId === room));
-  bob.stopTyping();
-  await until("alice sees bob stop", () => alice.typings.some((t) => t.typing === false));
-  const bobId = alice.joined[0].id;
-  bob.disconnect();
-  await until("alice sees bob leave", () => alice.left.includes(bobId));
-  assert.deepEqual(alice.errors, []);
-  ok = true;
-  console.log("ok   seed ChatClient chats through prise (join, send with ack, typing, leave)");
-} catch (e) {
-  console.log(`FAIL seed ChatClient: ${(e && e.stack) || e}`, JSON.stringify({a: alice.received, b: bob.received, aj: alice.joined, ae: alice.errors, be: bob.errors}));
-} finally {
-  alice.disconnect();
-  bob.disconnect();
-}
-console.log(ok ? "1 passed, 0 failed" : "0 passed, 1 failed");
-process.exit(ok ? 0 : 1);
+const WAIT = 8000;
+const { check, finish } = checks({
+  limitMs: 60000,
+  after: () => {
+    alice.disconnect();
+    bob.disconnect();
+  },
+});
+
+await check("seed ChatClient chats through prise (join, send with ack, typing, leave)", async () => {
+  try {
+    await until(() => alice.socket.connected && bob.socket.connected, WAIT, "both connected");
+    alice.joinRoom(room);
+    // Let alice's join land before bob's (two clients race otherwise).
+    const probe = io(URL, { forceNew: true, transports: ["websocket"], auth: { token: jwt("u-probe", "probe") } });
+    await until(
+      async () => {
+        const p = await probe.timeout(2000).emitWithAck("presence", room).catch(() => null);
+        return (p ? p.members.length : 0) === 1;
+      },
+      WAIT,
+      "alice in the room",
+    );
+    probe.disconnect();
+    bob.joinRoom(room);
+    await until(() => alice.joined.length === 1, WAIT, "alice sees bob join");
+    // With `retries`, the client's queue hands callbacks error-first results,
+    // so the seed's promise resolves (with the error slot, null) once the
+    // server acknowledged; the message itself must arrive exactly once.
+    await alice.sendMessage("Bonjour Bob !");
+    await until(() => bob.received.length >= 1, WAIT, "bob gets the message");
+    assert.equal(bob.received[0].content, "Bonjour Bob !");
+    assert.equal(bob.received[0].roomId, room);
+    assert.equal(bob.received[0].userName, "alice", "the name comes from the token");
+    await bob.sendMessage("Salut Alice");
+    await until(() => alice.received.some((m) => m.content === "Salut Alice"), WAIT, "alice gets the reply");
+    assert.deepEqual(alice.received.map((m) => m.content), ["Bonjour Bob !", "Salut Alice"], "each message once, in order");
+    await until(() => bob.received.length >= 2, WAIT, "bob gets his own reply");
+    assert.deepEqual(bob.received.map((m) => m.content), ["Bonjour Bob !", "Salut Alice"]);
+    bob.startTyping();
+    await until(() => alice.typings.some((t) => t.typing === true && t.roomId === room), WAIT, "alice sees bob typing");
+    bob.stopTyping();
+    await until(() => alice.typings.some((t) => t.typing === false), WAIT, "alice sees bob stop");
+    const bobId = alice.joined[0].id;
+    bob.disconnect();
+    await until(() => alice.left.includes(bobId), WAIT, "alice sees bob leave");
+    assert.deepEqual(alice.errors, []);
+  } catch (e) {
+    const seen = { a: alice.received, b: bob.received, aj: alice.joined, ae: alice.errors, be: bob.errors };
+    e.message = `${e.message}\n     seen: ${JSON.stringify(seen)}`;
+    throw e;
+  }
+});
+finish();

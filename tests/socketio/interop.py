@@ -10,9 +10,12 @@ only, polling only). Prints one line per check and ends with
 
 import queue
 import sys
-import traceback
+from pathlib import Path
 
 import socketio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from harness import Checks, next_event as next_event_within  # noqa: E402
 
 BASE = sys.argv[1].rstrip("/") if len(sys.argv) > 1 else ""
 if not BASE:
@@ -25,20 +28,8 @@ MODES = {
     "polling": ["polling"],
 }
 WAIT = 5
-passed = 0
-failed = 0
-
-
-def check(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"ok   {name}", flush=True)
-    except Exception:  # noqa: BLE001 - report every failure and go on
-        failed += 1
-        lines = traceback.format_exc().strip().splitlines()[-4:]
-        print(f"FAIL {name}\n     " + "\n     ".join(lines), flush=True)
+checks = Checks()
+check = checks.check
 
 
 def new_client(nsp="/", events=("auth", "binary-back", "connect_error")):
@@ -51,10 +42,7 @@ def new_client(nsp="/", events=("auth", "binary-back", "connect_error")):
 
 
 def next_event(inbox, name):
-    while True:
-        ev, args = inbox.get(timeout=WAIT)
-        if ev == name:
-            return args
+    return next_event_within(inbox, name, WAIT)
 
 
 def run_mode(mode, transports):
@@ -151,5 +139,4 @@ def run_mode(mode, transports):
 
 for mode, transports in MODES.items():
     run_mode(mode, transports)
-print(f"{passed} passed, {failed} failed", flush=True)
-sys.exit(0 if failed == 0 and passed > 0 else 1)
+checks.finish()

@@ -1,4 +1,3 @@
-'use strict';
 // End-to-end test of the web page served by `prise serve`: two headless
 // Chromium users and one TCP line-protocol user share a room.
 //
@@ -6,16 +5,16 @@
 // started here on 127.0.0.1:0 with an in-memory store and stopped at the end
 // by its pid. Chromium is Debian's /usr/bin/chromium driven by playwright-core.
 
-const { test, before, after } = require('node:test');
-const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
-const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
-const path = require('node:path');
-const readline = require('node:readline');
-const { chromium } = require('playwright-core');
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { jwt, lineClient, startPrise } from '../common/harness.mjs';
 
+const __dirname = import.meta.dirname;
 const ROOT = path.resolve(__dirname, '..', '..');
 const OUT = path.join(__dirname, 'out');
 const PRISE_BIN = process.env.PRISE_BIN
@@ -41,7 +40,6 @@ const STARTUP_MS = 15000;
 
 const ctx = {
   server: null,
-  serverExited: null,
   serverLog: [],
   httpBase: null,
   tcpPort: null,
@@ -61,68 +59,29 @@ function remember(line) {
   if (ctx.serverLog.length > 200) ctx.serverLog.shift();
 }
 
-/** Starts `prise serve` with `extra` flags; `key` names it in ctx (ctx[key], ctx[key + 'Exited']). */
-function startServer(extra = [], key = 'server') {
-  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'prise-browser-'));
-  const child = spawn(PRISE_BIN, ['serve', '--http', '127.0.0.1:0', '--tcp', '127.0.0.1:0', '--store', 'memory', ...extra], {
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
+/** Starts `prise serve` with `extra` flags; `key` names it in ctx (ctx[key] is what startPrise gives). */
+async function startServer(extra = [], key = 'server') {
+  const server = await startPrise(['--http', '127.0.0.1:0', '--tcp', '127.0.0.1:0', '--store', 'memory', ...extra], {
+    bin: PRISE_BIN,
+    ms: STARTUP_MS,
+    log: remember,
   });
-  ctx[key] = child;
-  ctx[`${key}Exited`] = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  readline.createInterface({ input: child.stderr }).on('line', (l) => remember(`[stderr] ${l}`));
-  const out = readline.createInterface({ input: child.stdout });
-  return new Promise((resolve, reject) => {
-    let http = null;
-    let tcp = null;
-    const timer = setTimeout(() => reject(new Error(`server printed no listening lines within ${STARTUP_MS} ms`)), STARTUP_MS);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${PRISE_BIN}: ${err.message}`));
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited early (code ${code}, signal ${signal})`));
-    });
-    out.on('line', (line) => {
-      remember(`[stdout] ${line}`);
-      let m = /listening http (\S+):(\d+)/.exec(line);
-      if (m) http = `http://${m[1]}:${m[2]}`;
-      m = /listening tcp (\S+):(\d+)/.exec(line);
-      if (m) tcp = { host: m[1], port: Number(m[2]) };
-      if (http && tcp) {
-        clearTimeout(timer);
-        resolve({ http, tcp });
-      }
-    });
-  });
+  ctx[key] = server;
+  const tcp = server.addrs.tcp;
+  const cut = tcp.lastIndexOf(':');
+  return { http: `http://${server.addrs.http}`, tcp: { host: tcp.slice(0, cut), port: Number(tcp.slice(cut + 1)) } };
 }
 
 async function stopServer(key = 'server') {
-  const child = ctx[key];
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const killed = await Promise.race([ctx[`${key}Exited`], new Promise((r) => setTimeout(() => r(null), 3000).unref())]);
-  if (killed === null && child.exitCode === null) {
-    child.kill('SIGKILL');
-    await ctx[`${key}Exited`];
-  }
+  if (ctx[key]) await ctx[key].stop();
 }
 
 process.on('exit', () => {
-  for (const child of [ctx.server, ctx.authServer]) {
+  for (const server of [ctx.server, ctx.authServer]) {
+    const child = server && server.child;
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 });
-
-/** An HS256 JWT signed with `secret`. */
-function jwt(claims, secret) {
-  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
-  const sig = require('node:crypto').createHmac('sha256', secret).update(body).digest('base64url');
-  return `${body}.${sig}`;
-}
 
 const deadline = setTimeout(async () => {
   process.stderr.write(`browser test: whole run exceeded ${RUN_DEADLINE_MS} ms\n`);
@@ -132,64 +91,6 @@ const deadline = setTimeout(async () => {
   process.exit(1);
 }, RUN_DEADLINE_MS);
 deadline.unref();
-
-// ---------------------------------------------------------------- tcp client
-/** A line-protocol client that records every line and lets the test wait for one. */
-function lineClient(host, port) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host, port });
-    const lines = [];
-    const waiters = [];
-    sock.setEncoding('utf8');
-    let buf = '';
-    sock.on('data', (chunk) => {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i).replace(/\r$/, '');
-        buf = buf.slice(i + 1);
-        lines.push(line);
-        for (const w of waiters.slice()) w();
-      }
-    });
-    const client = {
-      lines,
-      send(line) {
-        sock.write(`${line}\r\n`);
-      },
-      /** Resolves with the first line at index >= from that matches re. */
-      waitLine(re, from = 0, timeout = WAIT_MS) {
-        return new Promise((res, rej) => {
-          const check = () => {
-            for (let k = from; k < lines.length; k++) {
-              if (re.test(lines[k])) {
-                cleanup();
-                res(lines[k]);
-                return true;
-              }
-            }
-            return false;
-          };
-          const timer = setTimeout(() => {
-            cleanup();
-            rej(new Error(`no line matching ${re} within ${timeout} ms; got: ${JSON.stringify(lines.slice(from))}`));
-          }, timeout);
-          const cleanup = () => {
-            clearTimeout(timer);
-            const k = waiters.indexOf(check);
-            if (k >= 0) waiters.splice(k, 1);
-          };
-          if (!check()) waiters.push(check);
-        });
-      },
-      close() {
-        sock.destroy();
-      },
-    };
-    sock.once('connect', () => resolve(client));
-    sock.once('error', reject);
-  });
-}
 
 // ---------------------------------------------------------------- fault injection
 /**
@@ -383,25 +284,24 @@ step('alice and bob exchange messages both ways', async () => {
 
 step('a TCP line-protocol user shares the room with the browsers', async () => {
   const { alice, bob } = ctx.pages;
-  const carol = await lineClient(ctx.tcpPort.host, ctx.tcpPort.port);
+  const carol = lineClient(`${ctx.tcpPort.host}:${ctx.tcpPort.port}`, WAIT_MS);
   ctx.carol = carol;
-  await carol.waitLine(/./); // greeting
+  await carol.until(/./); // greeting
   carol.send('NICK carol');
   carol.send('JOIN general');
   await presence(alice, 'carol').waitFor();
   await presence(bob, 'carol').waitFor();
 
-  const from = carol.lines.length;
   carol.send('SAY general hello from nc');
   const shown = message(alice, 'carol', 'hello from nc');
   await shown.waitFor();
   await message(bob, 'carol', 'hello from nc').waitFor();
   const offset = await shown.getAttribute('data-offset');
   assert.match(offset || '', /^\d+$/, 'message carries its offset');
-  await carol.waitLine(new RegExp(`^OK ${offset}$`), from);
+  await carol.until(new RegExp(`^OK ${offset}$`));
 
   await send(alice, 'welcome carol');
-  await carol.waitLine(/^MSG general \d+ alice welcome carol$/, from);
+  await carol.until(/^MSG general \d+ alice welcome carol$/);
 });
 
 step('a reload shows the room history', async () => {
@@ -539,7 +439,7 @@ step('on a narrow screen the room list opens as a drawer', async () => {
 });
 
 step('on a server that requires sign-in, a bad token is refused and a valid one signs in with its name', async () => {
-  const secret = require('node:crypto').randomBytes(16).toString('hex');
+  const secret = crypto.randomBytes(16).toString('hex');
   const addr = await startServer(['--jwt-secret', secret, '--anonymous', 'deny'], 'authServer');
   const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
