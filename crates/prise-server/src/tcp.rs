@@ -1,7 +1,7 @@
 //! The TCP line protocol transport (`--tcp`), usable with plain `nc`.
 //!
 //! One task per connection: it reads lines (capped, see
-//! [`prise_proto::line::LineDecoder`]), answers commands, and writes the
+//! [`prise_proto::line::CommandLineDecoder`]), answers commands, and writes the
 //! session's queued pushes. A blocked write never blocks the hub: the queue
 //! fills, the hub marks the session a slow consumer, and the task drops the
 //! connection.
@@ -12,7 +12,7 @@ use crate::ratelimit::{IpPermit, MessageLimiter};
 use crate::tls::MaybeTls;
 use bytes::{Bytes, BytesMut};
 use prise_hub::{CloseReason, HubError, Outbound, Session, Transport};
-use prise_proto::line::{self, Command, LineDecoder, LineError, ParseError};
+use prise_proto::line::{self, Command, CommandLineDecoder, LineError, ParseError};
 use prise_proto::message::Message;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -120,7 +120,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
     let mut conn = Conn {
         shared: &shared,
         session: &session,
-        decoder: LineDecoder::new(hub.config().limits.max_line),
+        decoder: CommandLineDecoder::new(hub.config().limits.max_line),
         out: String::new(),
         identity: Identity::Anonymous,
         anonymous_ok,
@@ -146,7 +146,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
 struct Conn<'a> {
     shared: &'a Shared,
     session: &'a Arc<Session>,
-    decoder: LineDecoder,
+    decoder: CommandLineDecoder,
     out: String,
     identity: Identity,
     anonymous_ok: bool,
