@@ -23,6 +23,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// How a client verifies and authenticates itself.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
 pub struct ClientTlsArgs {
     /// Trust only this CA bundle (PEM) instead of the system roots.
     #[arg(long, value_name = "FILE")]
@@ -43,6 +44,7 @@ pub struct ClientTlsArgs {
 
 /// Where a listener gets its certificate.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
 pub struct ServerTlsArgs {
     /// Certificate chain (PEM) for tls:// and wss:// listeners.
     #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]

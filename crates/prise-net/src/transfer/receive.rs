@@ -23,6 +23,7 @@ use crate::transport::{BoxStream, Conn, Listener, SocketArgs};
 
 /// Arguments of `prise recv`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct RecvArgs {
     /// Where to listen: tcp://host:port or tls://host:port.
     #[arg(value_name = "URL")]

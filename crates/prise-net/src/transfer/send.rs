@@ -19,6 +19,7 @@ use crate::transport::{self, Conn, ConnectOptions, SocketArgs};
 
 /// Arguments of `prise send`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct SendArgs {
     /// The file to send.
     #[arg(value_name = "FILE")]
