@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use prise_proto::framing::{DecodeError, LENGTH_PREFIX_LEN, LengthDecoder, LineDecoder};
+use prise_proto::framing::{DecodeError, LENGTH_PREFIX_LEN, LengthDecoder, NewlineDecoder};
 
 /// Chunk sizes cycle through these, so frames straddle reads.
 const SIZES: [usize; 6] = [1, 2, 3, 5, 8, 13];
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn lines(max: usize, input: &[u8]) {
-    let mut dec = LineDecoder::new(max);
+    let mut dec = NewlineDecoder::new(max);
     let mut buf = BytesMut::new();
     let mut consumed = 0usize;
     let mut fed = 0usize;

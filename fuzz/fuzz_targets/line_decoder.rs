@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use prise_proto::line::{LineDecoder, LineError};
+use prise_proto::line::{CommandLineDecoder, LineError};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     };
     // First byte: the cap (1..=256) so short inputs reach the over-long path.
     let max = usize::from(first) + 1;
-    let mut dec = LineDecoder::new(max);
+    let mut dec = CommandLineDecoder::new(max);
     let mut buf = BytesMut::new();
     // Chunk sizes cycle through 1, 2, 3, 5, 8, 13 bytes.
     let sizes = [1usize, 2, 3, 5, 8, 13];

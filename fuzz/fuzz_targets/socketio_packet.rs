@@ -6,10 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use prise_proto::socketio::{self, Limits};
+use prise_proto::socketio::{self, PacketLimits};
 
 fuzz_target!(|text: &str| {
-    let limits = Limits {
+    let limits = PacketLimits {
         max_attachments: 4,
         max_attachment_bytes: 1 << 16,
         max_namespace_len: 32,

@@ -68,14 +68,11 @@ fn negotiation(bytes: &[u8]) {
         return;
     };
     let header = text.lines().next().unwrap_or_default();
-    for config in [
-        DeflateConfig::default(),
-        DeflateConfig {
-            level: 9,
-            max_window_bits: 9,
-            no_context_takeover: true,
-        },
-    ] {
+    let mut small = DeflateConfig::default();
+    small.level = 9;
+    small.max_window_bits = 9;
+    small.no_context_takeover = true;
+    for config in [DeflateConfig::default(), small] {
         if let Some((answer, n)) = accept_offer([header], &config) {
             assert!((MIN_WINDOW_BITS..=MAX_WINDOW_BITS).contains(&n.send_window_bits));
             assert!(answer.starts_with("permessage-deflate"));

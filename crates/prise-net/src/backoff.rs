@@ -21,6 +21,7 @@ pub const MIN_DELAY: Duration = Duration::from_millis(1);
 
 /// How many retries, and how long to wait between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackoffConfig {
     /// Ceiling of the first delay; doubles at each attempt.
     pub base: Duration,

@@ -2,7 +2,7 @@
 //! and the `--framing` choice.
 
 use bytes::{Bytes, BytesMut};
-use prise_proto::framing::{DecodeError, EncodeError, LengthDecoder, LineDecoder};
+use prise_proto::framing::{DecodeError, EncodeError, LengthDecoder, NewlineDecoder};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// How a byte stream is cut into messages (`--framing`).
@@ -36,7 +36,7 @@ pub enum FrameCodec {
     /// Pass-through: every read is one message.
     Raw,
     /// Lines, capped.
-    Lines(LineDecoder),
+    Lines(NewlineDecoder),
     /// Length-prefixed frames, capped.
     Length(LengthDecoder),
 }
@@ -46,7 +46,7 @@ impl FrameCodec {
     pub fn new(framing: Framing, max_len: usize) -> Self {
         match framing {
             Framing::Raw => Self::Raw,
-            Framing::Lines => Self::Lines(LineDecoder::new(max_len)),
+            Framing::Lines => Self::Lines(NewlineDecoder::new(max_len)),
             Framing::Length => Self::Length(LengthDecoder::new(max_len)),
         }
     }

@@ -15,6 +15,7 @@ use crate::transport::{self, Conn, ConnectOptions, SocketArgs, WsClientArgs};
 
 /// Arguments of `prise connect`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct ConnectArgs {
     /// Where to connect: tcp://, tls://, udp://, ws://, wss://host:port, or unix:/path.
     #[arg(value_name = "URL")]
@@ -41,6 +42,7 @@ pub struct ConnectArgs {
 
 /// `--retry` and its backoff.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct RetryArgs {
     /// Retry a failed connect this many times.
     #[arg(long, value_name = "N", default_value_t = 0)]

@@ -81,6 +81,7 @@ enum Packet {
 
 /// `--announce` on servers.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
 pub struct AnnounceArgs {
     /// Answer `prise discover` on the LAN under this name.
     #[arg(long, value_name = "NAME")]
@@ -237,6 +238,7 @@ pub async fn discover(
 
 /// Arguments of `prise discover`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct DiscoverArgs {
     /// How long to collect answers.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]

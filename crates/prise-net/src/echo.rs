@@ -35,6 +35,7 @@ pub const DEFAULT_MAX_WS_MESSAGE: usize = 16 << 20;
 
 /// Arguments of `prise echo`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct EchoArgs {
     /// Where to listen: tcp://, tls://, udp://, ws://, wss://host:port, or unix:/path.
     #[arg(value_name = "URL")]
@@ -58,6 +59,7 @@ pub struct EchoArgs {
 
 /// Limits of an echo server.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct EchoConfig {
     /// Most clients at once.
     pub max_conns: usize,

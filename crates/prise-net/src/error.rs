@@ -84,6 +84,13 @@ pub enum NetError {
     },
 }
 
+/// A certificate or key file that cannot be loaded is a TLS failure (exit code 6).
+impl From<prise_tls::PemError> for NetError {
+    fn from(e: prise_tls::PemError) -> Self {
+        Self::Tls(e.to_string())
+    }
+}
+
 impl NetError {
     /// The process exit code for this error (see [`exit_code`]).
     pub fn exit_code(&self) -> u8 {

@@ -36,6 +36,7 @@ pub const BROADCAST_QUEUE: usize = 64;
 
 /// Arguments of `prise listen`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct ListenArgs {
     /// Where to listen: tcp://, tls://, udp://, ws://, wss://host:port, or unix:/path
     /// (an empty host, as in tcp://:9000, binds 127.0.0.1).

@@ -19,6 +19,7 @@ use crate::transport::{self, BoxStream, ConnectOptions, SocketArgs, WsClientArgs
 
 /// Arguments of `prise probe`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct ProbeArgs {
     /// Targets: tcp://, tls://, ws://, wss://host:port, or unix:/path.
     #[arg(value_name = "URL", required = true)]

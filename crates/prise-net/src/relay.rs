@@ -43,6 +43,7 @@ pub const MAX_DATAGRAM: usize = 65_507;
 
 /// Relay options shared by `connect` and `listen`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct RelayArgs {
     /// How messages are cut: raw bytes, lines, or 4-byte big-endian length
     /// prefixes (default: raw for streams, lines for udp/ws/wss).
@@ -265,6 +266,7 @@ fn codec_error(e: CodecError, peer: &str) -> NetError {
 
 /// The resolved relay settings for one connection.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RelayOptions {
     /// Framing of the socket (streams) or of local input (UDP, WebSocket).
     pub framing: Framing,

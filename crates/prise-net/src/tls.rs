@@ -6,13 +6,12 @@
 //! default. Listeners take a PEM certificate chain and key, or generate a
 //! self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
 use crate::error::NetError;
@@ -24,6 +23,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// How a client verifies and authenticates itself.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
 pub struct ClientTlsArgs {
     /// Trust only this CA bundle (PEM) instead of the system roots.
     #[arg(long, value_name = "FILE")]
@@ -44,6 +44,7 @@ pub struct ClientTlsArgs {
 
 /// Where a listener gets its certificate.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
 pub struct ServerTlsArgs {
     /// Certificate chain (PEM) for tls:// and wss:// listeners.
     #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
@@ -54,24 +55,6 @@ pub struct ServerTlsArgs {
     /// Generate a self-signed certificate for localhost, 127.0.0.1 and ::1.
     #[arg(long, conflicts_with = "tls_cert")]
     pub self_signed: bool,
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| NetError::Tls(format!("reading certificates from {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(NetError::Tls(format!(
-            "no certificate in {}",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, NetError> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| NetError::Tls(format!("reading private key from {}: {e}", path.display())))
 }
 
 /// Builds the client config for these arguments.
@@ -90,7 +73,7 @@ pub fn client_config(args: &ClientTlsArgs, alpn: &[&[u8]]) -> Result<Arc<ClientC
     } else {
         let mut roots = RootCertStore::empty();
         if let Some(ca) = &args.ca {
-            for cert in read_certs(ca)? {
+            for cert in prise_tls::ca_bundle(ca)? {
                 roots
                     .add(cert)
                     .map_err(|e| NetError::Tls(format!("bad CA in {}: {e}", ca.display())))?;
@@ -109,7 +92,10 @@ pub fn client_config(args: &ClientTlsArgs, alpn: &[&[u8]]) -> Result<Arc<ClientC
     };
     let mut config = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+            .with_client_auth_cert(
+                prise_tls::certificate_chain(cert)?,
+                prise_tls::private_key(key)?,
+            )
             .map_err(|e| NetError::Tls(format!("client certificate: {e}")))?,
         _ => builder.with_no_client_auth(),
     };
@@ -134,7 +120,10 @@ pub fn server_name(args: &ClientTlsArgs, host: &str) -> Result<ServerName<'stati
 /// a key that does not match the certificate.
 pub fn server_config(args: &ServerTlsArgs) -> Result<Arc<ServerConfig>, NetError> {
     let (certs, key) = match (&args.tls_cert, &args.tls_key, args.self_signed) {
-        (Some(cert), Some(key), _) => (read_certs(cert)?, read_key(key)?),
+        (Some(cert), Some(key), _) => (
+            prise_tls::certificate_chain(cert)?,
+            prise_tls::private_key(key)?,
+        ),
         (_, _, true) => self_signed()?,
         _ => {
             return Err(NetError::Usage(

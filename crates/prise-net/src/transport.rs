@@ -51,6 +51,7 @@ impl std::fmt::Debug for Conn {
 
 /// TCP socket options.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
 pub struct SocketArgs {
     /// Disable Nagle's algorithm (TCP_NODELAY).
     #[arg(long)]
@@ -88,6 +89,7 @@ impl SocketArgs {
 
 /// WebSocket client options.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
 pub struct WsClientArgs {
     /// Extra handshake header, `Name: value` (repeatable).
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
@@ -112,15 +114,16 @@ impl WsClientArgs {
                     .ok_or_else(|| NetError::Usage(format!("header '{h}' needs 'Name: value'")))
             })
             .collect::<Result<_, _>>()?;
-        Ok(prise_ws::ClientOptions {
-            headers,
-            subprotocols: self.protocols.clone(),
-        })
+        let mut options = prise_ws::ClientOptions::default();
+        options.headers = headers;
+        options.subprotocols = self.protocols.clone();
+        Ok(options)
     }
 }
 
 /// Everything needed to open a connection to an endpoint.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// TCP socket options.
     pub socket: SocketArgs,

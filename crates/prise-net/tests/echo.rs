@@ -40,11 +40,9 @@ async fn spawn_echo_with(
         ep.port = addr.port();
     }
     let shutdown = shutdown.clone();
-    let task = tokio::spawn(async move {
-        serve(listener, EchoConfig { max_conns: 64 }, shutdown)
-            .await
-            .unwrap();
-    });
+    let mut config = EchoConfig::default();
+    config.max_conns = 64;
+    let task = tokio::spawn(async move { serve(listener, config, shutdown).await.unwrap() });
     (ep, task)
 }
 
@@ -123,10 +121,8 @@ async fn ws_echo_with_deflate_compresses_both_ways() {
     };
     let shutdown = CancellationToken::new();
     let (ep, task) = spawn_echo_with("ws://127.0.0.1:0", deflate, &shutdown).await;
-    let opts = ConnectOptions {
-        ws_config: deflate,
-        ..ConnectOptions::default()
-    };
+    let mut opts = ConnectOptions::default();
+    opts.ws_config = deflate;
     let clients = (0..8).map(|i| {
         let ep = ep.clone();
         let opts = opts.clone();
@@ -205,14 +201,10 @@ async fn linger0_closes_with_a_reset() {
     let ep: Endpoint = format!("tcp://{}", listener.local_addr().unwrap())
         .parse()
         .unwrap();
-    let opts = ConnectOptions {
-        socket: SocketArgs {
-            linger0: true,
-            nodelay: true,
-            keepalive: Some(Duration::from_secs(30)),
-        },
-        ..ConnectOptions::default()
-    };
+    let mut opts = ConnectOptions::default();
+    opts.socket.linger0 = true;
+    opts.socket.nodelay = true;
+    opts.socket.keepalive = Some(Duration::from_secs(30));
     let (conn, accepted) = tokio::join!(connect(&ep, &opts), listener.accept());
     let (mut server_side, _) = accepted.unwrap();
     drop(conn.unwrap());
@@ -234,11 +226,10 @@ async fn retries_wait_with_backoff_until_the_listener_appears() {
         .unwrap()
         .port();
     let ep: Endpoint = format!("tcp://127.0.0.1:{port}").parse().unwrap();
-    let config = BackoffConfig {
-        base: Duration::from_millis(100),
-        cap: Duration::from_secs(1),
-        max_retries: None,
-    };
+    let mut config = BackoffConfig::default();
+    config.base = Duration::from_millis(100);
+    config.cap = Duration::from_secs(1);
+    config.max_retries = None;
     let events = Events::new(false, false);
     let start = tokio::time::Instant::now();
     let client = async {

@@ -96,19 +96,12 @@ async fn a_file_arrives_verified_over_a_unix_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_arrives_verified_over_tls() {
     use prise_net::tls::{ClientTlsArgs, ServerTlsArgs, client_config, server_config};
-    let server = server_config(&ServerTlsArgs {
-        self_signed: true,
-        ..ServerTlsArgs::default()
-    })
-    .unwrap();
-    let client = client_config(
-        &ClientTlsArgs {
-            insecure: true,
-            ..ClientTlsArgs::default()
-        },
-        &[],
-    )
-    .unwrap();
+    let mut server_args = ServerTlsArgs::default();
+    server_args.self_signed = true;
+    let server = server_config(&server_args).unwrap();
+    let mut client_args = ClientTlsArgs::default();
+    client_args.insecure = true;
+    let client = client_config(&client_args, &[]).unwrap();
     let (c, s) = pair().await;
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let (c, s) = tokio::join!(

@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use prise_proto::line::{Command, LineDecoder};
+use prise_proto::line::{Command, CommandLineDecoder};
 use prise_proto::wsjson::Request;
 use std::hint::black_box;
 
@@ -18,7 +18,7 @@ fn line_codec(c: &mut Criterion) {
     group.bench_function("decode_and_parse_1000_lines", |b| {
         b.iter(|| {
             let mut buf = BytesMut::from(&input[..]);
-            let mut d = LineDecoder::new(8192);
+            let mut d = CommandLineDecoder::new(8192);
             let mut n = 0;
             while let Ok(Some(l)) = d.decode(&mut buf) {
                 if Command::parse(&l).is_ok() {

@@ -59,20 +59,20 @@ pub enum EncodeError {
 /// Splits a byte stream into lines ending in `\n` (a preceding `\r` is
 /// removed too). The returned frame excludes the terminator.
 #[derive(Debug, Clone)]
-pub struct LineDecoder {
+pub struct NewlineDecoder {
     max_len: usize,
     /// How far the buffer was already scanned for `\n`, so that a long line
     /// arriving in many reads is scanned once, not quadratically.
     scanned: usize,
 }
 
-impl Default for LineDecoder {
+impl Default for NewlineDecoder {
     fn default() -> Self {
         Self::new(DEFAULT_MAX_LINE_LEN)
     }
 }
 
-impl LineDecoder {
+impl NewlineDecoder {
     /// A decoder that accepts lines of at most `max_len` bytes (terminator excluded).
     pub fn new(max_len: usize) -> Self {
         Self {
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn lines_split_on_lf_and_crlf() {
-        let mut d = LineDecoder::new(16);
+        let mut d = NewlineDecoder::new(16);
         let mut b = buf(b"hello\r\nworld\npartial");
         assert_eq!(d.decode(&mut b).unwrap().unwrap(), &b"hello"[..]);
         assert_eq!(d.decode(&mut b).unwrap().unwrap(), &b"world"[..]);
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn empty_lines_are_frames() {
-        let mut d = LineDecoder::new(4);
+        let mut d = NewlineDecoder::new(4);
         let mut b = buf(b"\n\r\n");
         assert_eq!(d.decode(&mut b).unwrap().unwrap(), &b""[..]);
         assert_eq!(d.decode(&mut b).unwrap().unwrap(), &b""[..]);
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn line_at_the_cap_passes_and_one_over_fails() {
-        let mut d = LineDecoder::new(4);
+        let mut d = NewlineDecoder::new(4);
         assert_eq!(
             d.decode(&mut buf(b"abcd\r\n")).unwrap().unwrap(),
             &b"abcd"[..]
@@ -278,7 +278,7 @@ mod tests {
             d.decode(&mut buf(b"abcde\n")),
             Err(DecodeError::LineTooLong { max: 4 })
         );
-        let mut d = LineDecoder::new(4);
+        let mut d = NewlineDecoder::new(4);
         assert_eq!(
             d.decode(&mut buf(b"abcdefgh")),
             Err(DecodeError::LineTooLong { max: 4 })
@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn line_arriving_byte_by_byte() {
-        let mut d = LineDecoder::new(8);
+        let mut d = NewlineDecoder::new(8);
         let mut b = BytesMut::new();
         for &c in b"abc" {
             b.extend_from_slice(&[c]);
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn unterminated_last_line_at_eof() {
-        let mut d = LineDecoder::new(8);
+        let mut d = NewlineDecoder::new(8);
         let mut b = buf(b"a\nlast\r");
         assert_eq!(d.decode_eof(&mut b).unwrap().unwrap(), &b"a"[..]);
         assert_eq!(d.decode_eof(&mut b).unwrap().unwrap(), &b"last"[..]);
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn line_encode() {
-        let d = LineDecoder::new(4);
+        let d = NewlineDecoder::new(4);
         let mut out = BytesMut::new();
         d.encode(b"hi", &mut out).unwrap();
         assert_eq!(&out[..], b"hi\n");

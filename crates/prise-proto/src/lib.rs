@@ -8,7 +8,7 @@
 //! out; everything between is tested with byte literals and fuzzed.
 //!
 //! ```text
-//!  socket bytes ──▶ line::LineDecoder ──▶ line::Command::parse ──▶ hub
+//!  socket bytes ──▶ line::CommandLineDecoder ──▶ line::Command::parse ──▶ hub
 //!  hub event    ──▶ line::write_msg / wsjson::encode::* ──▶ socket bytes
 //!  text frame   ──▶ wsjson::Request::decode ──▶ hub
 //!  Engine.IO / Socket.IO packets ──▶ engineio / socketio ──▶ prise-sio

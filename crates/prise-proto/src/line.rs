@@ -38,21 +38,21 @@ pub enum LineError {
 
 /// Splits a byte stream into command lines with a cap on their length.
 ///
-/// Built on [`crate::framing::LineDecoder`], with the line protocol's
+/// Built on [`crate::framing::NewlineDecoder`], with the line protocol's
 /// policy on top: an over-long line is reported once and then discarded up
 /// to its `\n` as it arrives, without buffering it, so the connection stays
 /// usable and memory per connection stays at most the cap.
 #[derive(Debug, Clone)]
-pub struct LineDecoder {
-    lines: framing::LineDecoder,
+pub struct CommandLineDecoder {
+    lines: framing::NewlineDecoder,
     discarding: bool,
 }
 
-impl LineDecoder {
+impl CommandLineDecoder {
     /// A decoder for lines of at most `max` bytes (terminator excluded).
     pub fn new(max: usize) -> Self {
         Self {
-            lines: framing::LineDecoder::new(max),
+            lines: framing::NewlineDecoder::new(max),
             discarding: false,
         }
     }
@@ -98,7 +98,7 @@ impl LineDecoder {
                     }
                 }
                 // Start scanning afresh: the buffer changed under the decoder.
-                self.lines = framing::LineDecoder::new(max);
+                self.lines = framing::NewlineDecoder::new(max);
                 Err(LineError::TooLong(max))
             }
         }
@@ -326,7 +326,10 @@ mod tests {
         }
     }
 
-    fn decode_all(d: &mut LineDecoder, buf: &mut BytesMut) -> Vec<Result<String, LineError>> {
+    fn decode_all(
+        d: &mut CommandLineDecoder,
+        buf: &mut BytesMut,
+    ) -> Vec<Result<String, LineError>> {
         let mut out = Vec::new();
         loop {
             match d.decode(buf) {
@@ -339,7 +342,7 @@ mod tests {
 
     #[test]
     fn lines_split_on_lf_and_crlf() {
-        let mut d = LineDecoder::new(16);
+        let mut d = CommandLineDecoder::new(16);
         let mut b = BytesMut::from(&b"PING\r\nTIME\nJO"[..]);
         assert_eq!(
             decode_all(&mut d, &mut b),
@@ -352,7 +355,7 @@ mod tests {
 
     #[test]
     fn over_long_lines_are_reported_once_and_skipped() {
-        let mut d = LineDecoder::new(4);
+        let mut d = CommandLineDecoder::new(4);
         let mut b = BytesMut::from(&b"abcdefgh"[..]);
         assert_eq!(decode_all(&mut d, &mut b), vec![Err(LineError::TooLong(4))]);
         assert!(b.is_empty(), "discarded bytes are not kept");
@@ -377,7 +380,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_an_error_not_a_panic() {
-        let mut d = LineDecoder::new(16);
+        let mut d = CommandLineDecoder::new(16);
         let mut b = BytesMut::from(&b"\xff\xfe\nPING\n"[..]);
         assert_eq!(
             decode_all(&mut d, &mut b),

@@ -12,7 +12,7 @@
 //!
 //! A binary packet is followed by as many Engine.IO binary messages as it
 //! announces; each `{"_placeholder":true,"num":n}` in its data stands for the
-//! n-th of them. [`Decoder`] reassembles them; [`Limits`] caps what a peer
+//! n-th of them. [`Decoder`] reassembles them; [`PacketLimits`] caps what a peer
 //! may announce.
 
 use bytes::Bytes;
@@ -213,9 +213,9 @@ pub enum DecodeError {
     AttachmentsTooLarge,
 }
 
-/// Caps on what a peer may send.
+/// Caps on what a peer may put in one Socket.IO packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct PacketLimits {
     /// Most attachments announced by one packet (default [`DEFAULT_MAX_ATTACHMENTS`]).
     pub max_attachments: usize,
     /// Most bytes in all attachments of one packet (default [`DEFAULT_MAX_ATTACHMENT_BYTES`]).
@@ -224,7 +224,7 @@ pub struct Limits {
     pub max_namespace_len: usize,
 }
 
-impl Default for Limits {
+impl Default for PacketLimits {
     fn default() -> Self {
         Self {
             max_attachments: DEFAULT_MAX_ATTACHMENTS,
@@ -239,7 +239,7 @@ impl Default for Limits {
 ///
 /// # Errors
 /// A [`DecodeError`] naming the first problem found.
-pub fn decode(text: &str, limits: &Limits) -> Result<Packet, DecodeError> {
+pub fn decode(text: &str, limits: &PacketLimits) -> Result<Packet, DecodeError> {
     let bytes = text.as_bytes();
     let kind = PacketKind::from_byte(*bytes.first().ok_or(DecodeError::Empty)?)
         .ok_or(DecodeError::UnknownType)?;
@@ -369,13 +369,13 @@ pub struct Decoded {
 /// Reassembles binary packets: feed it every Engine.IO message in order.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    limits: Limits,
+    limits: PacketLimits,
     pending: Option<(Packet, Vec<Bytes>, usize)>,
 }
 
 impl Decoder {
     /// A decoder with these caps.
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: PacketLimits) -> Self {
         Self {
             limits,
             pending: None,
@@ -441,7 +441,7 @@ mod tests {
     use serde_json::json;
 
     fn d(text: &str) -> Result<Packet, DecodeError> {
-        decode(text, &Limits::default())
+        decode(text, &PacketLimits::default())
     }
 
     #[test]
@@ -514,9 +514,9 @@ mod tests {
 
     #[test]
     fn limits_namespace_length() {
-        let limits = Limits {
+        let limits = PacketLimits {
             max_namespace_len: 4,
-            ..Limits::default()
+            ..PacketLimits::default()
         };
         assert_eq!(
             decode("0/abcdef,", &limits),
@@ -563,7 +563,7 @@ mod tests {
 
     #[test]
     fn decoder_reassembles_attachments() {
-        let mut dec = Decoder::new(Limits::default());
+        let mut dec = Decoder::new(PacketLimits::default());
         assert_eq!(
             dec.feed_text(
                 r#"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
@@ -593,9 +593,9 @@ mod tests {
 
     #[test]
     fn decoder_caps_attachment_bytes() {
-        let mut dec = Decoder::new(Limits {
+        let mut dec = Decoder::new(PacketLimits {
             max_attachment_bytes: 4,
-            ..Limits::default()
+            ..PacketLimits::default()
         });
         dec.feed_text(r#"52-["m"]"#).unwrap();
         assert_eq!(dec.feed_binary(Bytes::from_static(&[0; 3])), Ok(None));
@@ -646,7 +646,7 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let limits = Limits {
+        let limits = PacketLimits {
             max_attachments: 4,
             max_attachment_bytes: 16,
             max_namespace_len: 8,

@@ -3,7 +3,7 @@
 //! whatever way the stream is cut.
 
 use bytes::BytesMut;
-use prise_proto::framing::{LengthDecoder, LineDecoder};
+use prise_proto::framing::{LengthDecoder, NewlineDecoder};
 use prise_proto::transfer::{Header, Resume, TransferLimits, Verdict};
 use proptest::prelude::*;
 
@@ -32,7 +32,7 @@ fn feed<T, E>(
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048), cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
-        let mut lines = LineDecoder::new(64);
+        let mut lines = NewlineDecoder::new(64);
         if let Ok(frames) = feed(&data, &cuts, |b| lines.decode(b)) {
             prop_assert!(frames.iter().all(|f| f.len() <= 64));
         }
@@ -59,7 +59,7 @@ proptest! {
 
     #[test]
     fn lines_survive_any_split(lines in proptest::collection::vec("[^\n\r]{0,40}", 0..10), cuts in proptest::collection::vec(any::<usize>(), 0..16)) {
-        let mut d = LineDecoder::new(40 * 4);
+        let mut d = NewlineDecoder::new(40 * 4);
         let mut wire = BytesMut::new();
         for l in &lines {
             d.encode(l.as_bytes(), &mut wire).unwrap();

@@ -108,6 +108,7 @@ pub enum ConfigError {
 
 /// Command-line arguments of `prise proxy`.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
 pub struct ProxyArgs {
     /// Address to listen on, e.g. 127.0.0.1:8080.
     #[arg(long)]
@@ -241,6 +242,7 @@ struct FileBackendTls {
 
 /// Active health-check settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckConfig {
     /// What a check does.
     pub kind: CheckKind,
@@ -260,6 +262,7 @@ pub struct CheckConfig {
 
 /// TLS termination on the listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListenerTls {
     /// PEM certificate chain.
     pub cert: PathBuf,
@@ -267,8 +270,17 @@ pub struct ListenerTls {
     pub key: PathBuf,
 }
 
-/// TLS toward the backends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl ListenerTls {
+    /// Termination with the certificate chain and key in these PEM files.
+    pub fn new(cert: PathBuf, key: PathBuf) -> Self {
+        Self { cert, key }
+    }
+}
+
+/// TLS toward the backends; the default trusts the system store and verifies the backend's
+/// IP address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackendTls {
     /// PEM CA bundle; `None` trusts the system store.
     pub ca: Option<PathBuf>,
@@ -278,6 +290,7 @@ pub struct BackendTls {
 
 /// A complete, validated proxy configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProxyConfig {
     /// Listener address (fixed for the life of the process: a reload keeps the listener).
     pub listen: SocketAddr,

@@ -2,12 +2,10 @@
 //! toward backends (for relayed connections and `tls` health checks).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 
 use crate::config::{BackendTls, ListenerTls};
 
@@ -15,13 +13,8 @@ use crate::config::{BackendTls, ListenerTls};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
-    #[error("cannot load {path}: {message}")]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Pem(#[from] prise_tls::PemError),
     /// rustls refused the material.
     #[error("tls configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -30,31 +23,13 @@ pub enum TlsError {
     ServerName(String),
 }
 
-fn pem_err(path: &Path, message: impl ToString) -> TlsError {
-    TlsError::Pem {
-        path: path.to_owned(),
-        message: message.to_string(),
-    }
-}
-
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_err(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(path, e))?;
-    if certs.is_empty() {
-        return Err(pem_err(path, "no certificate found"));
-    }
-    Ok(certs)
-}
-
 /// Builds the listener's server configuration from PEM files.
 ///
 /// # Errors
 /// Unreadable or empty PEM files, or a key that does not match the certificate.
 pub fn server_config(tls: &ListenerTls) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = certs(&tls.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| pem_err(&tls.key, e))?;
+    let chain = prise_tls::certificate_chain(&tls.cert)?;
+    let key = prise_tls::private_key(&tls.key)?;
     let cfg = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
@@ -85,7 +60,7 @@ impl BackendConnector {
         let mut roots = RootCertStore::empty();
         match &tls.ca {
             Some(path) => {
-                for c in certs(path)? {
+                for c in prise_tls::ca_bundle(path)? {
                     roots.add(c)?;
                 }
             }

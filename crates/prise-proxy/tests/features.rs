@@ -31,10 +31,8 @@ async fn reload_keeps_connections_in_flight_and_switches_new_ones() {
         .unwrap();
     };
     write(a.addr, "roundrobin");
-    let args = ProxyArgs {
-        config: Some(file.clone()),
-        ..Default::default()
-    };
+    let mut args = ProxyArgs::default();
+    args.config = Some(file.clone());
     let p = spawn_proxy(ProxyConfig::from_args(&args).unwrap()).await;
     let mut in_flight = LineClient::connect(p.addr).await;
     assert_eq!(in_flight.ask("1").await.as_deref(), Some("a:1"));
@@ -121,14 +119,10 @@ async fn tls_on_both_sides_with_half_close() {
         }
     });
     let mut cfg = config(&[backend]);
-    cfg.tls = Some(ListenerTls {
-        cert: c.cert.clone(),
-        key: c.key.clone(),
-    });
-    cfg.backend_tls = Some(BackendTls {
-        ca: Some(c.cert.clone()),
-        server_name: None,
-    });
+    cfg.tls = Some(ListenerTls::new(c.cert.clone(), c.key.clone()));
+    let mut backend_tls = BackendTls::default();
+    backend_tls.ca = Some(c.cert.clone());
+    cfg.backend_tls = Some(backend_tls);
     cfg.check.kind = CheckKind::Tls;
     cfg.check.interval = std::time::Duration::from_millis(100);
     let p = spawn_proxy(cfg).await;

@@ -40,11 +40,9 @@ async fn sighup_reloads_the_file_and_sigterm_drains() {
         .unwrap();
     };
     write(a.addr);
-    let args = ProxyArgs {
-        config: Some(file.clone()),
-        drain_timeout: Some("5s".into()),
-        ..Default::default()
-    };
+    let mut args = ProxyArgs::default();
+    args.config = Some(file.clone());
+    args.drain_timeout = Some("5s".into());
     let run = tokio::spawn(prise_proxy::run(args));
 
     // Wait (bounded) for the listener.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use prise_sio::{
     Ack, BoxFuture, CloseReason, ConnectOutcome, ConnectRefusal, CorsConfig, DisconnectReason,
-    EncodedPacket, Engine, EngineConfig, EngineConn, EngineHandler, Frame, Message, Payload,
+    EncodedPacket, Engine, EngineConfig, EngineConn, EngineHandler, EngineMessage, Frame, Payload,
     RecoveryRequest, Session, SioConfig, SioHandler, SioLayer, Socket,
 };
 use serde_json::{Value, json};
@@ -44,10 +44,10 @@ impl EngineHandler for Echo {
 }
 
 impl EngineConn for EchoConn {
-    async fn on_message(&mut self, message: Message) {
+    async fn on_message(&mut self, message: EngineMessage) {
         let frame = match message {
-            Message::Text(t) => Frame::text(format!("4{t}")),
-            Message::Binary(b) => Frame::Binary(b),
+            EngineMessage::Text(t) => Frame::text(format!("4{t}")),
+            EngineMessage::Binary(b) => Frame::Binary(b),
         };
         let _ = self.0.send(frame);
     }

@@ -143,7 +143,7 @@ pub struct SioConfig {
     /// Default false.
     pub recovery: bool,
     /// Caps on binary attachments and namespace names.
-    pub limits: prise_proto::socketio::Limits,
+    pub limits: prise_proto::socketio::PacketLimits,
     /// Most acks one socket may await at once (default [`DEFAULT_MAX_PENDING_ACKS`]).
     pub max_pending_acks: usize,
     /// Decoded packets waiting for the handler, per session
@@ -161,7 +161,7 @@ impl Default for SioConfig {
             namespaces: vec!["/".to_owned()],
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             recovery: false,
-            limits: prise_proto::socketio::Limits::default(),
+            limits: prise_proto::socketio::PacketLimits::default(),
             max_pending_acks: DEFAULT_MAX_PENDING_ACKS,
             inbound_queue: DEFAULT_INBOUND_QUEUE,
         }

@@ -53,7 +53,7 @@ mod socket;
 
 pub use config::*;
 pub use engine::{
-    CloseReason, Engine, EngineConn, EngineHandler, Frame, Message, Session, SessionCluster,
+    CloseReason, Engine, EngineConn, EngineHandler, EngineMessage, Frame, Session, SessionCluster,
     SharedCluster,
 };
 pub use handler::{

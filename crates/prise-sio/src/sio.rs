@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::config::SioConfig;
-use crate::engine::{CloseReason, Engine, EngineConn, EngineHandler, Frame, Message, Session};
+use crate::engine::{
+    CloseReason, Engine, EngineConn, EngineHandler, EngineMessage, Frame, Session,
+};
 use crate::handler::{ConnectOutcome, DisconnectReason, RecoveryRequest, SioHandler};
 use crate::payload::Payload;
 use crate::socket::{Ack, Socket};
@@ -141,10 +143,10 @@ fn payload_of(d: Decoded, skip_name: bool) -> (Option<String>, Payload) {
 }
 
 impl EngineConn for SioConn {
-    async fn on_message(&mut self, message: Message) {
+    async fn on_message(&mut self, message: EngineMessage) {
         let r = match message {
-            Message::Text(t) => self.decoder.feed_text(&t),
-            Message::Binary(b) => self.decoder.feed_binary(b),
+            EngineMessage::Text(t) => self.decoder.feed_text(&t),
+            EngineMessage::Binary(b) => self.decoder.feed_binary(b),
         };
         match r {
             Err(e) => {

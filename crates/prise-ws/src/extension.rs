@@ -24,6 +24,7 @@ pub const DEFAULT_LEVEL: u8 = 1;
 /// inflater (up to 32 KiB of window). A connection that did not negotiate the
 /// extension holds none of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeflateConfig {
     /// zlib level 0–9 (values above 9 are treated as 9).
     pub level: u8,

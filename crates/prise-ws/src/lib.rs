@@ -358,6 +358,7 @@ where
 
 /// Options of a client handshake.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Extra request headers (name, value).
     pub headers: Vec<(String, String)>,

@@ -19,16 +19,16 @@ const STYLE_CSS: &str = include_str!("../../assets/style.css");
 /// The modules the entry module imports (directly or not), by name: module
 /// `NAME` is the file `assets/NAME.js`, imported as `./NAME.js`.
 const MODULES: &[(&str, &str)] = &[
-    ("backoff", include_str!("../assets/backoff.js")),
-    ("chat", include_str!("../assets/chat.js")),
-    ("connection", include_str!("../assets/connection.js")),
-    ("dashboard", include_str!("../assets/dashboard.js")),
-    ("dom", include_str!("../assets/dom.js")),
-    ("format", include_str!("../assets/format.js")),
-    ("signin", include_str!("../assets/signin.js")),
-    ("state", include_str!("../assets/state.js")),
-    ("stats", include_str!("../assets/stats.js")),
-    ("storage", include_str!("../assets/storage.js")),
+    ("backoff", include_str!("../../assets/backoff.js")),
+    ("chat", include_str!("../../assets/chat.js")),
+    ("connection", include_str!("../../assets/connection.js")),
+    ("dashboard", include_str!("../../assets/dashboard.js")),
+    ("dom", include_str!("../../assets/dom.js")),
+    ("format", include_str!("../../assets/format.js")),
+    ("signin", include_str!("../../assets/signin.js")),
+    ("state", include_str!("../../assets/state.js")),
+    ("stats", include_str!("../../assets/stats.js")),
+    ("storage", include_str!("../../assets/storage.js")),
 ];
 
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";

@@ -9,10 +9,9 @@
 //! dropped.
 
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,13 +23,8 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
-    #[error("{path}: {message}")]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Pem(#[from] prise_tls::PemError),
     /// Only one of `--tls-cert` and `--tls-key` was given.
     #[error("--tls-cert and --tls-key go together")]
     Incomplete,
@@ -57,13 +51,6 @@ impl std::fmt::Debug for TlsAcceptors {
     }
 }
 
-fn pem_err(path: &Path, e: impl ToString) -> TlsError {
-    TlsError::Pem {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
-}
-
 /// Reads a certificate chain and a private key from PEM files.
 ///
 /// # Errors
@@ -72,15 +59,9 @@ pub fn load_pem(
     cert: &Path,
     key: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let certs = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem_err(cert, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(cert, e))?;
-    if certs.is_empty() {
-        return Err(pem_err(cert, "no certificate found"));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e))?;
-    Ok((certs, key_der))
+    let certs = prise_tls::certificate_chain(cert)?;
+    let key = prise_tls::private_key(key)?;
+    Ok((certs, key))
 }
 
 /// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`, as

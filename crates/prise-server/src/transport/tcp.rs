@@ -1,7 +1,7 @@
 //! The TCP line protocol transport (`--tcp`), usable with plain `nc`.
 //!
 //! One task per connection: it reads lines (capped, see
-//! [`prise_proto::line::LineDecoder`]) into requests for
+//! [`prise_proto::line::CommandLineDecoder`]) into requests for
 //! [`Client::apply`], writes the answers, and writes the session's queued
 //! pushes. A blocked write never blocks the hub: the queue
 //! fills, the hub marks the session a slow consumer, and the task drops the
@@ -15,7 +15,7 @@ use crate::security::ratelimit::IpPermit;
 use crate::security::tls::MaybeTls;
 use bytes::{Bytes, BytesMut};
 use prise_hub::{CloseReason, Outbound, Transport};
-use prise_proto::line::{Command, LineDecoder, LineError, ParseError, encode};
+use prise_proto::line::{Command, CommandLineDecoder, LineError, ParseError, encode};
 use prise_proto::message::Message;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -191,7 +191,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
     tracing::debug!(session = session.id.0, %peer, "connected");
     let mut conn = Conn {
         shared: &shared,
-        decoder: LineDecoder::new(shared.hub.config().limits.max_line),
+        decoder: CommandLineDecoder::new(shared.hub.config().limits.max_line),
         out: String::new(),
         client,
     };
@@ -209,7 +209,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
 
 struct Conn<'a> {
     shared: &'a Shared,
-    decoder: LineDecoder,
+    decoder: CommandLineDecoder,
     /// Answers not yet written.
     out: String,
     client: Client,

@@ -33,7 +33,7 @@ pub use session::{CloseReason, Frame, SendError, Session};
 
 /// A message from the client, as the application sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
+pub enum EngineMessage {
     /// A text message (the data of a `4` packet).
     Text(String),
     /// A binary message.
@@ -47,7 +47,7 @@ pub enum Message {
 pub trait EngineConn: Send + 'static {
     /// A message arrived. Awaiting here slows reading from this client
     /// (back-pressure), nothing else.
-    fn on_message(&mut self, message: Message) -> impl Future<Output = ()> + Send;
+    fn on_message(&mut self, message: EngineMessage) -> impl Future<Output = ()> + Send;
     /// The session closed; called exactly once, after the last message.
     fn on_close(&mut self, reason: CloseReason) -> impl Future<Output = ()> + Send;
 }

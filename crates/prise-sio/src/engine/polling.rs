@@ -13,7 +13,7 @@ use prise_proto::engineio::{
     ErrorCode, Packet, PacketType, PayloadEncoder, Transport, decode_payload,
 };
 
-use super::{CloseReason, Engine, EngineConn, EngineHandler, Frame, Message, Session};
+use super::{CloseReason, Engine, EngineConn, EngineHandler, EngineMessage, Frame, Session};
 use super::{error_response, text_response};
 use crate::config::EngineConfig;
 
@@ -224,8 +224,10 @@ async fn post<H: EngineHandler>(
             break;
         }
         match p {
-            Packet::Text(PacketType::Message, text) => conn.on_message(Message::Text(text)).await,
-            Packet::Binary(b) => conn.on_message(Message::Binary(b)).await,
+            Packet::Text(PacketType::Message, text) => {
+                conn.on_message(EngineMessage::Text(text)).await
+            }
+            Packet::Binary(b) => conn.on_message(EngineMessage::Binary(b)).await,
             Packet::Text(PacketType::Pong, _) => s.on_pong(),
             Packet::Text(PacketType::Close, _) => s.close(CloseReason::TransportClose),
             Packet::Text(PacketType::Ping, data) => {

@@ -12,7 +12,8 @@ use prise_proto::engineio::{ErrorCode, Packet, PacketType, Transport, decode_tex
 use prise_ws::{Message as WsMessage, UpgradedWebSocket, close_code, close_message};
 
 use super::{
-    CloseReason, Engine, EngineConn, EngineHandler, Entry, Frame, Message, Session, error_response,
+    CloseReason, Engine, EngineConn, EngineHandler, EngineMessage, Entry, Frame, Session,
+    error_response,
 };
 
 /// How long a closing WebSocket waits for the peer's close frame.
@@ -267,7 +268,7 @@ async fn on_ws_message<C: EngineConn>(entry: &Entry<C>, m: WsMessage) -> bool {
                     .conn
                     .lock()
                     .await
-                    .on_message(Message::Text(data))
+                    .on_message(EngineMessage::Text(data))
                     .await;
             }
             Ok(Packet::Text(PacketType::Pong, _)) => s.on_pong(),
@@ -286,7 +287,12 @@ async fn on_ws_message<C: EngineConn>(entry: &Entry<C>, m: WsMessage) -> bool {
             }
         },
         WsMessage::Binary(b) => {
-            entry.conn.lock().await.on_message(Message::Binary(b)).await;
+            entry
+                .conn
+                .lock()
+                .await
+                .on_message(EngineMessage::Binary(b))
+                .await;
         }
         WsMessage::Close(_) | WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
     }
