@@ -13,7 +13,8 @@
 //! - [`transport`] opens and accepts connections step by step (TCP connect,
 //!   TLS handshake, WebSocket handshake) and yields a [`transport::Conn`].
 //! - [`tls`] builds rustls configs: verification on by default.
-//! - [`backoff`] computes retry delays with full jitter from an injected RNG.
+//! - [`backoff`] (from `prise_proto`) computes retry delays with full jitter
+//!   from an injected RNG.
 //! - [`relay`] moves bytes between stdin/stdout and a `Conn`, with framing
 //!   ([`codec`], over `prise_proto::framing`), hex dumps and JSON events.
 //! - [`echo`], [`transfer`], [`probe`] and [`discover`] are the servers and
@@ -33,7 +34,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod backoff;
 pub mod codec;
 pub mod connect;
 pub mod discover;
@@ -47,6 +47,10 @@ pub mod tls;
 pub mod transfer;
 pub mod transport;
 pub mod zerocopy;
+
+/// Retry delays with full jitter; the workspace's one backoff lives in
+/// `prise-proto`.
+pub use prise_proto::backoff;
 
 pub use endpoint::{Endpoint, Scheme};
 pub use error::NetError;

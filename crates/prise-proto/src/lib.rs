@@ -16,9 +16,12 @@
 //!  file transfer   ──▶ transfer (header, resume, verdict) ──▶ prise-net
 //! ```
 //!
-//! Every size a peer controls is capped by [`limits::Limits`].
+//! Every size a peer controls is capped by [`limits::Limits`]. Retry delays
+//! ([`backoff`]) are computed here too, from an attempt number and a random
+//! source the caller supplies; the caller owns the clock.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod engineio;
 pub mod framing;
 pub mod hexdump;

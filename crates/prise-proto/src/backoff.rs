@@ -1,12 +1,16 @@
-//! Exponential backoff with full jitter for `--retry`.
+//! Capped exponential backoff with full jitter: the one retry schedule of
+//! the workspace (the toolkit's `--retry`, the Redis subscriber's
+//! reconnects).
 //!
 //! Attempt `n` (from 0) waits a uniformly random time in
 //! `[MIN_DELAY, min(cap, base · 2ⁿ)]` ("full jitter", which spreads many
 //! clients retrying at once). The floor [`MIN_DELAY`] guarantees a retry
 //! loop never spins, even when the draw is zero.
 //!
-//! The random source is injected, so tests use a seeded RNG and check the
-//! exact sequence; the clock is tokio's, which tests can pause.
+//! Only the delays are computed here, from an attempt number and a random
+//! source the caller supplies: no clock, no sleeping. Tests use a seeded RNG
+//! and check the exact sequence; the caller waits with its own clock (tokio's
+//! in the async crates, which tests can pause).
 
 use std::time::Duration;
 
@@ -52,6 +56,15 @@ impl BackoffConfig {
             .min(self.cap)
             .max(MIN_DELAY)
     }
+
+    /// The delay before retry number `attempt` (from 0), drawn from `rng`:
+    /// uniform in `[0, ceiling(attempt)]`, raised to [`MIN_DELAY`].
+    pub fn delay<R: Rng + ?Sized>(&self, attempt: u32, rng: &mut R) -> Duration {
+        let ceiling = self.ceiling(attempt);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        let drawn = Duration::from_nanos(rng.random_range(0..=nanos));
+        drawn.max(MIN_DELAY)
+    }
 }
 
 /// The state of one retry sequence.
@@ -86,11 +99,15 @@ impl<R: Rng> Backoff<R> {
         {
             return None;
         }
-        let ceiling = self.config.ceiling(self.attempt);
+        let delay = self.config.delay(self.attempt, &mut self.rng);
         self.attempt = self.attempt.saturating_add(1);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        let drawn = Duration::from_nanos(self.rng.random_range(0..=nanos));
-        Some(drawn.max(MIN_DELAY))
+        Some(delay)
+    }
+
+    /// Starts the sequence over (after a success): the next delay is again
+    /// drawn below `base`, and the retry budget is whole again.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
     }
 }
 
@@ -160,5 +177,49 @@ mod tests {
         assert_eq!(a, b);
         let mut none = Backoff::new(config(Some(0)), StdRng::seed_from_u64(0));
         assert_eq!(none.next_delay(), None);
+    }
+
+    #[test]
+    fn the_sequence_draws_what_delay_computes() {
+        let c = config(None);
+        let mut b = Backoff::new(c, StdRng::seed_from_u64(9));
+        let mut rng = StdRng::seed_from_u64(9);
+        for attempt in 0..20 {
+            assert_eq!(b.next_delay(), Some(c.delay(attempt, &mut rng)));
+        }
+    }
+
+    #[test]
+    fn reset_starts_over_below_the_base() {
+        let c = config(Some(4));
+        let mut b = Backoff::new(c, StdRng::seed_from_u64(5));
+        while b.next_delay().is_some() {}
+        assert_eq!(b.attempt(), 4);
+        b.reset();
+        assert_eq!(b.attempt(), 0);
+        let d = b.next_delay().unwrap();
+        assert!(d >= MIN_DELAY && d <= c.base, "{d:?}");
+        assert_eq!(b.attempt(), 1);
+    }
+
+    #[test]
+    fn zero_draws_are_raised_to_the_floor() {
+        /// A source that always draws the bottom of the range.
+        struct Zero;
+        impl rand::RngCore for Zero {
+            fn next_u32(&mut self) -> u32 {
+                0
+            }
+            fn next_u64(&mut self) -> u64 {
+                0
+            }
+            fn fill_bytes(&mut self, dst: &mut [u8]) {
+                dst.fill(0);
+            }
+        }
+        let c = config(None);
+        for attempt in 0..8 {
+            assert_eq!(c.delay(attempt, &mut Zero), MIN_DELAY);
+        }
     }
 }

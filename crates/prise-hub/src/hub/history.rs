@@ -1,0 +1,51 @@
+//! Reading a room's history: up to what this node has delivered when the
+//! room is in memory, up to the store's head otherwise.
+
+use super::Hub;
+use crate::HubError;
+use crate::store::{HistoryPage, HistoryQuery};
+use prise_proto::message::{Epoch, Offset};
+
+impl Hub {
+    /// A room's history: the last `count` messages, or those after `since`.
+    ///
+    /// # Errors
+    /// [`HubError::NoRoom`] for a room that never existed; a store failure.
+    pub async fn history(
+        &self,
+        room: &str,
+        since: Option<Offset>,
+        count: usize,
+    ) -> Result<(Epoch, HistoryPage), HubError> {
+        let count = count.min(self.inner.config.limits.max_history);
+        let known = {
+            let shard = self.shard(room);
+            shard
+                .rooms
+                .get(room)
+                .map(|r| (r.epoch.clone(), r.delivered))
+        };
+        let (epoch, until) = match known {
+            Some(k) => k,
+            None => {
+                let head = self
+                    .inner
+                    .store
+                    .room_head(room, false)
+                    .await?
+                    .ok_or_else(|| HubError::NoRoom(room.to_owned()))?;
+                (head.epoch, head.last)
+            }
+        };
+        let query = match since {
+            Some(after) => HistoryQuery::After {
+                after,
+                until,
+                limit: count,
+            },
+            None => HistoryQuery::Last { count, until },
+        };
+        let page = self.inner.store.read(room, query).await?;
+        Ok((epoch, page))
+    }
+}

@@ -1,0 +1,123 @@
+//! The Lua scripts of the Redis engine. Each runs atomically in Redis, so
+//! whatever a script changes and publishes is seen by every node in one
+//! order: assigning offset and seq with publishing the message, changing a
+//! room's members with bumping its presence version and publishing
+//! `joined`/`left`, reaping a dead node's members.
+//!
+//! The owner script of Engine.IO sessions lives with them in `owners.rs`.
+
+use super::owners;
+use crate::store::redis::TRIM_LUA;
+
+/// KEYS: meta, log, seq, rooms. ARGV: room, epoch candidate, payload,
+/// retain, ttl ms, channel.
+const PUBLISH_LUA: &str = r"
+ensure(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local offset = redis.call('HINCRBY', KEYS[1], 'last', 1)
+local seq = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[2], offset .. '-0', 's', seq, 'd', ARGV[3])
+trim(KEYS[1], KEYS[2], tonumber(ARGV[4]))
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[6], 'm\n' .. epoch .. '\n' .. offset .. '\n' .. seq .. '\n' .. ARGV[3])
+return {epoch, offset, seq}
+";
+
+/// KEYS: pres, presv, noderooms, nodes, node. ARGV: room, node, user id,
+/// user JSON, channel, ttl ms.
+const PRESENCE_JOIN_LUA: &str = r"
+local rec = redis.call('HGET', KEYS[1], ARGV[3])
+local r
+if rec then r = cjson.decode(rec) else r = {c = {}} end
+local first = next(r.c) == nil
+r.c[ARGV[2]] = 1
+r.u = cjson.decode(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[3], cjson.encode(r))
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[2])
+if redis.call('EXISTS', KEYS[5]) == 0 then redis.call('SET', KEYS[5], '1', 'PX', ARGV[6]) end
+local v
+if first then
+  v = redis.call('INCR', KEYS[2])
+  redis.call('PUBLISH', ARGV[5], 'j\n' .. ARGV[1] .. '\n' .. v .. '\n' .. ARGV[4])
+else
+  v = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+return {v, redis.call('HGETALL', KEYS[1])}
+";
+
+/// KEYS: pres, presv. ARGV: room, node, user id, channel.
+const PRESENCE_LEAVE_LUA: &str = r"
+local rec = redis.call('HGET', KEYS[1], ARGV[3])
+if not rec then return 0 end
+local r = cjson.decode(rec)
+if r.c[ARGV[2]] == nil then return 0 end
+r.c[ARGV[2]] = nil
+if next(r.c) == nil then
+  redis.call('HDEL', KEYS[1], ARGV[3])
+  local v = redis.call('INCR', KEYS[2])
+  redis.call('PUBLISH', ARGV[4], 'l\n' .. ARGV[1] .. '\n' .. v .. '\n' .. cjson.encode(r.u))
+else
+  redis.call('HSET', KEYS[1], ARGV[3], cjson.encode(r))
+end
+return 1
+";
+
+/// KEYS: pres, presv.
+const PRESENCE_READ_LUA: &str = r"
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('HGETALL', KEYS[1])}
+";
+
+/// KEYS: nodes, noderooms of the node, its heartbeat. ARGV: node, prefix,
+/// channel, force (1: reap even if the heartbeat exists).
+const REAP_LUA: &str = r"
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+local n = 0
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local pk = ARGV[2] .. 'pres:' .. room
+  local vk = ARGV[2] .. 'presv:' .. room
+  local all = redis.call('HGETALL', pk)
+  for i = 1, #all, 2 do
+    local r = cjson.decode(all[i + 1])
+    if r.c[ARGV[1]] then
+      r.c[ARGV[1]] = nil
+      if next(r.c) == nil then
+        redis.call('HDEL', pk, all[i])
+        local v = redis.call('INCR', vk)
+        redis.call('PUBLISH', ARGV[3], 'l\n' .. room .. '\n' .. v .. '\n' .. cjson.encode(r.u))
+        n = n + 1
+      else
+        redis.call('HSET', pk, all[i], cjson.encode(r))
+      end
+    end
+  end
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('SREM', KEYS[1], ARGV[1])
+return n
+";
+
+/// The scripts of one engine, each invoked by its hash (`EVALSHA`) and
+/// loaded into Redis on first use.
+pub(super) struct Scripts {
+    pub(super) publish: redis::Script,
+    pub(super) join: redis::Script,
+    pub(super) leave: redis::Script,
+    pub(super) read: redis::Script,
+    pub(super) reap: redis::Script,
+    pub(super) owner: redis::Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            publish: redis::Script::new(&format!("{TRIM_LUA}{PUBLISH_LUA}")),
+            join: redis::Script::new(PRESENCE_JOIN_LUA),
+            leave: redis::Script::new(PRESENCE_LEAVE_LUA),
+            read: redis::Script::new(PRESENCE_READ_LUA),
+            reap: redis::Script::new(REAP_LUA),
+            owner: redis::Script::new(owners::OWNER_LUA),
+        }
+    }
+}
