@@ -72,11 +72,11 @@ impl Default for RetryArgs {
 impl RetryArgs {
     /// The backoff configuration.
     pub fn config(&self) -> BackoffConfig {
-        BackoffConfig {
-            base: self.retry_base,
-            cap: self.retry_cap,
-            max_retries: (!self.retry_forever).then_some(self.retry),
-        }
+        BackoffConfig::new(
+            self.retry_base,
+            self.retry_cap,
+            (!self.retry_forever).then_some(self.retry),
+        )
     }
 }
 

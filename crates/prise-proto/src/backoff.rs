@@ -46,6 +46,16 @@ impl Default for BackoffConfig {
 }
 
 impl BackoffConfig {
+    /// Ceilings from `base` doubling up to `cap`; `max_retries` retries
+    /// after the first attempt (`None`: forever).
+    pub const fn new(base: Duration, cap: Duration, max_retries: Option<u32>) -> Self {
+        Self {
+            base,
+            cap,
+            max_retries,
+        }
+    }
+
     /// The ceiling of the delay before retry number `attempt` (from 0):
     /// `min(cap, base · 2^attempt)`, never below [`MIN_DELAY`].
     pub fn ceiling(&self, attempt: u32) -> Duration {

@@ -10,8 +10,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use crate::message::RoomInfo;
-use crate::message::{Epoch, Message, Offset, User};
+use crate::message::{Epoch, Message, Offset, RoomInfo, User};
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -29,11 +29,8 @@ use tokio::sync::mpsc;
 const CATCH_UP_PAGE: usize = 1000;
 /// Reconnect delays: the first drawn below 100 ms, the ceiling doubling up
 /// to 5 s, retried for as long as the node runs.
-const RECONNECT: BackoffConfig = BackoffConfig {
-    base: Duration::from_millis(100),
-    cap: Duration::from_secs(5),
-    max_retries: None,
-};
+const RECONNECT: BackoffConfig =
+    BackoffConfig::new(Duration::from_millis(100), Duration::from_secs(5), None);
 /// How often the subscription is checked with a PING.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
