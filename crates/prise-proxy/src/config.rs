@@ -4,7 +4,7 @@
 //! Flags override the file. On reload (SIGHUP) the file is read again and the same flags are
 //! laid over it, so a flag given at start stays in force.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +36,16 @@ pub const MAX_BUFFER_SIZE: usize = 1024 * 1024;
 pub const MAX_THREADS: usize = 256;
 /// Most bytes a send/expect health check reads while looking for its expected answer.
 pub const MAX_EXPECT_READ: usize = 16 * 1024;
+/// Default time between two resolutions of a backend given by name.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Default number of clients that may wait, per listener, for a backend below its `maxconn`.
+pub const DEFAULT_MAX_QUEUE: usize = 1024;
+/// Default time a client may wait in that queue before it is closed.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most listeners accepted.
+pub const MAX_LISTENERS: usize = 64;
+/// Most backends accepted per listener (configured, resolved and added at run time).
+pub const MAX_BACKENDS: usize = 1024;
 
 /// How a new connection chooses its backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, serde::Serialize)]
@@ -47,6 +57,14 @@ pub enum Balance {
     /// The healthy backend with the fewest open connections (ties in turn).
     #[value(name = "leastconn")]
     LeastConn,
+    /// A hash of the client's address over the healthy backends: a client stays on one
+    /// backend while the set of healthy backends does not change.
+    #[value(name = "source")]
+    Source,
+    /// A consistent-hash ring of the client's address: when one of N backends goes, only its
+    /// clients (about 1/N) move.
+    #[value(name = "consistent")]
+    Consistent,
 }
 
 /// What an active health check does.
@@ -109,11 +127,16 @@ pub enum ConfigError {
 /// Command-line arguments of `prise proxy`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ProxyArgs {
-    /// Address to listen on, e.g. 127.0.0.1:8080.
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// Backend address (repeat for each backend).
-    #[arg(long = "backend", value_name = "ADDR")]
+    /// Runtime control of a running proxy through its admin endpoint.
+    #[command(subcommand)]
+    pub command: Option<ProxyCommand>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (repeat for several listeners, each with
+    /// the --backend list).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Backend `host:port` with options, e.g. `10.0.0.1:80,weight=3`, `host:80,backup`,
+    /// `host:80,maxconn=100,slowstart=10s` (repeat for each backend).
+    #[arg(long = "backend", value_name = "ADDR[,OPT...]")]
     pub backends: Vec<String>,
     /// TOML file with the settings (re-read on SIGHUP); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -184,9 +207,31 @@ pub struct ProxyArgs {
     /// Send a PROXY protocol header to backends.
     #[arg(long)]
     pub proxy_protocol: Option<ProxyProtocol>,
-    /// Serve /metrics (Prometheus) and /status (JSON) on this address.
+    /// Read a PROXY protocol header (v1 or v2) from every client: the address it carries is
+    /// the client's (for `source`, `consistent` and --proxy-protocol).
+    #[arg(long)]
+    pub accept_proxy: bool,
+    /// Time between two resolutions of backends given by name; 0 resolves only at load
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub resolve_interval: Option<String>,
+    /// Clients that may wait per listener while every backend is at its maxconn
+    /// [default: 1024].
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+    /// Time a client may wait in that queue [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub queue_timeout: Option<String>,
+    /// Serve /metrics, /status and the /backends control API on this address.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
+}
+
+/// Subcommands of `prise proxy`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ProxyCommand {
+    /// Control a running proxy through its admin endpoint.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// The TOML file, every key optional.
@@ -195,8 +240,14 @@ pub struct ProxyArgs {
 struct FileConfig {
     listen: Option<String>,
     #[serde(default)]
-    backends: Vec<String>,
+    backends: Vec<FileBackend>,
+    #[serde(default, rename = "listener")]
+    listeners: Vec<FileListener>,
     balance: Option<Balance>,
+    accept_proxy: Option<bool>,
+    resolve_interval: Option<String>,
+    max_queue: Option<usize>,
+    queue_timeout: Option<String>,
     connect_timeout: Option<String>,
     retries: Option<u32>,
     idle_timeout: Option<String>,
@@ -211,6 +262,86 @@ struct FileConfig {
     check: FileCheck,
     tls: Option<FileTls>,
     backend_tls: Option<FileBackendTls>,
+}
+
+/// A backend in the file: the flag's string form, or a table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum FileBackend {
+    Spec(String),
+    Table(BackendSpec),
+}
+
+/// A backend's settings as written, before validation and resolution: a backend table of
+/// the TOML file, the body of `POST /backends`, or the parsed flag form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// `host:port`.
+    pub addr: String,
+    /// Weight, 1 to 256 [default: 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    /// Used only while no primary can take connections.
+    #[serde(default)]
+    pub backup: bool,
+    /// Most connections at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxconn: Option<i64>,
+    /// Slow-start period, e.g. `10s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slowstart: Option<String>,
+}
+
+impl BackendSpec {
+    /// Parses the flag form `host:port[,weight=N][,backup][,maxconn=N][,slowstart=D]`
+    /// (values are checked by [`BackendConfig::from_spec`]).
+    ///
+    /// # Errors
+    /// An unknown option or a value that is not a number.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let mut parts = spec.split(',').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let mut out = Self {
+            addr: name.to_owned(),
+            ..Self::default()
+        };
+        for opt in parts {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (opt, None),
+            };
+            let int = |v: Option<&str>| -> Result<i64, ConfigError> {
+                v.and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    ConfigError::Invalid(format!("backend {name}: {key} needs an integer"))
+                })
+            };
+            match (key, value) {
+                ("weight", v) => out.weight = Some(int(v)?),
+                ("maxconn", v) => out.maxconn = Some(int(v)?),
+                ("slowstart", Some(v)) => out.slowstart = Some(v.to_owned()),
+                ("backup", None) => out.backup = true,
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "backend {name}: unknown option {opt} (weight=N, backup, maxconn=N, \
+                         slowstart=DURATION)"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One `[[listener]]` table: its own address and backends; unset keys take the top level's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListener {
+    listen: String,
+    backends: Vec<FileBackend>,
+    balance: Option<Balance>,
+    accept_proxy: Option<bool>,
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,15 +407,139 @@ pub struct BackendTls {
     pub server_name: Option<String>,
 }
 
+/// One backend as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// `host:port` as written; a name (not an IP literal) is resolved again every
+    /// resolve interval.
+    pub name: String,
+    /// The addresses it resolved to at load (all of the first address family returned).
+    pub addrs: Vec<SocketAddr>,
+    /// Share of new connections relative to the other backends (1 to
+    /// [`MAX_WEIGHT`](crate::balance::MAX_WEIGHT)).
+    pub weight: u32,
+    /// Used only while no primary (non-backup) backend can take connections.
+    pub backup: bool,
+    /// Most connections open to it at once; further clients wait in the listener's queue.
+    pub maxconn: Option<usize>,
+    /// After it comes up, its weight grows from almost nothing to `weight` over this time.
+    pub slowstart: Option<Duration>,
+}
+
+impl BackendConfig {
+    /// A backend at one address with weight 1 and no options.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            name: addr.to_string(),
+            addrs: vec![addr],
+            weight: 1,
+            backup: false,
+            maxconn: None,
+            slowstart: None,
+        }
+    }
+
+    /// Parses the flag form: `host:port` followed by comma-separated options `weight=N`,
+    /// `backup`, `maxconn=N`, `slowstart=DURATION`. The name is resolved.
+    ///
+    /// # Errors
+    /// An unknown option, a value out of range, or a name that does not resolve.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        Self::from_spec(BackendSpec::parse(spec)?)
+    }
+
+    fn from_file(b: FileBackend) -> Result<Self, ConfigError> {
+        match b {
+            FileBackend::Spec(s) => Self::parse(&s),
+            FileBackend::Table(t) => Self::from_spec(t),
+        }
+    }
+
+    /// Validates `t` and resolves its name.
+    ///
+    /// # Errors
+    /// A weight outside 1–256, a maxconn below 1, a bad duration, or a name that does not
+    /// resolve.
+    pub fn from_spec(t: BackendSpec) -> Result<Self, ConfigError> {
+        let name = t.addr;
+        let max = crate::balance::MAX_WEIGHT;
+        let weight = match t.weight {
+            None => 1,
+            Some(w) => u32::try_from(w)
+                .ok()
+                .filter(|w| (1..=max).contains(w))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "backend {name}: weight {w} is out of range (1 to {max})"
+                    ))
+                })?,
+        };
+        let maxconn = match t.maxconn {
+            None => None,
+            Some(m) => Some(usize::try_from(m).ok().filter(|m| *m >= 1).ok_or_else(|| {
+                ConfigError::Invalid(format!("backend {name}: maxconn {m} must be at least 1"))
+            })?),
+        };
+        let slowstart = match t.slowstart.as_deref() {
+            None => None,
+            Some(s) => Some(duration(s)?).filter(|d| !d.is_zero()),
+        };
+        let addrs = resolve_all(&name)?;
+        Ok(Self {
+            name,
+            addrs,
+            weight,
+            backup: t.backup,
+            maxconn,
+            slowstart,
+        })
+    }
+
+    /// Whether the name is an IP literal (never re-resolved).
+    pub fn is_literal(&self) -> bool {
+        self.name.parse::<SocketAddr>().is_ok()
+    }
+}
+
+/// One listener and the backends behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Address (fixed for the life of the process: a reload keeps the listener).
+    pub listen: SocketAddr,
+    /// Backends, in order.
+    pub backends: Vec<BackendConfig>,
+    /// Load-balancing algorithm.
+    pub balance: Balance,
+    /// Read a PROXY protocol header from every client before anything else.
+    pub accept_proxy: bool,
+    /// PROXY protocol header toward backends.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+impl ListenerConfig {
+    /// A round-robin listener on `listen` over `backends` (weight 1 each).
+    pub fn new(listen: SocketAddr, backends: &[SocketAddr]) -> Self {
+        Self {
+            listen,
+            backends: backends.iter().map(|&a| BackendConfig::new(a)).collect(),
+            balance: Balance::RoundRobin,
+            accept_proxy: false,
+            proxy_protocol: None,
+        }
+    }
+}
+
 /// A complete, validated proxy configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
-    /// Listener address (fixed for the life of the process: a reload keeps the listener).
-    pub listen: SocketAddr,
-    /// Backends, in order.
-    pub backends: Vec<SocketAddr>,
-    /// Load-balancing algorithm.
-    pub balance: Balance,
+    /// Listeners, each with its own backends (at least one).
+    pub listeners: Vec<ListenerConfig>,
+    /// Time between resolutions of backends given by name; `None` resolves only at load.
+    pub resolve_interval: Option<Duration>,
+    /// Clients that may wait per listener while every candidate backend is at `maxconn`.
+    pub max_queue: usize,
+    /// Time a client may wait in that queue.
+    pub queue_timeout: Duration,
     /// Active health checks.
     pub check: CheckConfig,
     /// Time allowed to connect (and to complete TLS handshakes).
@@ -295,7 +550,7 @@ pub struct ProxyConfig {
     pub idle_timeout: Option<Duration>,
     /// Client connections handled at once.
     pub max_connections: usize,
-    /// Deadline for draining on shutdown.
+    /// Deadline for draining on shutdown, and for a drained backend's connections.
     pub drain_timeout: Duration,
     /// Per-direction buffer or pipe size.
     pub buffer_size: usize,
@@ -308,19 +563,18 @@ pub struct ProxyConfig {
     pub tls: Option<ListenerTls>,
     /// TLS toward backends.
     pub backend_tls: Option<BackendTls>,
-    /// PROXY protocol header toward backends.
-    pub proxy_protocol: Option<ProxyProtocol>,
-    /// Admin (metrics/status) address.
+    /// Admin (metrics, status, backend control) address.
     pub admin: Option<SocketAddr>,
 }
 
 impl ProxyConfig {
-    /// A configuration with every default, for `listen` and `backends`.
+    /// A configuration with every default and one listener, on `listen` over `backends`.
     pub fn new(listen: SocketAddr, backends: Vec<SocketAddr>) -> Self {
         Self {
-            listen,
-            backends,
-            balance: Balance::RoundRobin,
+            listeners: vec![ListenerConfig::new(listen, &backends)],
+            resolve_interval: Some(DEFAULT_RESOLVE_INTERVAL),
+            max_queue: DEFAULT_MAX_QUEUE,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             check: CheckConfig {
                 kind: CheckKind::Tcp,
                 interval: DEFAULT_CHECK_INTERVAL,
@@ -340,9 +594,14 @@ impl ProxyConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tls: None,
             backend_tls: None,
-            proxy_protocol: None,
             admin: None,
         }
+    }
+
+    /// The first listener (the only one unless several are configured).
+    pub fn listener(&mut self) -> &mut ListenerConfig {
+        // `new` creates one and `validate` refuses a configuration without.
+        &mut self.listeners[0]
     }
 
     /// Builds the configuration from the flags and, if `--config` is given, the TOML file.
@@ -355,25 +614,8 @@ impl ProxyConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let listen = args
-            .listen
-            .as_deref()
-            .or(file.listen.as_deref())
-            .ok_or(ConfigError::Missing("listen address (--listen)"))?;
-        let listen = resolve(listen)?;
-        let backend_names = if args.backends.is_empty() {
-            &file.backends
-        } else {
-            &args.backends
-        };
-        let backends = backend_names
-            .iter()
-            .map(|b| resolve(b))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut cfg = Self::new(listen, backends);
-        if let Some(b) = args.balance.or(file.balance) {
-            cfg.balance = b;
-        }
+        let mut cfg = Self::new(SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new());
+        cfg.listeners = listeners(args, &file)?;
         if let Some(k) = args.check.or(file.check.kind) {
             cfg.check.kind = k;
         }
@@ -442,7 +684,16 @@ impl ProxyConfig {
                 server_name: args.backend_sni.clone().or(f.server_name),
             });
         }
-        cfg.proxy_protocol = args.proxy_protocol.or(file.proxy_protocol);
+        if let Some(t) = pick(&args.resolve_interval, &file.resolve_interval) {
+            let d = duration(t)?;
+            cfg.resolve_interval = (!d.is_zero()).then_some(d);
+        }
+        if let Some(q) = args.max_queue.or(file.max_queue) {
+            cfg.max_queue = q;
+        }
+        if let Some(t) = pick(&args.queue_timeout, &file.queue_timeout) {
+            cfg.queue_timeout = duration(t)?;
+        }
         if let Some(a) = args.admin.as_deref().or(file.admin.as_deref()) {
             cfg.admin = Some(resolve(a)?);
         }
@@ -456,8 +707,34 @@ impl ProxyConfig {
     /// The first setting found out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if self.backends.is_empty() {
-            return Err(ConfigError::Missing("at least one backend (--backend)"));
+        if self.listeners.is_empty() {
+            return Err(ConfigError::Missing("listen address (--listen)"));
+        }
+        if self.listeners.len() > MAX_LISTENERS {
+            return Err(ConfigError::Invalid(format!(
+                "at most {MAX_LISTENERS} listeners"
+            )));
+        }
+        for l in &self.listeners {
+            if l.backends.is_empty() {
+                return Err(ConfigError::Missing("at least one backend (--backend)"));
+            }
+            if l.backends.len() > MAX_BACKENDS {
+                return Err(ConfigError::Invalid(format!(
+                    "at most {MAX_BACKENDS} backends per listener"
+                )));
+            }
+            for b in &l.backends {
+                if !(1..=crate::balance::MAX_WEIGHT).contains(&b.weight) {
+                    return Err(ConfigError::Invalid(format!(
+                        "backend {}: weight out of range",
+                        b.name
+                    )));
+                }
+            }
+        }
+        if self.queue_timeout.is_zero() {
+            return bad("queue timeout must be positive");
         }
         if self.check.rise == 0 || self.check.fall == 0 {
             return bad("rise and fall must be at least 1");
@@ -507,6 +784,91 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_owned(),
         message: e.message().to_owned(),
     })
+}
+
+/// The listeners: every `--listen` with the `--backend` list (or the file's top-level
+/// backends); without `--listen`, the file's top-level `listen` and its `[[listener]]`
+/// tables.
+fn listeners(args: &ProxyArgs, file: &FileConfig) -> Result<Vec<ListenerConfig>, ConfigError> {
+    let top_backends = || -> Result<Vec<BackendConfig>, ConfigError> {
+        if args.backends.is_empty() {
+            file.backends
+                .iter()
+                .cloned()
+                .map(BackendConfig::from_file)
+                .collect()
+        } else {
+            args.backends
+                .iter()
+                .map(|b| BackendConfig::parse(b))
+                .collect()
+        }
+    };
+    let balance = args.balance.or(file.balance).unwrap_or(Balance::RoundRobin);
+    let accept_proxy = args.accept_proxy || file.accept_proxy.unwrap_or(false);
+    let proxy_protocol = args.proxy_protocol.or(file.proxy_protocol);
+    let mut out = Vec::new();
+    let top: Vec<&str> = if args.listen.is_empty() {
+        file.listen.as_deref().into_iter().collect()
+    } else {
+        args.listen.iter().map(String::as_str).collect()
+    };
+    for l in top {
+        out.push(ListenerConfig {
+            listen: resolve(l)?,
+            backends: top_backends()?,
+            balance,
+            accept_proxy,
+            proxy_protocol,
+        });
+    }
+    if args.listen.is_empty() {
+        for l in &file.listeners {
+            out.push(ListenerConfig {
+                listen: resolve(&l.listen)?,
+                backends: l
+                    .backends
+                    .iter()
+                    .cloned()
+                    .map(BackendConfig::from_file)
+                    .collect::<Result<_, _>>()?,
+                balance: args.balance.or(l.balance).unwrap_or(balance),
+                accept_proxy: args.accept_proxy || l.accept_proxy.unwrap_or(accept_proxy),
+                proxy_protocol: args.proxy_protocol.or(l.proxy_protocol).or(proxy_protocol),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves `host:port` to all its addresses of the first family returned (a name such as
+/// `localhost` gives 127.0.0.1 and ::1, of which a backend usually listens on one).
+///
+/// # Errors
+/// The name does not resolve.
+pub fn resolve_all(s: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    if let Ok(a) = s.parse() {
+        return Ok(vec![a]);
+    }
+    let all: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|_| ConfigError::Address(s.to_owned()))?
+        .collect();
+    let first = all
+        .first()
+        .ok_or_else(|| ConfigError::Address(s.to_owned()))?;
+    Ok(same_family(first.ip(), all))
+}
+
+/// Keeps the addresses of `family`'s family, in order and without duplicates.
+pub(crate) fn same_family(family: IpAddr, all: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::with_capacity(all.len());
+    for a in all {
+        if a.is_ipv4() == family.is_ipv4() && !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// Parses `ip:port`, or resolves `host:port` to its first address.
@@ -589,14 +951,15 @@ interval = "500ms"
         .unwrap();
         let args = ProxyArgs {
             config: Some(path),
-            listen: Some("127.0.0.1:2000".into()),
+            listen: vec!["127.0.0.1:2000".into()],
             rise: Some(5),
             ..Default::default()
         };
         let cfg = ProxyConfig::from_args(&args).unwrap();
-        assert_eq!(cfg.listen.port(), 2000);
-        assert_eq!(cfg.backends.len(), 2);
-        assert_eq!(cfg.balance, Balance::LeastConn);
+        assert_eq!(cfg.listeners.len(), 1);
+        assert_eq!(cfg.listeners[0].listen.port(), 2000);
+        assert_eq!(cfg.listeners[0].backends.len(), 2);
+        assert_eq!(cfg.listeners[0].balance, Balance::LeastConn);
         assert_eq!(cfg.idle_timeout, None);
         assert_eq!(cfg.check.kind, CheckKind::Expect);
         assert_eq!(cfg.check.send, b"PING\r\n");
@@ -609,7 +972,7 @@ interval = "500ms"
     #[test]
     fn rejects_bad_settings() {
         let args = ProxyArgs {
-            listen: Some("127.0.0.1:0".into()),
+            listen: vec!["127.0.0.1:0".into()],
             ..Default::default()
         };
         assert!(matches!(
@@ -617,7 +980,7 @@ interval = "500ms"
             Err(ConfigError::Missing(_))
         ));
         let args = ProxyArgs {
-            listen: Some("127.0.0.1:0".into()),
+            listen: vec!["127.0.0.1:0".into()],
             backends: vec!["127.0.0.1:1".into()],
             buffer_size: Some(10),
             ..Default::default()

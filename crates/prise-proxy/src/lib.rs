@@ -49,10 +49,15 @@
 
 pub mod admin;
 pub mod backend;
+pub mod balance;
 pub mod config;
+pub mod control;
+pub mod ctl;
 pub mod health;
+pub mod pool;
 pub mod proxy_protocol;
 pub mod relay;
+mod resolve;
 pub mod server;
 mod shard;
 #[cfg(target_os = "linux")]
@@ -61,8 +66,12 @@ pub mod stats;
 mod stream;
 pub mod tls;
 
-pub use backend::{Backend, BackendStatus, Pool};
-pub use config::{Balance, CheckKind, ConfigError, ProxyArgs, ProxyConfig, ProxyProtocol};
+pub use backend::{AdminState, Backend, BackendId, BackendStatus};
+pub use config::{
+    BackendConfig, Balance, CheckKind, ConfigError, ListenerConfig, ProxyArgs, ProxyCommand,
+    ProxyConfig, ProxyProtocol,
+};
+pub use pool::{Pick, Pool};
 pub use server::{Proxy, ProxyError, ProxyHandle};
 
 use tokio_util::sync::CancellationToken;
