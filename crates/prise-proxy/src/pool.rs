@@ -55,6 +55,9 @@ struct Members {
     backends: Vec<Arc<Backend>>,
     /// Smooth weighted round-robin state, one per member.
     current: Vec<i64>,
+    /// When each member was last chosen (a pick counter), for least-connections ties.
+    last_chosen: Vec<u64>,
+    picks: u64,
     ring: Ring,
 }
 
@@ -63,6 +66,8 @@ impl Members {
         let mut m = Self {
             backends,
             current: Vec::new(),
+            last_chosen: Vec::new(),
+            picks: 0,
             ring: Ring::default(),
         };
         m.rebuild();
@@ -72,6 +77,7 @@ impl Members {
     /// Resets the round-robin state and rebuilds the ring after a membership change.
     fn rebuild(&mut self) {
         self.current = vec![0; self.backends.len()];
+        self.last_chosen = vec![0; self.backends.len()];
         let keys: Vec<(String, u32)> = self
             .backends
             .iter()
@@ -199,7 +205,9 @@ impl Pool {
                 let active: Vec<usize> = m.backends.iter().map(|b| b.active()).collect();
                 let with_room: Vec<usize> = tier.iter().copied().filter(room).collect();
                 let tied = balance::least_loaded(&active, &weights, &with_room);
-                balance::smooth_wrr(&mut m.current, &weights, &tied)
+                // Among equals, the one chosen longest ago: a fair rotation even when the
+                // set of equals changes from one pick to the next.
+                tied.into_iter().min_by_key(|&i| m.last_chosen[i])
             }
             Balance::Source => {
                 let weights: Vec<u64> = m
@@ -217,6 +225,8 @@ impl Pool {
         let Some(i) = chosen else {
             return Pick::Full;
         };
+        m.picks += 1;
+        m.last_chosen[i] = m.picks;
         let backend = Arc::clone(&m.backends[i]);
         match backend.try_open(&self.freed) {
             Some(g) => Pick::Chosen(backend, g),

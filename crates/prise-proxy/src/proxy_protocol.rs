@@ -341,7 +341,7 @@ mod tests {
                     let mut input = prefix.to_vec();
                     input.extend_from_slice(&[a, b, a, b]);
                     let _ = decode(&input);
-                    input.extend_from_slice(&[b'\r', b'\n']);
+                    input.extend_from_slice(b"\r\n");
                     let _ = decode(&input);
                 }
             }

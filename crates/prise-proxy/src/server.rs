@@ -564,25 +564,31 @@ impl Conn {
         stats.active.fetch_add(1, Ordering::Relaxed);
         let result = self.serve(sock).await;
         stats.active.fetch_sub(1, Ordering::Relaxed);
-        let count = |c: &AtomicU64| {
-            c.fetch_add(1, Ordering::Relaxed);
-        };
         match result {
             Ok(t) => tracing::debug!(%peer, up = t.upstream, down = t.downstream, "closed"),
             Err(e) => {
-                match &e {
-                    ConnError::Relay(RelayError::Idle) => count(&stats.idle_closed),
-                    ConnError::NoBackend => count(&stats.no_backend),
-                    ConnError::QueueFull => count(&stats.queue_full),
-                    ConnError::QueueTimeout => count(&stats.queue_timeouts),
-                    ConnError::ProxyHeader(_)
-                    | ConnError::ProxyHeaderIo(_)
-                    | ConnError::ProxyHeaderTimeout => count(&stats.bad_proxy_header),
-                    _ => {}
+                if let ConnError::Relay(RelayError::Idle) = e {
+                    stats.idle_closed.fetch_add(1, Ordering::Relaxed);
                 }
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
         }
+    }
+
+    /// Counts a client refused before its relay started; called while the client socket is
+    /// still open, so the count is there once the client sees the close.
+    fn refused(&self, e: ConnError) -> ConnError {
+        let counter = match &e {
+            ConnError::NoBackend => &self.stats.no_backend,
+            ConnError::QueueFull => &self.stats.queue_full,
+            ConnError::QueueTimeout => &self.stats.queue_timeouts,
+            ConnError::ProxyHeader(_)
+            | ConnError::ProxyHeaderIo(_)
+            | ConnError::ProxyHeaderTimeout => &self.stats.bad_proxy_header,
+            _ => return e,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        e
     }
 
     async fn serve(&self, mut sock: TcpStream) -> Result<Transferred, ConnError> {
@@ -598,8 +604,8 @@ impl Conn {
             match read.await {
                 Ok(Ok(Addresses::Proxied { src, dst })) => (src, dst),
                 Ok(Ok(Addresses::Local)) => (self.peer, local),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(ConnError::ProxyHeaderTimeout),
+                Ok(Err(e)) => return Err(self.refused(e)),
+                Err(_) => return Err(self.refused(ConnError::ProxyHeaderTimeout)),
             }
         } else {
             (self.peer, local)
@@ -618,7 +624,10 @@ impl Conn {
             },
             None => Stream::Plain(sock),
         };
-        let (backend, mut bsock, _guard) = self.connect_backend(pool, src.ip()).await?;
+        let (backend, mut bsock, _guard) = self
+            .connect_backend(pool, src.ip())
+            .await
+            .map_err(|e| self.refused(e))?;
         if let Some(version) = lcfg.proxy_protocol {
             let header = proxy_protocol::encode(version, src, dst);
             bsock.write_all(&header).await.map_err(ConnError::Backend)?;
