@@ -31,7 +31,7 @@ pub enum CheckError {
     Mismatch,
 }
 
-/// Probes `backend` every interval until `cancel` fires.
+/// Probes `backend` every interval until `cancel` fires or the backend leaves its pool.
 pub async fn run(
     backend: Arc<Backend>,
     check: Arc<CheckConfig>,
@@ -40,20 +40,23 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(check.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let retired = backend.retired().clone();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
+            () = retired.cancelled() => return,
             _ = tick.tick() => {}
         }
         let result = tokio::select! {
             () = cancel.cancelled() => return,
+            () = retired.cancelled() => return,
             r = probe(&backend, &check, tls.as_ref()) => r,
         };
         match result {
             Ok(()) => backend.record_success(check.rise),
             Err(e) => {
                 tracing::debug!(backend = %backend.addr(), error = %e, "health check failed");
-                backend.record_failure(check.fall);
+                backend.record_failure(check.fall, Some(e.to_string()));
             }
         }
     }

@@ -2,12 +2,21 @@
 //!
 //! # Design
 //!
-//! A [`Proxy`] owns one listening socket for its whole life. Everything else lives in a
-//! *configuration generation* (backends and their pool, balancing, timeouts, TLS material,
-//! health-check tasks) behind an `Arc` that each new connection clones at accept time. A
+//! A [`Proxy`] owns its listening sockets for its whole life. Everything else lives in a
+//! *configuration generation* (one pool of backends per listener, balancing, timeouts, TLS
+//! material, health-check and resolver tasks) behind an `Arc` that each new connection clones
+//! at accept time. A
 //! reload (SIGHUP re-reads the TOML file) builds a new generation and swaps the pointer:
 //! connections already established keep the generation they started with, the listener is
 //! never closed, and backends present in both generations keep their health and counters.
+//!
+//! A pool's membership changes at run time: the admin API adds, drains, disables and removes
+//! backends ([`control`]), and names are resolved again every `--resolve-interval`. The
+//! balancing algorithms ([`balance`]) are pure functions over the backends that can take a
+//! connection (enabled, healthy, primary unless every primary is out), so a lost backend's
+//! share goes to all the others by weight. A backend with `maxconn` sends further clients to
+//! the listener's bounded wait queue. Each connection relays under its backend's token, which
+//! a disable or a drain timeout cancels.
 //!
 //! Health is a per-backend up/down flag driven by HAProxy-style rise/fall streaks. Active
 //! checks (TCP connect, TLS handshake, or send/expect) run in one task per backend; failed
@@ -29,8 +38,10 @@
 //!
 //! ```text
 //!  client ──TCP/TLS──▶ listener ──accept (permit)──▶ connection task
-//!                                                      │ pick backend (roundrobin | leastconn,
-//!                                                      │   healthy only; retry another on failure)
+//!                                                      │ PROXY v1/v2 header in (--accept-proxy)
+//!                                                      │ pick backend (roundrobin | leastconn |
+//!                                                      │   source | consistent; weights, backups;
+//!                                                      │   full ⇒ bounded queue; retry on failure)
 //!                                                      │ connect (timeout) ─▶ PROXY v1/v2 header
 //!                                                      │ TLS to backend (optional)
 //!                                                      ▼
@@ -42,17 +53,23 @@
 //!                                                      ▼ both directions done / idle / drain deadline
 //!                                                    close
 //!  health task per backend ──probe every interval──▶ rise/fall ──▶ watch<up>
-//!  admin (axum) ── /metrics, /status ◀── counters, backend snapshots
+//!  resolver per generation ──every --resolve-interval──▶ join new addresses, drain vanished
+//!  admin (axum) ── /metrics, /status, /backends ◀──▶ counters, snapshots, drain/enable/add/remove
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;
 pub mod backend;
+pub mod balance;
 pub mod config;
+pub mod control;
+pub mod ctl;
 pub mod health;
+pub mod pool;
 pub mod proxy_protocol;
 pub mod relay;
+mod resolve;
 pub mod server;
 mod shard;
 #[cfg(target_os = "linux")]
@@ -61,8 +78,12 @@ pub mod stats;
 mod stream;
 pub mod tls;
 
-pub use backend::{Backend, BackendStatus, Pool};
-pub use config::{Balance, CheckKind, ConfigError, ProxyArgs, ProxyConfig, ProxyProtocol};
+pub use backend::{AdminState, Backend, BackendId, BackendStatus};
+pub use config::{
+    BackendConfig, Balance, CheckKind, ConfigError, ListenerConfig, ProxyArgs, ProxyCommand,
+    ProxyConfig, ProxyProtocol,
+};
+pub use pool::{Pick, Pool};
 pub use server::{Proxy, ProxyError, ProxyHandle};
 
 use tokio_util::sync::CancellationToken;

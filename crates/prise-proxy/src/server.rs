@@ -1,26 +1,32 @@
-//! The proxy itself: the listener and accept loop, per-connection handling (TLS, backend
-//! choice with retries, PROXY header, relay), reload and drain.
+//! The proxy itself: the listeners and their accept loops, per-connection handling (PROXY
+//! header in, TLS, backend choice with queueing and retries, PROXY header out, relay),
+//! reload and drain.
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backend::{ActiveGuard, Backend, BackendStatus, Pool};
-use crate::config::{CheckKind, ConfigError, ProxyConfig};
+use crate::backend::{ActiveGuard, Backend, BackendId, BackendStatus, Settings};
+use crate::config::{BackendConfig, CheckConfig, CheckKind, ConfigError, ProxyConfig};
+use crate::pool::{Pick, Pool};
+use crate::proxy_protocol::{self, Addresses, Decoded, HeaderError};
 use crate::relay::{RelayError, Transferred, copy_halves};
+use crate::shard::Shards;
 use crate::stats::Stats;
 use crate::stream::Stream;
 use crate::tls::{BackendConnector, TlsError};
-use crate::{admin, health, proxy_protocol};
+use crate::{admin, health, resolve};
 
 /// Pause after an accept error (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -45,25 +51,29 @@ pub enum ProxyError {
 }
 
 /// One configuration generation: what a new connection uses.
-struct State {
-    config: ProxyConfig,
-    pool: Pool,
+pub(crate) struct State {
+    pub(crate) config: ProxyConfig,
+    /// One pool per listener, in the configuration's order.
+    pub(crate) pools: Vec<Arc<Pool>>,
+    pub(crate) check: Arc<CheckConfig>,
     acceptor: Option<TlsAcceptor>,
     connector: Option<BackendConnector>,
-    /// Stops this generation's health checks when a reload replaces it.
-    checks: CancellationToken,
+    /// Stops this generation's health checks and resolver when a reload replaces it.
+    pub(crate) checks: CancellationToken,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     state: RwLock<Arc<State>>,
-    stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     limit: Arc<Semaphore>,
-    listen: SocketAddr,
+    listens: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
-    /// Cancelled when the drain deadline passes: ends the remaining relays.
+    /// Cancelled when the drain deadline passes: ends the remaining relays. Parent of every
+    /// backend's connection token.
     hard_stop: CancellationToken,
     /// Cancelled when the proxy is finished: ends health checks and the admin server.
-    closed: CancellationToken,
+    pub(crate) closed: CancellationToken,
+    next_id: Arc<AtomicU64>,
 }
 
 impl Drop for Shared {
@@ -73,51 +83,101 @@ impl Drop for Shared {
 }
 
 impl Shared {
-    fn current(&self) -> Arc<State> {
+    pub(crate) fn current(&self) -> Arc<State> {
         // The lock only guards a pointer swap, so it is never poisoned by a panic midway.
         Arc::clone(&self.state.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A new backend of `config` at `addr`, with a fresh id. It starts down when active
+    /// checks are on, so it takes connections only once its checks pass.
+    pub(crate) fn new_backend(
+        &self,
+        state: &State,
+        config: &BackendConfig,
+        addr: SocketAddr,
+    ) -> Arc<Backend> {
+        new_backend(
+            &self.next_id,
+            &self.hard_stop,
+            config,
+            addr,
+            state.check.kind == CheckKind::None,
+        )
+    }
+}
+
+fn new_backend(
+    ids: &AtomicU64,
+    hard_stop: &CancellationToken,
+    config: &BackendConfig,
+    addr: SocketAddr,
+    up: bool,
+) -> Arc<Backend> {
+    let id = BackendId(ids.fetch_add(1, Ordering::Relaxed));
+    Arc::new(Backend::with_health(
+        id,
+        addr,
+        Settings::from_config(config),
+        up,
+        hard_stop.clone(),
+    ))
+}
+
+/// Starts the health checks of `backend` under `state`'s generation (or marks it up when
+/// checks are off).
+pub(crate) fn start_checks(state: &State, backend: &Arc<Backend>) {
+    if state.check.kind == CheckKind::None {
+        backend.force_up();
+    } else {
+        tokio::spawn(health::run(
+            Arc::clone(backend),
+            Arc::clone(&state.check),
+            state.connector.clone(),
+            state.checks.clone(),
+        ));
     }
 }
 
 /// A bound proxy, ready to [`run`](Proxy::run).
 pub struct Proxy {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
 }
 
-/// A cheap handle to a proxy: reload, inspect, read metrics.
+/// A cheap handle to a proxy: reload, inspect, control backends, read metrics.
 #[derive(Clone)]
 pub struct ProxyHandle {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for ProxyHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyHandle")
-            .field("listen", &self.shared.listen)
+            .field("listen", &self.shared.listens)
             .finish_non_exhaustive()
     }
 }
 
 impl Proxy {
-    /// Binds the listener (and the admin endpoint), loads TLS material and starts the health
-    /// checks. Connections are accepted once [`run`](Proxy::run) is called.
+    /// Binds the listeners (and the admin endpoint), loads TLS material and starts the
+    /// health checks and the resolver. Connections are accepted once [`run`](Proxy::run) is
+    /// called.
     ///
     /// # Errors
     /// Invalid configuration, unreadable TLS material, or an address that cannot be bound.
     pub async fn bind(config: ProxyConfig) -> Result<Self, ProxyError> {
         config.validate()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ProxyError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let listen = listener.local_addr().map_err(|source| ProxyError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        let mut listens = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let bind_err = |source| ProxyError::Bind {
+                addr: l.listen,
+                source,
+            };
+            let listener = TcpListener::bind(l.listen).await.map_err(bind_err)?;
+            listens.push(listener.local_addr().map_err(bind_err)?);
+            listeners.push(listener);
+        }
         let closed = CancellationToken::new();
         let admin_listener = match config.admin {
             Some(addr) => Some(
@@ -128,94 +188,75 @@ impl Proxy {
             None => None,
         };
         let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let state = build_state(config, None, &closed)?;
+        let hard_stop = CancellationToken::new();
+        let next_id = Arc::new(AtomicU64::new(1));
+        let state = build_state(config, None, &next_id, &hard_stop, &closed)?;
         let shared = Arc::new(Shared {
             limit: Arc::new(Semaphore::new(state.config.max_connections)),
             state: RwLock::new(Arc::new(state)),
             stats: Arc::new(Stats::default()),
-            listen,
+            listens,
             admin,
-            hard_stop: CancellationToken::new(),
+            hard_stop,
             closed,
+            next_id,
         });
-        let proxy = Self { shared, listener };
+        let proxy = Self { shared, listeners };
+        let state = proxy.shared.current();
+        for b in state.pools.iter().flat_map(|p| p.backends()) {
+            start_checks(&state, &b);
+        }
+        resolve::spawn(proxy.handle(), state);
         if let Some(l) = admin_listener {
             tokio::spawn(admin::serve(l, proxy.handle(), proxy.shared.closed.clone()));
         }
         Ok(proxy)
     }
 
-    /// The address the listener is bound to.
+    /// The address the first listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.listen
+        self.shared.listens[0]
     }
 
-    /// A handle for reloads and status.
+    /// The addresses of every listener, in the configuration's order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.shared.listens
+    }
+
+    /// A handle for reloads, status and control.
     pub fn handle(&self) -> ProxyHandle {
         ProxyHandle {
             shared: Arc::clone(&self.shared),
         }
     }
 
-    /// Accepts and relays connections until `shutdown` fires, then drains: the listener is
+    /// Accepts and relays connections until `shutdown` fires, then drains: the listeners are
     /// closed at once, established connections go on until they end or the drain deadline
     /// passes, after which the remaining ones are closed.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Self { shared, listener } = self;
+        let Self { shared, listeners } = self;
         let tracker = TaskTracker::new();
         let threads = shared.current().config.threads;
         // Without relay threads (the system refused them) connections run on this runtime.
-        let shards = match crate::shard::Shards::start(threads) {
-            Ok(s) => Some(s),
+        let shards = match Shards::start(threads) {
+            Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 tracing::warn!(error = %e, "no relay threads, relaying on the main runtime");
                 None
             }
         };
-        loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                p = Arc::clone(&shared.limit).acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break, // the semaphore is never closed
-                },
-            };
-            let (sock, peer) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                        continue;
-                    }
-                },
-            };
-            let state = shared.current();
-            let stats = Arc::clone(&shared.stats);
-            let stop = shared.hard_stop.clone();
-            match (&shards, sock.into_std()) {
-                (Some(shards), Ok(std_sock)) => {
-                    // Re-registered with the relay thread's own reactor once it runs there.
-                    shards.next().spawn(tracker.track_future(async move {
-                        match TcpStream::from_std(std_sock) {
-                            Ok(sock) => connection(stats, state, stop, sock, peer, permit).await,
-                            Err(e) => tracing::warn!(error = %e, "cannot register connection"),
-                        }
-                    }));
-                }
-                (None, Ok(std_sock)) => {
-                    tracker.spawn(async move {
-                        match TcpStream::from_std(std_sock) {
-                            Ok(sock) => connection(stats, state, stop, sock, peer, permit).await,
-                            Err(e) => tracing::warn!(error = %e, "cannot register connection"),
-                        }
-                    });
-                }
-                (_, Err(e)) => tracing::warn!(error = %e, "cannot take accepted socket"),
-            }
+        let mut loops = JoinSet::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            loops.spawn(accept_loop(
+                Arc::clone(&shared),
+                listener,
+                index,
+                shards.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            ));
         }
-        drop(listener);
+        while loops.join_next().await.is_some() {}
         tracker.close();
         let deadline = shared.current().config.drain_timeout;
         tracing::info!(open = tracker.len(), ?deadline, "draining");
@@ -232,10 +273,74 @@ impl Proxy {
     }
 }
 
+/// Accepts on listener `index` until `shutdown`, handing each client to a relay thread.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    index: usize,
+    shards: Option<Arc<Shards>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = Arc::clone(&shared.limit).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed
+            },
+        };
+        let (sock, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        let conn = Conn {
+            stats: Arc::clone(&shared.stats),
+            state: shared.current(),
+            listener: index,
+            stop: shared.hard_stop.clone(),
+            peer,
+            _permit: permit,
+        };
+        match (&shards, sock.into_std()) {
+            (Some(shards), Ok(std_sock)) => {
+                // Re-registered with the relay thread's own reactor once it runs there.
+                shards.next().spawn(tracker.track_future(async move {
+                    match TcpStream::from_std(std_sock) {
+                        Ok(sock) => conn.run(sock).await,
+                        Err(e) => tracing::warn!(error = %e, "cannot register connection"),
+                    }
+                }));
+            }
+            (None, Ok(std_sock)) => {
+                tracker.spawn(async move {
+                    match TcpStream::from_std(std_sock) {
+                        Ok(sock) => conn.run(sock).await,
+                        Err(e) => tracing::warn!(error = %e, "cannot register connection"),
+                    }
+                });
+            }
+            (_, Err(e)) => tracing::warn!(error = %e, "cannot take accepted socket"),
+        }
+    }
+}
+
 impl ProxyHandle {
-    /// The proxy's listening address.
+    /// The first listener's address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.listen
+        self.shared.listens[0]
+    }
+
+    /// Every listener's address, in the configuration's order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.listens.clone()
     }
 
     /// The admin endpoint's address, if one is served.
@@ -248,12 +353,27 @@ impl ProxyHandle {
         self.shared.current().config.clone()
     }
 
-    /// The current backends.
+    /// The current backends of every listener.
     pub fn backends(&self) -> Vec<Arc<Backend>> {
-        self.shared.current().pool.backends().to_vec()
+        self.shared
+            .current()
+            .pools
+            .iter()
+            .flat_map(|p| p.backends())
+            .collect()
     }
 
-    /// The backend at `addr`, if configured.
+    /// The current backends of listener `index`.
+    pub fn pool_backends(&self, index: usize) -> Vec<Arc<Backend>> {
+        self.shared
+            .current()
+            .pools
+            .get(index)
+            .map(|p| p.backends())
+            .unwrap_or_default()
+    }
+
+    /// The first backend at `addr`, if any.
     pub fn backend(&self, addr: SocketAddr) -> Option<Arc<Backend>> {
         self.backends().into_iter().find(|b| b.addr() == addr)
     }
@@ -270,27 +390,63 @@ impl ProxyHandle {
 
     /// Prometheus text for `/metrics`.
     pub fn metrics(&self) -> String {
-        self.shared.stats.render(&self.status())
+        let queued: usize = self.shared.current().pools.iter().map(|p| p.queued()).sum();
+        self.shared.stats.render(&self.status(), queued)
     }
 
-    /// Applies a new configuration without touching the listener or established
+    /// Applies a new configuration without touching the listeners or established
     /// connections: new connections use the new backends and settings at once. Backends kept
-    /// across the reload keep their health state and counters. The listen and admin
-    /// addresses cannot change (a warning is logged).
+    /// across the reload (same listener, name and address) keep their id, health,
+    /// administrative state and counters; backends added at run time that are not in the
+    /// new configuration leave. The listen and admin addresses cannot change (a warning is
+    /// logged).
     ///
     /// # Errors
     /// Invalid configuration or TLS material; the old configuration then stays in force.
     pub fn reload(&self, config: ProxyConfig) -> Result<(), ProxyError> {
         config.validate()?;
         let old = self.shared.current();
-        if config.listen != old.config.listen || config.admin != old.config.admin {
+        let same_listeners = config.listeners.len() == old.config.listeners.len()
+            && config
+                .listeners
+                .iter()
+                .zip(&old.config.listeners)
+                .all(|(a, b)| a.listen == b.listen);
+        if !same_listeners || config.admin != old.config.admin {
             tracing::warn!("listen and admin addresses change only on restart");
+        }
+        if config.listeners.len() != self.shared.listens.len() {
+            return Err(ConfigError::Invalid(
+                "the number of listeners changes only on restart".to_owned(),
+            )
+            .into());
         }
         let old_max = old.config.max_connections;
         let new_max = config.max_connections;
-        let state = build_state(config, Some(&old.pool), &self.shared.closed)?;
-        *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
+        let state = build_state(
+            config,
+            Some(&old),
+            &self.shared.next_id,
+            &self.shared.hard_stop,
+            &self.shared.closed,
+        )?;
+        let state = Arc::new(state);
+        *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&state);
         old.checks.cancel();
+        for b in state.pools.iter().flat_map(|p| p.backends()) {
+            start_checks(&state, &b);
+        }
+        // Backends that left end their checks; their open connections go on.
+        for gone in old.pools.iter().flat_map(|p| p.backends()) {
+            if !state
+                .pools
+                .iter()
+                .any(|p| p.backends().iter().any(|b| Arc::ptr_eq(b, &gone)))
+            {
+                gone.retire();
+            }
+        }
+        resolve::spawn(self.clone(), state);
         if new_max > old_max {
             self.shared.limit.add_permits(new_max - old_max);
         } else if new_max < old_max {
@@ -303,11 +459,13 @@ impl ProxyHandle {
     }
 }
 
-/// Builds a configuration generation, reusing backends of `old` with the same address, and
-/// starts its health checks.
+/// Builds a configuration generation, reusing backends of `old` with the same listener,
+/// name and address (its health checks are started by the caller).
 fn build_state(
     config: ProxyConfig,
-    old: Option<&Pool>,
+    old: Option<&State>,
+    ids: &AtomicU64,
+    hard_stop: &CancellationToken,
     closed: &CancellationToken,
 ) -> Result<State, ProxyError> {
     let acceptor = match &config.tls {
@@ -318,179 +476,296 @@ fn build_state(
         Some(t) => Some(BackendConnector::new(t)?),
         None => None,
     };
-    let mut backends: Vec<Arc<Backend>> = Vec::with_capacity(config.backends.len());
-    for &addr in &config.backends {
-        if backends.iter().any(|b| b.addr() == addr) {
-            continue;
+    let checks_off = config.check.kind == CheckKind::None;
+    let mut pools = Vec::with_capacity(config.listeners.len());
+    for (index, l) in config.listeners.iter().enumerate() {
+        let previous = old
+            .and_then(|o| o.pools.get(index))
+            .map(|p| p.backends())
+            .unwrap_or_default();
+        let mut backends: Vec<Arc<Backend>> = Vec::new();
+        for bc in &l.backends {
+            for &addr in &bc.addrs {
+                if backends.iter().any(|b| b.addr() == addr) {
+                    continue;
+                }
+                let reused = previous
+                    .iter()
+                    .find(|b| b.addr() == addr && b.name() == bc.name)
+                    .filter(|b| same_settings(b, bc))
+                    .cloned();
+                // At start every backend is up (as HAProxy's); one that appears in a
+                // reload waits for its checks.
+                let up = checks_off || old.is_none();
+                backends.push(reused.unwrap_or_else(|| new_backend(ids, hard_stop, bc, addr, up)));
+            }
         }
-        let reused = old.and_then(|p| p.backends().iter().find(|b| b.addr() == addr).cloned());
-        backends.push(reused.unwrap_or_else(|| Arc::new(Backend::new(addr))));
-    }
-    let checks = closed.child_token();
-    let check = Arc::new(config.check.clone());
-    for b in &backends {
-        if check.kind == CheckKind::None {
-            b.force_up();
-        } else {
-            tokio::spawn(health::run(
-                Arc::clone(b),
-                Arc::clone(&check),
-                connector.clone(),
-                checks.clone(),
-            ));
-        }
+        pools.push(Arc::new(Pool::new(backends, l.balance)));
     }
     Ok(State {
-        pool: Pool::new(backends, config.balance),
+        check: Arc::new(config.check.clone()),
+        pools,
         config,
         acceptor,
         connector,
-        checks,
+        checks: closed.child_token(),
     })
 }
 
-/// Handles one client connection from accept to close.
-async fn connection(
+/// A backend is reused across a reload only if its options did not change.
+fn same_settings(b: &Backend, c: &BackendConfig) -> bool {
+    let s = b.settings();
+    s.weight == c.weight
+        && s.backup == c.backup
+        && s.maxconn == c.maxconn
+        && s.slowstart == c.slowstart
+}
+
+/// One accepted client and what it needs.
+struct Conn {
     stats: Arc<Stats>,
     state: Arc<State>,
+    listener: usize,
     stop: CancellationToken,
-    sock: TcpStream,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
-) {
-    stats.accepted.fetch_add(1, Ordering::Relaxed);
-    stats.active.fetch_add(1, Ordering::Relaxed);
-    let result = serve(&stats, &state, &stop, sock, peer).await;
-    stats.active.fetch_sub(1, Ordering::Relaxed);
-    match result {
-        Ok(t) => tracing::debug!(%peer, up = t.upstream, down = t.downstream, "closed"),
-        Err(ConnError::Relay(RelayError::Idle)) => {
-            stats.idle_closed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "idle timeout");
-        }
-        Err(e) => tracing::debug!(%peer, error = %e, "connection ended"),
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
+    #[error("proxy protocol header: {0}")]
+    ProxyHeader(#[from] HeaderError),
+    #[error("reading the proxy protocol header: {0}")]
+    ProxyHeaderIo(io::Error),
+    #[error("proxy protocol header timed out")]
+    ProxyHeaderTimeout,
     #[error("client tls handshake: {0}")]
     ClientTls(io::Error),
     #[error("client tls handshake timed out")]
     ClientTlsTimeout,
     #[error("no backend available")]
     NoBackend,
+    #[error("every backend is at its maxconn and the queue is full")]
+    QueueFull,
+    #[error("waited too long for a backend below its maxconn")]
+    QueueTimeout,
     #[error("backend setup: {0}")]
     Backend(io::Error),
     #[error(transparent)]
     Relay(#[from] RelayError),
 }
 
-async fn serve(
-    stats: &Arc<Stats>,
-    state: &State,
-    stop: &CancellationToken,
-    sock: TcpStream,
-    peer: SocketAddr,
-) -> Result<Transferred, ConnError> {
-    let cfg = &state.config;
-    let _ = sock.set_nodelay(true);
-    let local = sock.local_addr().unwrap_or(cfg.listen);
-    let client = match &state.acceptor {
-        Some(acc) => match tokio::time::timeout(cfg.connect_timeout, acc.accept(sock)).await {
-            Ok(Ok(s)) => Stream::Server(Box::new(s)),
-            Ok(Err(e)) => {
-                stats.tls_failures.fetch_add(1, Ordering::Relaxed);
-                return Err(ConnError::ClientTls(e));
+impl Conn {
+    /// Handles the client from accept to close.
+    async fn run(self, sock: TcpStream) {
+        let stats = Arc::clone(&self.stats);
+        let peer = self.peer;
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        let result = self.serve(sock).await;
+        stats.active.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(t) => tracing::debug!(%peer, up = t.upstream, down = t.downstream, "closed"),
+            Err(e) => {
+                if let ConnError::Relay(RelayError::Idle) = e {
+                    stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(%peer, error = %e, "connection ended");
             }
-            Err(_) => {
-                stats.tls_failures.fetch_add(1, Ordering::Relaxed);
-                return Err(ConnError::ClientTlsTimeout);
-            }
-        },
-        None => Stream::Plain(sock),
-    };
-    let Some((backend, mut bsock, _guard)) = connect_backend(stats, state).await else {
-        stats.no_backend.fetch_add(1, Ordering::Relaxed);
-        return Err(ConnError::NoBackend);
-    };
-    if let Some(version) = cfg.proxy_protocol {
-        let header = proxy_protocol::encode(version, peer, local);
-        bsock.write_all(&header).await.map_err(ConnError::Backend)?;
+        }
     }
-    let upstream = match &state.connector {
-        Some(conn) => {
-            match tokio::time::timeout(cfg.connect_timeout, conn.connect(backend.addr(), bsock))
-                .await
-            {
-                Ok(Ok(s)) => Stream::Client(Box::new(s)),
+
+    /// Counts a client refused before its relay started; called while the client socket is
+    /// still open, so the count is there once the client sees the close.
+    fn refused(&self, e: ConnError) -> ConnError {
+        let counter = match &e {
+            ConnError::NoBackend => &self.stats.no_backend,
+            ConnError::QueueFull => &self.stats.queue_full,
+            ConnError::QueueTimeout => &self.stats.queue_timeouts,
+            ConnError::ProxyHeader(_)
+            | ConnError::ProxyHeaderIo(_)
+            | ConnError::ProxyHeaderTimeout => &self.stats.bad_proxy_header,
+            _ => return e,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        e
+    }
+
+    async fn serve(&self, mut sock: TcpStream) -> Result<Transferred, ConnError> {
+        let state = &*self.state;
+        let cfg = &state.config;
+        let lcfg = &cfg.listeners[self.listener];
+        let pool = &state.pools[self.listener];
+        let stats = &self.stats;
+        let _ = sock.set_nodelay(true);
+        let local = sock.local_addr().unwrap_or(lcfg.listen);
+        let (src, dst) = if lcfg.accept_proxy {
+            let read = tokio::time::timeout(cfg.connect_timeout, read_proxy_header(&mut sock));
+            match read.await {
+                Ok(Ok(Addresses::Proxied { src, dst })) => (src, dst),
+                Ok(Ok(Addresses::Local)) => (self.peer, local),
+                Ok(Err(e)) => return Err(self.refused(e)),
+                Err(_) => return Err(self.refused(ConnError::ProxyHeaderTimeout)),
+            }
+        } else {
+            (self.peer, local)
+        };
+        let client = match &state.acceptor {
+            Some(acc) => match tokio::time::timeout(cfg.connect_timeout, acc.accept(sock)).await {
+                Ok(Ok(s)) => Stream::Server(Box::new(s)),
                 Ok(Err(e)) => {
                     stats.tls_failures.fetch_add(1, Ordering::Relaxed);
-                    return Err(ConnError::Backend(e));
+                    return Err(ConnError::ClientTls(e));
                 }
                 Err(_) => {
                     stats.tls_failures.fetch_add(1, Ordering::Relaxed);
-                    return Err(ConnError::Backend(io::ErrorKind::TimedOut.into()));
+                    return Err(ConnError::ClientTlsTimeout);
                 }
-            }
+            },
+            None => Stream::Plain(sock),
+        };
+        let (backend, mut bsock, _guard) = self
+            .connect_backend(pool, src.ip())
+            .await
+            .map_err(|e| self.refused(e))?;
+        if let Some(version) = lcfg.proxy_protocol {
+            let header = proxy_protocol::encode(version, src, dst);
+            bsock.write_all(&header).await.map_err(ConnError::Backend)?;
         }
-        None => Stream::Plain(bsock),
-    };
-    let idle = cfg.idle_timeout;
-    let size = cfg.buffer_size;
-    let t = match (client, upstream) {
-        (Stream::Plain(mut c), Stream::Plain(mut b)) => {
-            #[cfg(target_os = "linux")]
-            if cfg.splice {
-                match crate::splice::Pipes::new(size) {
-                    Ok(pipes) => {
-                        return Ok(crate::splice::relay(&c, &b, pipes, idle, stop, stats).await?);
+        let upstream = match &state.connector {
+            Some(conn) => {
+                match tokio::time::timeout(cfg.connect_timeout, conn.connect(backend.addr(), bsock))
+                    .await
+                {
+                    Ok(Ok(s)) => Stream::Client(Box::new(s)),
+                    Ok(Err(e)) => {
+                        stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                        return Err(ConnError::Backend(e));
                     }
-                    Err(e) => tracing::debug!(error = %e, "no pipes, copying through buffers"),
+                    Err(_) => {
+                        stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                        return Err(ConnError::Backend(io::ErrorKind::TimedOut.into()));
+                    }
                 }
             }
-            let (cr, cw) = c.split();
-            let (br, bw) = b.split();
-            copy_halves(cr, cw, br, bw, size, idle, stop, stats).await?
+            None => Stream::Plain(bsock),
+        };
+        // Ends with the proxy's hard stop, or when the backend is disabled or its drain
+        // times out.
+        let stop = backend.connection_token();
+        let idle = cfg.idle_timeout;
+        let size = cfg.buffer_size;
+        let t = match (client, upstream) {
+            (Stream::Plain(mut c), Stream::Plain(mut b)) => {
+                #[cfg(target_os = "linux")]
+                if cfg.splice {
+                    match crate::splice::Pipes::new(size) {
+                        Ok(pipes) => {
+                            return Ok(
+                                crate::splice::relay(&c, &b, pipes, idle, &stop, stats).await?
+                            );
+                        }
+                        Err(e) => tracing::debug!(error = %e, "no pipes, copying through buffers"),
+                    }
+                }
+                let (cr, cw) = c.split();
+                let (br, bw) = b.split();
+                copy_halves(cr, cw, br, bw, size, idle, &stop, stats).await?
+            }
+            (c, b) => {
+                let (cr, cw) = tokio::io::split(c);
+                let (br, bw) = tokio::io::split(b);
+                copy_halves(cr, cw, br, bw, size, idle, &stop, stats).await?
+            }
+        };
+        Ok(t)
+    }
+
+    /// Connects to a backend chosen for `client`, trying up to `retries` others after a
+    /// failure. A failed connect counts against the backend's `fall` (passive marking) when
+    /// checks are on, so the checks bring it back once it recovers.
+    async fn connect_backend(
+        &self,
+        pool: &Pool,
+        client: IpAddr,
+    ) -> Result<(Arc<Backend>, TcpStream, ActiveGuard), ConnError> {
+        let cfg = &self.state.config;
+        let mut tried: Vec<BackendId> = Vec::new();
+        for _ in 0..=cfg.retries {
+            // Counted as active from the choice on, so that concurrent least-connections
+            // choices and maxconn see it.
+            let (backend, guard) = self.acquire(pool, client, &tried).await?;
+            match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(backend.addr()))
+                .await
+            {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok((backend, s, guard));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(backend = %backend.addr(), error = %e, "connect failed");
+                }
+                Err(_) => tracing::debug!(backend = %backend.addr(), "connect timed out"),
+            }
+            self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+            if cfg.check.kind != CheckKind::None {
+                backend.record_failure(cfg.check.fall, None);
+            }
+            tried.push(backend.id());
         }
-        (c, b) => {
-            let (cr, cw) = tokio::io::split(c);
-            let (br, bw) = tokio::io::split(b);
-            copy_halves(cr, cw, br, bw, size, idle, stop, stats).await?
+        Err(ConnError::NoBackend)
+    }
+
+    /// Picks a backend; while every candidate is at its `maxconn`, waits in the pool's
+    /// bounded queue (at most `queue_timeout`) for a connection to end.
+    async fn acquire(
+        &self,
+        pool: &Pool,
+        client: IpAddr,
+        tried: &[BackendId],
+    ) -> Result<(Arc<Backend>, ActiveGuard), ConnError> {
+        let cfg = &self.state.config;
+        let deadline = Instant::now() + cfg.queue_timeout;
+        let mut slot = None;
+        loop {
+            // Registered before the pick, so a slot freed in between is not missed.
+            let freed = pool.freed().notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match pool.pick(client, tried) {
+                Pick::Chosen(b, g) => return Ok((b, g)),
+                Pick::None => return Err(ConnError::NoBackend),
+                Pick::Full => {}
+            }
+            if slot.is_none() {
+                slot = Some(
+                    pool.enter_queue(cfg.max_queue)
+                        .ok_or(ConnError::QueueFull)?,
+                );
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::select! {
+                () = &mut freed => {}
+                () = tokio::time::sleep_until(deadline) => return Err(ConnError::QueueTimeout),
+                () = self.stop.cancelled() => return Err(RelayError::Stopped.into()),
+            }
         }
-    };
-    Ok(t)
+    }
 }
 
-/// Connects to a healthy backend, trying up to `retries` others after a failure. A failed
-/// connect counts against the backend's `fall` (passive marking) when checks are on, so the
-/// checks bring it back once it recovers.
-async fn connect_backend(
-    stats: &Stats,
-    state: &State,
-) -> Option<(Arc<Backend>, TcpStream, ActiveGuard)> {
-    let cfg = &state.config;
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    for _ in 0..=cfg.retries {
-        let backend = state.pool.pick(&tried)?;
-        // Counted as active from the choice on, so that concurrent least-connections choices
-        // see it.
-        let guard = backend.open();
-        match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(backend.addr())).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Some((backend, s, guard));
+/// Reads a PROXY protocol header, exactly, so the client's own bytes stay in the socket.
+async fn read_proxy_header(sock: &mut TcpStream) -> Result<Addresses, ConnError> {
+    let mut buf = Vec::with_capacity(64);
+    loop {
+        match proxy_protocol::decode(&buf)? {
+            Decoded::Header { addrs, .. } => return Ok(addrs),
+            Decoded::Need(n) => {
+                let old = buf.len();
+                buf.resize(old + n, 0);
+                sock.read_exact(&mut buf[old..])
+                    .await
+                    .map_err(ConnError::ProxyHeaderIo)?;
             }
-            Ok(Err(e)) => {
-                tracing::debug!(backend = %backend.addr(), error = %e, "connect failed");
-            }
-            Err(_) => tracing::debug!(backend = %backend.addr(), "connect timed out"),
         }
-        stats.connect_failures.fetch_add(1, Ordering::Relaxed);
-        if cfg.check.kind != CheckKind::None {
-            backend.record_failure(cfg.check.fall);
-        }
-        tried.push(backend.addr());
     }
-    None
 }

@@ -39,11 +39,20 @@ pub struct Stats {
     pub bytes_spliced: AtomicU64,
     /// Configuration reloads applied.
     pub reloads: AtomicU64,
+    /// Clients that had to wait because every candidate backend was at its `maxconn`.
+    pub queued: AtomicU64,
+    /// Clients closed because the wait queue was full.
+    pub queue_full: AtomicU64,
+    /// Clients closed after waiting the whole queue timeout.
+    pub queue_timeouts: AtomicU64,
+    /// Clients closed for a missing, malformed or late PROXY protocol header.
+    pub bad_proxy_header: AtomicU64,
 }
 
 impl Stats {
-    /// Renders the counters and per-backend gauges in the Prometheus text format.
-    pub fn render(&self, backends: &[BackendStatus]) -> String {
+    /// Renders the counters, the number of clients `queued` now and the per-backend gauges
+    /// in the Prometheus text format.
+    pub fn render(&self, backends: &[BackendStatus], queued: usize) -> String {
         let mut out = String::with_capacity(2048);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let counters = [
@@ -95,6 +104,36 @@ impl Stats {
                 "Configuration reloads applied.",
                 get(&self.reloads),
             ),
+            (
+                "prise_proxy_queued_total",
+                "counter",
+                "Clients that waited for a backend below its maxconn.",
+                get(&self.queued),
+            ),
+            (
+                "prise_proxy_queue_waiting",
+                "gauge",
+                "Clients waiting for a backend below its maxconn now.",
+                queued as u64,
+            ),
+            (
+                "prise_proxy_queue_full_total",
+                "counter",
+                "Clients closed because the wait queue was full.",
+                get(&self.queue_full),
+            ),
+            (
+                "prise_proxy_queue_timeouts_total",
+                "counter",
+                "Clients closed after the queue timeout.",
+                get(&self.queue_timeouts),
+            ),
+            (
+                "prise_proxy_bad_proxy_header_total",
+                "counter",
+                "Clients closed for a bad or missing PROXY protocol header.",
+                get(&self.bad_proxy_header),
+            ),
         ];
         for (name, kind, help, value) in counters {
             let _ = writeln!(
@@ -110,12 +149,18 @@ impl Stats {
             get(&self.bytes_up),
             get(&self.bytes_down)
         );
-        let per_backend: [Series; 4] = [
+        let per_backend: [Series; 5] = [
             (
                 "prise_proxy_backend_up",
                 "gauge",
-                "1 if the backend takes new connections.",
+                "1 if the backend passes its health checks.",
                 |b| u64::from(b.up),
+            ),
+            (
+                "prise_proxy_backend_enabled",
+                "gauge",
+                "1 if the backend is enabled (not drained, disabled or being removed).",
+                |b| u64::from(b.state == crate::backend::AdminState::Enabled),
             ),
             (
                 "prise_proxy_backend_active",
@@ -139,7 +184,13 @@ impl Stats {
         for (name, kind, help, f) in per_backend {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for b in backends {
-                let _ = writeln!(out, "{name}{{backend=\"{}\"}} {}", b.addr, f(b));
+                let _ = writeln!(
+                    out,
+                    "{name}{{backend=\"{}\",id=\"{}\"}} {}",
+                    b.addr,
+                    b.id,
+                    f(b)
+                );
             }
         }
         out

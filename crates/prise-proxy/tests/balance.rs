@@ -33,7 +33,7 @@ async fn least_connections_prefers_the_idle_backend() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
     let mut cfg = config(&[a.addr, b.addr]);
-    cfg.balance = Balance::LeastConn;
+    cfg.listener().balance = Balance::LeastConn;
     let p = spawn_proxy(cfg).await;
 
     // One long-lived connection makes its backend busy: every short connection opened

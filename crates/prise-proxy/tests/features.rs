@@ -42,7 +42,7 @@ async fn reload_keeps_connections_in_flight_and_switches_new_ones() {
     p.handle
         .reload(ProxyConfig::from_args(&args).unwrap())
         .unwrap();
-    assert_eq!(p.handle.config().balance, Balance::LeastConn);
+    assert_eq!(p.handle.config().listeners[0].balance, Balance::LeastConn);
     assert_eq!(in_flight.ask("2").await.as_deref(), Some("a:2"));
     assert_eq!(which_backend(p.addr).await, "b");
 
@@ -180,7 +180,7 @@ async fn proxy_protocol(version: ProxyProtocol) {
         let _ = tx.send(header);
     });
     let mut cfg = config(&[backend]);
-    cfg.proxy_protocol = Some(version);
+    cfg.listener().proxy_protocol = Some(version);
     let p = spawn_proxy(cfg).await;
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     let client_addr = c.local_addr().unwrap();
@@ -247,8 +247,9 @@ async fn admin_serves_metrics_and_status() {
     assert!(body.contains("prise_proxy_connections_total 1"), "{body}");
     assert!(
         body.contains(&format!(
-            "prise_proxy_backend_up{{backend=\"{}\"}} 1",
-            a.addr
+            "prise_proxy_backend_up{{backend=\"{}\",id=\"{}\"}} 1",
+            a.addr,
+            p.handle.backend(a.addr).unwrap().id()
         )),
         "{body}"
     );

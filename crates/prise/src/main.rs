@@ -40,7 +40,7 @@ enum Command {
     /// Receive files into a directory, verified.
     Recv(prise_net::transfer::RecvArgs),
     /// TCP reverse proxy and load balancer with health checks.
-    Proxy(prise_proxy::ProxyArgs),
+    Proxy(Box<prise_proxy::ProxyArgs>),
     /// Check that endpoints are up and measure connect/handshake latency.
     Probe(prise_net::probe::ProbeArgs),
     /// Find prise services on the LAN (UDP broadcast).
@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(cmd) => serve(cmd).await,
-            Command::Proxy(args) => Ok(prise_proxy::run(args).await?),
+            Command::Proxy(args) => proxy(*args).await,
             Command::Bench(args) => {
                 let mut out = std::io::stdout().lock();
                 prise_bench::run(args, &mut out, &mut std::io::stderr()).await?;
@@ -153,6 +153,20 @@ fn main() -> anyhow::Result<()> {
             Command::Config(cmd) => config(cmd),
         }
     })
+}
+
+/// `prise proxy`: run the proxy, or with `ctl`, control a running one and print the answer.
+async fn proxy(args: prise_proxy::ProxyArgs) -> anyhow::Result<()> {
+    match &args.command {
+        Some(prise_proxy::ProxyCommand::Ctl(ctl)) => {
+            let out = prise_proxy::ctl::run(ctl).await?;
+            std::io::stdout()
+                .write_all(out.as_bytes())
+                .context("cannot write to stdout")?;
+            Ok(())
+        }
+        None => Ok(prise_proxy::run(args).await?),
+    }
 }
 
 /// Ends a toolkit command with its documented exit code (docs/toolkit.md) and

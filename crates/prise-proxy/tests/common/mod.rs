@@ -120,6 +120,21 @@ impl LineClient {
             .await
             .unwrap()
             .unwrap();
+        Self::from_stream(s)
+    }
+
+    /// Connects from source address `src` (any of 127.0.0.0/8 works on Linux loopback).
+    pub async fn connect_from(addr: SocketAddr, src: std::net::IpAddr) -> Self {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(src, 0)).unwrap();
+        let s = tokio::time::timeout(WAIT, sock.connect(addr))
+            .await
+            .unwrap()
+            .unwrap();
+        Self::from_stream(s)
+    }
+
+    pub fn from_stream(s: TcpStream) -> Self {
         let (r, w) = s.into_split();
         Self {
             r: BufReader::new(r),
@@ -141,6 +156,11 @@ impl LineClient {
         (n > 0).then(|| reply.trim_end().to_owned())
     }
 
+    /// Reads one line as it comes (without sending anything); 0 at end of stream.
+    pub async fn read_line(&mut self, out: &mut String) -> usize {
+        self.r.read_line(out).await.unwrap_or(0)
+    }
+
     /// Waits for the connection to be closed by the far side (bounded).
     pub async fn closed(&mut self) -> bool {
         let mut buf = [0u8; 64];
@@ -156,6 +176,33 @@ pub async fn which_backend(addr: SocketAddr) -> String {
     let mut c = LineClient::connect(addr).await;
     let reply = c.ask("hi").await.expect("a reply through the proxy");
     reply.split(':').next().unwrap().to_owned()
+}
+
+/// Like [`which_backend`], from source address `src`.
+pub async fn which_backend_from(addr: SocketAddr, src: std::net::IpAddr) -> String {
+    let mut c = LineClient::connect_from(addr, src).await;
+    let reply = c.ask("hi").await.expect("a reply through the proxy");
+    reply.split(':').next().unwrap().to_owned()
+}
+
+/// Sends one HTTP/1.1 request and returns the status code and body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
 }
 
 /// Waits (bounded) until a backend's up flag equals `up`.

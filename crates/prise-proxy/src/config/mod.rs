@@ -10,6 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod backend;
+
+use backend::FileBackend;
+pub(crate) use backend::same_family;
+pub use backend::{BackendConfig, BackendSpec, ListenerConfig, resolve_all};
+
 /// Default health-check interval (HAProxy's `inter`).
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// Default number of consecutive successful checks that bring a backend up (HAProxy's `rise`).
@@ -36,6 +42,16 @@ pub const MAX_BUFFER_SIZE: usize = 1024 * 1024;
 pub const MAX_THREADS: usize = 256;
 /// Most bytes a send/expect health check reads while looking for its expected answer.
 pub const MAX_EXPECT_READ: usize = 16 * 1024;
+/// Default time between two resolutions of a backend given by name.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Default number of clients that may wait, per listener, for a backend below its `maxconn`.
+pub const DEFAULT_MAX_QUEUE: usize = 1024;
+/// Default time a client may wait in that queue before it is closed.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most listeners accepted.
+pub const MAX_LISTENERS: usize = 64;
+/// Most backends accepted per listener (configured, resolved and added at run time).
+pub const MAX_BACKENDS: usize = 1024;
 
 /// How a new connection chooses its backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, serde::Serialize)]
@@ -47,6 +63,14 @@ pub enum Balance {
     /// The healthy backend with the fewest open connections (ties in turn).
     #[value(name = "leastconn")]
     LeastConn,
+    /// A hash of the client's address over the healthy backends: a client stays on one
+    /// backend while the set of healthy backends does not change.
+    #[value(name = "source")]
+    Source,
+    /// A consistent-hash ring of the client's address: when one of N backends goes, only its
+    /// clients (about 1/N) move.
+    #[value(name = "consistent")]
+    Consistent,
 }
 
 /// What an active health check does.
@@ -110,11 +134,16 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, clap::Args)]
 #[non_exhaustive]
 pub struct ProxyArgs {
-    /// Address to listen on, e.g. 127.0.0.1:8080.
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// Backend address (repeat for each backend).
-    #[arg(long = "backend", value_name = "ADDR")]
+    /// Runtime control of a running proxy through its admin endpoint.
+    #[command(subcommand)]
+    pub command: Option<ProxyCommand>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (repeat for several listeners, each with
+    /// the --backend list).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Backend `host:port` with options, e.g. `10.0.0.1:80,weight=3`, `host:80,backup`,
+    /// `host:80,maxconn=100,slowstart=10s` (repeat for each backend).
+    #[arg(long = "backend", value_name = "ADDR[,OPT...]")]
     pub backends: Vec<String>,
     /// TOML file with the settings (re-read on SIGHUP); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -185,9 +214,31 @@ pub struct ProxyArgs {
     /// Send a PROXY protocol header to backends.
     #[arg(long)]
     pub proxy_protocol: Option<ProxyProtocol>,
-    /// Serve /metrics (Prometheus) and /status (JSON) on this address.
+    /// Read a PROXY protocol header (v1 or v2) from every client: the address it carries is
+    /// the client's (for `source`, `consistent` and --proxy-protocol).
+    #[arg(long)]
+    pub accept_proxy: bool,
+    /// Time between two resolutions of backends given by name; 0 resolves only at load
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub resolve_interval: Option<String>,
+    /// Clients that may wait per listener while every backend is at its maxconn
+    /// [default: 1024].
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+    /// Time a client may wait in that queue [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub queue_timeout: Option<String>,
+    /// Serve /metrics, /status and the /backends control API on this address.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
+}
+
+/// Subcommands of `prise proxy`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ProxyCommand {
+    /// Control a running proxy through its admin endpoint.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// The TOML file, every key optional.
@@ -196,8 +247,14 @@ pub struct ProxyArgs {
 struct FileConfig {
     listen: Option<String>,
     #[serde(default)]
-    backends: Vec<String>,
+    backends: Vec<FileBackend>,
+    #[serde(default, rename = "listener")]
+    listeners: Vec<FileListener>,
     balance: Option<Balance>,
+    accept_proxy: Option<bool>,
+    resolve_interval: Option<String>,
+    max_queue: Option<usize>,
+    queue_timeout: Option<String>,
     connect_timeout: Option<String>,
     retries: Option<u32>,
     idle_timeout: Option<String>,
@@ -212,6 +269,17 @@ struct FileConfig {
     check: FileCheck,
     tls: Option<FileTls>,
     backend_tls: Option<FileBackendTls>,
+}
+
+/// One `[[listener]]` table: its own address and backends; unset keys take the top level's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListener {
+    listen: String,
+    backends: Vec<FileBackend>,
+    balance: Option<Balance>,
+    accept_proxy: Option<bool>,
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,12 +360,14 @@ pub struct BackendTls {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProxyConfig {
-    /// Listener address (fixed for the life of the process: a reload keeps the listener).
-    pub listen: SocketAddr,
-    /// Backends, in order.
-    pub backends: Vec<SocketAddr>,
-    /// Load-balancing algorithm.
-    pub balance: Balance,
+    /// Listeners, each with its own backends (at least one).
+    pub listeners: Vec<ListenerConfig>,
+    /// Time between resolutions of backends given by name; `None` resolves only at load.
+    pub resolve_interval: Option<Duration>,
+    /// Clients that may wait per listener while every candidate backend is at `maxconn`.
+    pub max_queue: usize,
+    /// Time a client may wait in that queue.
+    pub queue_timeout: Duration,
     /// Active health checks.
     pub check: CheckConfig,
     /// Time allowed to connect (and to complete TLS handshakes).
@@ -308,7 +378,7 @@ pub struct ProxyConfig {
     pub idle_timeout: Option<Duration>,
     /// Client connections handled at once.
     pub max_connections: usize,
-    /// Deadline for draining on shutdown.
+    /// Deadline for draining on shutdown, and for a drained backend's connections.
     pub drain_timeout: Duration,
     /// Per-direction buffer or pipe size.
     pub buffer_size: usize,
@@ -321,19 +391,18 @@ pub struct ProxyConfig {
     pub tls: Option<ListenerTls>,
     /// TLS toward backends.
     pub backend_tls: Option<BackendTls>,
-    /// PROXY protocol header toward backends.
-    pub proxy_protocol: Option<ProxyProtocol>,
-    /// Admin (metrics/status) address.
+    /// Admin (metrics, status, backend control) address.
     pub admin: Option<SocketAddr>,
 }
 
 impl ProxyConfig {
-    /// A configuration with every default, for `listen` and `backends`.
+    /// A configuration with every default and one listener, on `listen` over `backends`.
     pub fn new(listen: SocketAddr, backends: Vec<SocketAddr>) -> Self {
         Self {
-            listen,
-            backends,
-            balance: Balance::RoundRobin,
+            listeners: vec![ListenerConfig::new(listen, &backends)],
+            resolve_interval: Some(DEFAULT_RESOLVE_INTERVAL),
+            max_queue: DEFAULT_MAX_QUEUE,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             check: CheckConfig {
                 kind: CheckKind::Tcp,
                 interval: DEFAULT_CHECK_INTERVAL,
@@ -353,9 +422,14 @@ impl ProxyConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tls: None,
             backend_tls: None,
-            proxy_protocol: None,
             admin: None,
         }
+    }
+
+    /// The first listener (the only one unless several are configured).
+    pub fn listener(&mut self) -> &mut ListenerConfig {
+        // `new` creates one and `validate` refuses a configuration without.
+        &mut self.listeners[0]
     }
 
     /// Builds the configuration from the flags and, if `--config` is given, the TOML file.
@@ -368,25 +442,8 @@ impl ProxyConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let listen = args
-            .listen
-            .as_deref()
-            .or(file.listen.as_deref())
-            .ok_or(ConfigError::Missing("listen address (--listen)"))?;
-        let listen = resolve(listen)?;
-        let backend_names = if args.backends.is_empty() {
-            &file.backends
-        } else {
-            &args.backends
-        };
-        let backends = backend_names
-            .iter()
-            .map(|b| resolve(b))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut cfg = Self::new(listen, backends);
-        if let Some(b) = args.balance.or(file.balance) {
-            cfg.balance = b;
-        }
+        let mut cfg = Self::new(SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new());
+        cfg.listeners = listeners(args, &file)?;
         if let Some(k) = args.check.or(file.check.kind) {
             cfg.check.kind = k;
         }
@@ -455,7 +512,16 @@ impl ProxyConfig {
                 server_name: args.backend_sni.clone().or(f.server_name),
             });
         }
-        cfg.proxy_protocol = args.proxy_protocol.or(file.proxy_protocol);
+        if let Some(t) = pick(&args.resolve_interval, &file.resolve_interval) {
+            let d = duration(t)?;
+            cfg.resolve_interval = (!d.is_zero()).then_some(d);
+        }
+        if let Some(q) = args.max_queue.or(file.max_queue) {
+            cfg.max_queue = q;
+        }
+        if let Some(t) = pick(&args.queue_timeout, &file.queue_timeout) {
+            cfg.queue_timeout = duration(t)?;
+        }
         if let Some(a) = args.admin.as_deref().or(file.admin.as_deref()) {
             cfg.admin = Some(resolve(a)?);
         }
@@ -469,8 +535,34 @@ impl ProxyConfig {
     /// The first setting found out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if self.backends.is_empty() {
-            return Err(ConfigError::Missing("at least one backend (--backend)"));
+        if self.listeners.is_empty() {
+            return Err(ConfigError::Missing("listen address (--listen)"));
+        }
+        if self.listeners.len() > MAX_LISTENERS {
+            return Err(ConfigError::Invalid(format!(
+                "at most {MAX_LISTENERS} listeners"
+            )));
+        }
+        for l in &self.listeners {
+            if l.backends.is_empty() {
+                return Err(ConfigError::Missing("at least one backend (--backend)"));
+            }
+            if l.backends.len() > MAX_BACKENDS {
+                return Err(ConfigError::Invalid(format!(
+                    "at most {MAX_BACKENDS} backends per listener"
+                )));
+            }
+            for b in &l.backends {
+                if !(1..=crate::balance::MAX_WEIGHT).contains(&b.weight) {
+                    return Err(ConfigError::Invalid(format!(
+                        "backend {}: weight out of range",
+                        b.name
+                    )));
+                }
+            }
+        }
+        if self.queue_timeout.is_zero() {
+            return bad("queue timeout must be positive");
         }
         if self.check.rise == 0 || self.check.fall == 0 {
             return bad("rise and fall must be at least 1");
@@ -520,6 +612,61 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_owned(),
         message: e.message().to_owned(),
     })
+}
+
+/// The listeners: every `--listen` with the `--backend` list (or the file's top-level
+/// backends); without `--listen`, the file's top-level `listen` and its `[[listener]]`
+/// tables.
+fn listeners(args: &ProxyArgs, file: &FileConfig) -> Result<Vec<ListenerConfig>, ConfigError> {
+    let top_backends = || -> Result<Vec<BackendConfig>, ConfigError> {
+        if args.backends.is_empty() {
+            file.backends
+                .iter()
+                .cloned()
+                .map(BackendConfig::from_file)
+                .collect()
+        } else {
+            args.backends
+                .iter()
+                .map(|b| BackendConfig::parse(b))
+                .collect()
+        }
+    };
+    let balance = args.balance.or(file.balance).unwrap_or(Balance::RoundRobin);
+    let accept_proxy = args.accept_proxy || file.accept_proxy.unwrap_or(false);
+    let proxy_protocol = args.proxy_protocol.or(file.proxy_protocol);
+    let mut out = Vec::new();
+    let top: Vec<&str> = if args.listen.is_empty() {
+        file.listen.as_deref().into_iter().collect()
+    } else {
+        args.listen.iter().map(String::as_str).collect()
+    };
+    for l in top {
+        out.push(ListenerConfig {
+            listen: resolve(l)?,
+            backends: top_backends()?,
+            balance,
+            accept_proxy,
+            proxy_protocol,
+        });
+    }
+    if args.listen.is_empty() {
+        for l in &file.listeners {
+            out.push(ListenerConfig {
+                listen: resolve(&l.listen)?,
+                backends: l
+                    .backends
+                    .iter()
+                    .cloned()
+                    .map(BackendConfig::from_file)
+                    .collect::<Result<_, _>>()?,
+                balance: args.balance.or(l.balance).unwrap_or(balance),
+                accept_proxy: args.accept_proxy || l.accept_proxy.unwrap_or(accept_proxy),
+                proxy_protocol: args.proxy_protocol.or(l.proxy_protocol).or(proxy_protocol),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `ip:port`, or resolves `host:port` to its first address.
@@ -602,14 +749,15 @@ interval = "500ms"
         .unwrap();
         let args = ProxyArgs {
             config: Some(path),
-            listen: Some("127.0.0.1:2000".into()),
+            listen: vec!["127.0.0.1:2000".into()],
             rise: Some(5),
             ..Default::default()
         };
         let cfg = ProxyConfig::from_args(&args).unwrap();
-        assert_eq!(cfg.listen.port(), 2000);
-        assert_eq!(cfg.backends.len(), 2);
-        assert_eq!(cfg.balance, Balance::LeastConn);
+        assert_eq!(cfg.listeners.len(), 1);
+        assert_eq!(cfg.listeners[0].listen.port(), 2000);
+        assert_eq!(cfg.listeners[0].backends.len(), 2);
+        assert_eq!(cfg.listeners[0].balance, Balance::LeastConn);
         assert_eq!(cfg.idle_timeout, None);
         assert_eq!(cfg.check.kind, CheckKind::Expect);
         assert_eq!(cfg.check.send, b"PING\r\n");
@@ -622,7 +770,7 @@ interval = "500ms"
     #[test]
     fn rejects_bad_settings() {
         let args = ProxyArgs {
-            listen: Some("127.0.0.1:0".into()),
+            listen: vec!["127.0.0.1:0".into()],
             ..Default::default()
         };
         assert!(matches!(
@@ -630,7 +778,7 @@ interval = "500ms"
             Err(ConfigError::Missing(_))
         ));
         let args = ProxyArgs {
-            listen: Some("127.0.0.1:0".into()),
+            listen: vec!["127.0.0.1:0".into()],
             backends: vec!["127.0.0.1:1".into()],
             buffer_size: Some(10),
             ..Default::default()
