@@ -22,6 +22,7 @@
 //! The bench speaks the hub's protocols and never links the hub, so it can
 //! measure any server with the same events (e.g. a Node Socket.IO server).
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 pub mod client;
 mod procfs;
@@ -144,6 +145,7 @@ pub enum BenchCommand {
 
 /// Arguments of `prise bench`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct BenchArgs {
     /// The benchmark.
     #[command(subcommand)]

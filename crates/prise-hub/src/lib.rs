@@ -18,6 +18,7 @@
 //! [`broker::Broker`] (local, or [`redis_broker`] for several nodes sharing
 //! rooms, history and presence through Redis), both behind `Arc<dyn …>`.
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 pub mod broker;
 pub mod clock;
@@ -68,6 +69,7 @@ impl Transport {
 
 /// Hub settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HubConfig {
     /// Caps on what peers control.
     pub limits: Limits,

@@ -83,6 +83,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Settings of the Redis engine.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: String,

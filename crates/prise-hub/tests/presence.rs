@@ -3,18 +3,12 @@
 use prise_hub::clock::SystemClock;
 use prise_hub::store::{MemoryStore, Retention};
 use prise_hub::{Hub, HubConfig, Outbound, Session, Transport};
-use prise_proto::limits::Limits;
 use std::sync::Arc;
 use tokio::sync::mpsc::Receiver;
 
 async fn hub(max_presence_fanout: usize) -> Hub {
-    let config = HubConfig {
-        limits: Limits {
-            max_presence_fanout,
-            ..Limits::default()
-        },
-        ..HubConfig::default()
-    };
+    let mut config = HubConfig::default();
+    config.limits.max_presence_fanout = max_presence_fanout;
     Hub::start(
         config,
         Arc::new(MemoryStore::new(Retention::default())),

@@ -140,12 +140,10 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
         socket: args.socket.clone(),
         tls: args.tls.clone(),
         ws: args.ws.clone(),
-        ws_config: prise_ws::WsConfig {
-            max_message_size: args.relay.max_message,
-            max_frame_size: args.relay.max_message,
-            deflate: args.relay.deflate.then(prise_ws::DeflateConfig::default),
-            ..prise_ws::WsConfig::default()
-        },
+        ws_config: prise_ws::WsConfig::capped(
+            args.relay.max_message,
+            args.relay.deflate.then(prise_ws::DeflateConfig::default),
+        ),
         timeout: args.timeout,
     };
     let backoff = Backoff::new(args.retry.config(), StdRng::from_os_rng());

@@ -273,12 +273,10 @@ pub async fn run(args: EchoArgs) -> Result<(), NetError> {
     } else {
         None
     };
-    let ws = prise_ws::WsConfig {
-        max_message_size: args.max_message,
-        max_frame_size: args.max_message,
-        deflate: args.deflate.then(prise_ws::DeflateConfig::default),
-        ..prise_ws::WsConfig::default()
-    };
+    let ws = prise_ws::WsConfig::capped(
+        args.max_message,
+        args.deflate.then(prise_ws::DeflateConfig::default),
+    );
     let listener = Listener::bind(&args.url, tls, SocketArgs::default(), ws).await?;
     let shutdown = shutdown_on_signal();
     report_listening("echo", &args.url, &listener);

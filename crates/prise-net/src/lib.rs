@@ -33,6 +33,7 @@
 //! ([`prise_proto::transfer::TransferLimits`]), concurrent echo clients.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 pub mod codec;
 pub mod connect;

@@ -72,12 +72,10 @@ pub async fn run(args: ListenArgs) -> Result<(), NetError> {
     } else {
         None
     };
-    let ws = prise_ws::WsConfig {
-        max_message_size: args.relay.max_message,
-        max_frame_size: args.relay.max_message,
-        deflate: args.relay.deflate.then(prise_ws::DeflateConfig::default),
-        ..prise_ws::WsConfig::default()
-    };
+    let ws = prise_ws::WsConfig::capped(
+        args.relay.max_message,
+        args.relay.deflate.then(prise_ws::DeflateConfig::default),
+    );
     let listener = Listener::bind(&args.url, tls, args.socket.clone(), ws).await?;
     let shutdown = shutdown_on_signal();
     report_listening("prise", &args.url, &listener);

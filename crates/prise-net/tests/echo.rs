@@ -115,10 +115,7 @@ async fn ws_echo_serves_many_clients_and_closes_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_echo_with_deflate_compresses_both_ways() {
-    let deflate = prise_ws::WsConfig {
-        deflate: Some(prise_ws::DeflateConfig::default()),
-        ..prise_ws::WsConfig::default()
-    };
+    let deflate = prise_ws::WsConfig::default().with_deflate(prise_ws::DeflateConfig::default());
     let shutdown = CancellationToken::new();
     let (ep, task) = spawn_echo_with("ws://127.0.0.1:0", deflate, &shutdown).await;
     let mut opts = ConnectOptions::default();

@@ -20,6 +20,7 @@
 //! ([`backoff`]) are computed here too, from an attempt number and a random
 //! source the caller supplies; the caller owns the clock.
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 pub mod backoff;
 pub mod engineio;

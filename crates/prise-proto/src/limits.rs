@@ -34,6 +34,7 @@ pub const DEFAULT_MAX_PRESENCE_FANOUT: usize = 1000;
 /// 1009, an `error` event) and never grows memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
 pub struct Limits {
     /// Longest TCP line, terminator excluded ([`DEFAULT_MAX_LINE`]).
     pub max_line: usize,

@@ -56,7 +56,7 @@
 //!  resolver per generation ──every --resolve-interval──▶ join new addresses, drain vanished
 //!  admin (axum) ── /metrics, /status, /backends ◀──▶ counters, snapshots, drain/enable/add/remove
 //! ```
-
+#![warn(clippy::unwrap_used)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;

@@ -484,10 +484,8 @@ async fn several_listeners_each_with_its_own_backends() {
         ),
     )
     .unwrap();
-    let args = prise_proxy::ProxyArgs {
-        config: Some(file),
-        ..Default::default()
-    };
+    let mut args = prise_proxy::ProxyArgs::default();
+    args.config = Some(file);
     let cfg = ProxyConfig::from_args(&args).unwrap();
     assert_eq!(cfg.listeners.len(), 2);
     assert_eq!(cfg.listeners[1].backends[0].weight, 2);

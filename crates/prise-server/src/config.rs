@@ -28,6 +28,7 @@ pub enum StoreKind {
 
 /// Arguments of `prise serve`.
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct ServeArgs {
     /// HTTP listener: the page, /ws, /socket.io/, /metrics, /healthz, /readyz (port 0 picks one).
     #[arg(long, env = "PRISE_HTTP", default_value = DEFAULT_HTTP)]
@@ -108,16 +109,15 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The limits these arguments set (others at their defaults).
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_line: self.max_line,
-            max_message: self.max_message,
-            max_frame: self.max_frame,
-            max_rooms_per_session: self.max_rooms_per_session,
-            max_connections: self.max_connections,
-            queue_depth: self.queue_depth,
-            max_presence_fanout: self.max_presence_fanout,
-            ..Limits::default()
-        }
+        let mut l = Limits::default();
+        l.max_line = self.max_line;
+        l.max_message = self.max_message;
+        l.max_frame = self.max_frame;
+        l.max_rooms_per_session = self.max_rooms_per_session;
+        l.max_connections = self.max_connections;
+        l.queue_depth = self.queue_depth;
+        l.max_presence_fanout = self.max_presence_fanout;
+        l
     }
 
     /// The permessage-deflate settings of the hub's WebSockets, with `--ws-deflate`.
@@ -127,10 +127,10 @@ impl ServeArgs {
 
     /// The hub settings.
     pub fn hub_config(&self) -> HubConfig {
-        HubConfig {
-            limits: self.limits(),
-            recovery_window: self.recovery_window,
-        }
+        let mut c = HubConfig::default();
+        c.limits = self.limits();
+        c.recovery_window = self.recovery_window;
+        c
     }
 
     /// The Redis engine settings, with `--redis`.

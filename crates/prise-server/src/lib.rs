@@ -15,6 +15,7 @@
 //! [`run`] waits on (with a deadline) before flushing the store. On shutdown a
 //! WebSocket gets close 1001 and a TCP client `BYE`.
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 pub mod config;
 pub mod config_file;
@@ -287,25 +288,16 @@ async fn join_cluster(
 
 /// The Socket.IO settings for the hub: recovery on, limits from the hub's.
 fn sio_config(args: &ServeArgs) -> prise_sio::SioConfig {
-    let mut config = prise_sio::SioConfig {
-        recovery: true,
-        ..prise_sio::SioConfig::default()
-    };
+    let mut config = prise_sio::SioConfig::default();
+    config.recovery = true;
     config.engine.max_payload = args.max_frame;
     config.engine.max_queued_packets = args.queue_depth;
     config.engine.max_sessions = args.max_connections;
-    config.engine.cors = prise_sio::CorsConfig {
-        // The same allow-list as /ws: browsers on other sites reach
-        // long-polling only from these origins.
-        allowed_origins: args.security.allowed_origins.clone(),
-        credentials: false,
-    };
-    config.engine.ws = prise_ws::WsConfig {
-        max_message_size: args.max_frame,
-        max_frame_size: args.max_frame,
-        deflate: args.ws_deflate(),
-        ..prise_ws::WsConfig::default()
-    };
+    // The same allow-list as /ws: browsers on other sites reach
+    // long-polling only from these origins.
+    config.engine.cors.allowed_origins = args.security.allowed_origins.clone();
+    config.engine.cors.credentials = false;
+    config.engine.ws = prise_ws::WsConfig::capped(args.max_frame, args.ws_deflate());
     config
 }
 

@@ -122,10 +122,7 @@ async fn deflate_bomb_closes_1009_and_the_hub_stays_up() {
     // A compressing client in the same room, to show others are unaffected.
     let stream = TcpStream::connect(server.bound.http).await.unwrap();
     let url = format!("ws://{}/ws", server.bound.http);
-    let config = prise_ws::WsConfig {
-        deflate: Some(prise_ws::DeflateConfig::default()),
-        ..prise_ws::WsConfig::default()
-    };
+    let config = prise_ws::WsConfig::default().with_deflate(prise_ws::DeflateConfig::default());
     let (mut other, _) = prise_ws::connect(stream, &url, &Default::default(), config)
         .await
         .unwrap();

@@ -16,8 +16,8 @@ use axum::body::Body;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use prise_sio::{
-    Ack, BoxFuture, ConnectOutcome, ConnectRefusal, DisconnectReason, EncodedPacket, EngineConfig,
-    Payload, RecoveryRequest, SioConfig, SioHandler, SioLayer, Socket,
+    Ack, BoxFuture, ConnectOutcome, ConnectRefusal, DisconnectReason, EncodedPacket, Payload,
+    RecoveryRequest, SioConfig, SioHandler, SioLayer, Socket,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -78,21 +78,14 @@ fn message() -> Payload {
 fn fanout(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let handler = Collect::default();
-    let layer = SioLayer::new(
-        SioConfig {
-            engine: EngineConfig {
-                path: "/socket.io/".into(),
-                max_queued_packets: 1 << 20,
-                max_queued_bytes: 1 << 30,
-                ping_interval: Duration::from_secs(3600),
-                ping_timeout: Duration::from_secs(3600),
-                ..EngineConfig::default()
-            },
-            connect_timeout: Duration::from_secs(3600),
-            ..SioConfig::default()
-        },
-        handler.clone(),
-    );
+    let mut config = SioConfig::default();
+    config.engine.path = "/socket.io/".into();
+    config.engine.max_queued_packets = 1 << 20;
+    config.engine.max_queued_bytes = 1 << 30;
+    config.engine.ping_interval = Duration::from_secs(3600);
+    config.engine.ping_timeout = Duration::from_secs(3600);
+    config.connect_timeout = Duration::from_secs(3600);
+    let layer = SioLayer::new(config, handler.clone());
     let app = layer.router();
     let sids: Vec<String> = rt.block_on(async {
         let mut sids = Vec::new();

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prise_sio::{
-    Ack, BoxFuture, CloseReason, ConnectOutcome, ConnectRefusal, CorsConfig, DisconnectReason,
-    EncodedPacket, Engine, EngineConfig, EngineConn, EngineHandler, EngineMessage, Frame, Payload,
+    Ack, BoxFuture, CloseReason, ConnectOutcome, ConnectRefusal, DisconnectReason, EncodedPacket,
+    Engine, EngineConfig, EngineConn, EngineHandler, EngineMessage, Frame, Payload,
     RecoveryRequest, Session, SioConfig, SioHandler, SioLayer, Socket,
 };
 use serde_json::{Value, json};
@@ -342,17 +342,14 @@ impl SioHandler for RecoveryApp {
 }
 
 fn engine_config(path: &str, ping: (Duration, Duration)) -> EngineConfig {
-    EngineConfig {
-        path: path.to_owned(),
-        ping_interval: ping.0,
-        ping_timeout: ping.1,
-        max_payload: 1_000_000,
-        cors: CorsConfig {
-            allowed_origins: vec!["*".to_owned()],
-            credentials: false,
-        },
-        ..EngineConfig::default()
-    }
+    let mut c = EngineConfig::default();
+    c.path = path.to_owned();
+    c.ping_interval = ping.0;
+    c.ping_timeout = ping.1;
+    c.max_payload = 1_000_000;
+    c.cors.allowed_origins = vec!["*".to_owned()];
+    c.cors.credentials = false;
+    c
 }
 
 #[tokio::main]
@@ -380,23 +377,15 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let eio = Engine::new(engine_config("/engine.io/", ping), Echo);
-    let sio = SioLayer::new(
-        SioConfig {
-            engine: engine_config("/socket.io/", ping),
-            namespaces: vec!["/".into(), "/custom".into(), "/secure".into()],
-            connect_timeout: Duration::from_millis(1000),
-            ..SioConfig::default()
-        },
-        App::default(),
-    );
-    let recovery = SioLayer::new(
-        SioConfig {
-            engine: engine_config("/recovery.io/", ping),
-            recovery: true,
-            ..SioConfig::default()
-        },
-        RecoveryApp::default(),
-    );
+    let mut main_config = SioConfig::default();
+    main_config.engine = engine_config("/socket.io/", ping);
+    main_config.namespaces = vec!["/".into(), "/custom".into(), "/secure".into()];
+    main_config.connect_timeout = Duration::from_millis(1000);
+    let sio = SioLayer::new(main_config, App::default());
+    let mut recovery_config = SioConfig::default();
+    recovery_config.engine = engine_config("/recovery.io/", ping);
+    recovery_config.recovery = true;
+    let recovery = SioLayer::new(recovery_config, RecoveryApp::default());
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(eio.router())

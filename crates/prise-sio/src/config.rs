@@ -33,6 +33,7 @@ pub const DEFAULT_INBOUND_QUEUE: usize = 64;
 
 /// Cross-origin settings of the long-polling transport.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CorsConfig {
     /// Origins allowed to poll (`"*"` allows any). Empty (the default): no
     /// CORS headers, so only same-origin pages can poll.
@@ -56,6 +57,7 @@ impl CorsConfig {
 
 /// Settings of an Engine.IO server.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// The HTTP path served, with a trailing slash (default [`DEFAULT_PATH`]).
     pub path: String,
@@ -119,16 +121,16 @@ impl EngineConfig {
     }
 
     pub(crate) fn ws_config(&self) -> WsConfig {
-        WsConfig {
-            max_message_size: self.max_payload,
-            max_frame_size: self.max_payload.max(self.ws.max_frame_size),
-            ..self.ws
-        }
+        let mut ws = self.ws;
+        ws.max_message_size = self.max_payload;
+        ws.max_frame_size = self.max_payload.max(self.ws.max_frame_size);
+        ws
     }
 }
 
 /// Settings of a Socket.IO server.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SioConfig {
     /// The Engine.IO layer underneath; its `path` defaults to `/socket.io/` here.
     pub engine: EngineConfig,

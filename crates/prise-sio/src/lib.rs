@@ -43,6 +43,7 @@
 //! time a long-poll waits, the time to upgrade and to join a namespace.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 mod config;
 pub mod engine;

@@ -9,9 +9,8 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use prise_sio::{
-    Ack, AckError, BoxFuture, CloseReason, ConnectOutcome, ConnectRefusal, CorsConfig,
-    DisconnectReason, EmitError, EncodedPacket, EngineConfig, Payload, RecoveryRequest, SioConfig,
-    SioHandler, SioLayer, Socket,
+    Ack, AckError, BoxFuture, CloseReason, ConnectOutcome, ConnectRefusal, DisconnectReason,
+    EmitError, EncodedPacket, Payload, RecoveryRequest, SioConfig, SioHandler, SioLayer, Socket,
 };
 use prise_ws::{Message, WebSocket};
 use serde_json::{Value, json};
@@ -95,22 +94,16 @@ impl Server {
 }
 
 fn test_config() -> SioConfig {
-    SioConfig {
-        engine: EngineConfig {
-            path: "/socket.io/".into(),
-            ping_interval: Duration::from_secs(10),
-            ping_timeout: Duration::from_secs(10),
-            max_payload: 10_000,
-            cors: CorsConfig {
-                allowed_origins: vec!["http://allowed.example".into()],
-                credentials: true,
-            },
-            ..EngineConfig::default()
-        },
-        namespaces: vec!["/".into(), "/chat".into()],
-        connect_timeout: Duration::from_secs(10),
-        ..SioConfig::default()
-    }
+    let mut c = SioConfig::default();
+    c.engine.path = "/socket.io/".into();
+    c.engine.ping_interval = Duration::from_secs(10);
+    c.engine.ping_timeout = Duration::from_secs(10);
+    c.engine.max_payload = 10_000;
+    c.engine.cors.allowed_origins = vec!["http://allowed.example".into()];
+    c.engine.cors.credentials = true;
+    c.namespaces = vec!["/".into(), "/chat".into()];
+    c.connect_timeout = Duration::from_secs(10);
+    c
 }
 
 /// Starts a server on 127.0.0.1:0 with `config` and a recording handler.
@@ -339,11 +332,9 @@ async fn refusals_and_unknown_namespaces() -> Result<()> {
 
 #[tokio::test]
 async fn recovery_hands_pid_and_offset_to_the_application() -> Result<()> {
-    let mut srv = spawn_server(SioConfig {
-        recovery: true,
-        ..test_config()
-    })
-    .await?;
+    let mut config = test_config();
+    config.recovery = true;
+    let mut srv = spawn_server(config).await?;
     let mut ws = ws_session(srv.addr).await?;
     ws.send(Message::text(
         r#"40{"name":"ann","pid":"known-pid","offset":"41"}"#,
@@ -572,11 +563,9 @@ async fn upgrade_from_polling_to_websocket() -> Result<()> {
 
 #[tokio::test]
 async fn connect_timeout_closes_a_silent_session() -> Result<()> {
-    let srv = spawn_server(SioConfig {
-        connect_timeout: Duration::from_millis(100),
-        ..test_config()
-    })
-    .await?;
+    let mut config = test_config();
+    config.connect_timeout = Duration::from_millis(100);
+    let srv = spawn_server(config).await?;
     let mut ws = ws_session(srv.addr).await?;
     match tokio::time::timeout(WAIT, ws.next()).await? {
         None | Some(Err(_)) => {}

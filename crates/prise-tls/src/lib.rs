@@ -17,6 +17,7 @@
 //!           PemError::Read          PemError::Missing
 //!           PemError::Malformed
 //! ```
+#![warn(clippy::unwrap_used)]
 
 use std::fmt;
 use std::io;

@@ -19,12 +19,7 @@ use tokio::net::TcpStream;
 const MAX_MESSAGE: usize = 16 << 20;
 
 fn config() -> WsConfig {
-    WsConfig {
-        max_message_size: MAX_MESSAGE,
-        max_frame_size: MAX_MESSAGE,
-        deflate: Some(DeflateConfig::default()),
-        ..WsConfig::default()
-    }
+    WsConfig::capped(MAX_MESSAGE, Some(DeflateConfig::default()))
 }
 
 async fn open(url: &str) -> Result<WebSocket<TcpStream>, Box<dyn std::error::Error>> {

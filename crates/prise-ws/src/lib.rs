@@ -46,6 +46,7 @@
 //! connection without the extension carries one empty `Option` for it; the
 //! compression state (about 300 KiB with the default window) is allocated
 //! only when the handshake agreed on it.
+#![warn(clippy::unwrap_used)]
 
 pub mod deflate;
 pub mod extension;
@@ -116,6 +117,7 @@ pub mod close_code {
 
 /// Limits and buffer sizes of one WebSocket. Every size the peer controls is capped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WsConfig {
     /// Largest message accepted, after reassembly; larger ones close with 1009.
     pub max_message_size: usize,
@@ -131,6 +133,25 @@ pub struct WsConfig {
     /// accepts it. Inflated messages are capped by `max_message_size` like any
     /// other, checked as they inflate.
     pub deflate: Option<DeflateConfig>,
+}
+
+impl WsConfig {
+    /// The defaults, with messages and frames capped at `max_message`
+    /// bytes and permessage-deflate as given.
+    pub fn capped(max_message: usize, deflate: Option<DeflateConfig>) -> Self {
+        Self {
+            max_message_size: max_message,
+            max_frame_size: max_message,
+            deflate,
+            ..Self::default()
+        }
+    }
+
+    /// The same settings with permessage-deflate offered and accepted.
+    pub fn with_deflate(mut self, deflate: DeflateConfig) -> Self {
+        self.deflate = Some(deflate);
+        self
+    }
 }
 
 impl Default for WsConfig {

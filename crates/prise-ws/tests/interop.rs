@@ -11,10 +11,7 @@ async fn python_zlib_client_round_trips_compressed_messages() {
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let config = WsConfig {
-            deflate: Some(DeflateConfig::default()),
-            ..WsConfig::default()
-        };
+        let config = WsConfig::default().with_deflate(DeflateConfig::default());
         let mut ws = prise_ws::accept(stream, config).await.unwrap();
         assert!(ws.get_ref().is_deflate());
         let mut echoed = 0;

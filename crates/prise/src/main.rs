@@ -1,5 +1,6 @@
 //! `prise`: one tool for socket work. This binary only parses flags, sets up
 //! logging and signals, and calls the library crates.
+#![warn(clippy::unwrap_used)]
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

@@ -1,6 +1,10 @@
 //! The conformance suite every [`HistoryStore`] passes (memory, SQLite, and any
 //! later implementation). Enable the `conformance` feature to run it from
 //! another crate's tests.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test suite: a panic is how a check fails"
+)]
 
 use super::{HistoryQuery, HistoryStore, SessionSnapshot};
 use prise_proto::message::{Message, Offset, User};

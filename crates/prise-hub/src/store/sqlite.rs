@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 /// How often messages older than the retention age are swept.
-pub const AGE_SWEEP_EVERY: Duration = Duration::from_secs(10);
+pub(super) const AGE_SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Depth of the writer's queue; appends wait when it is full.
 const WRITER_QUEUE: usize = 1024;
 

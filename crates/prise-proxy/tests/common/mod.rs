@@ -12,11 +12,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Bound on every wait in the tests.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// A backend that answers every line `x` with `name:x` and counts the clients that sent
 /// at least one line (health checks send nothing, so they are not counted).
-pub struct TestBackend {
+pub(crate) struct TestBackend {
     pub addr: SocketAddr,
     pub name: String,
     pub served: watch::Receiver<usize>,
@@ -24,11 +24,11 @@ pub struct TestBackend {
 }
 
 impl TestBackend {
-    pub async fn start(name: &str) -> Self {
+    pub(crate) async fn start(name: &str) -> Self {
         Self::start_on("127.0.0.1:0".parse().unwrap(), name).await
     }
 
-    pub async fn start_on(addr: SocketAddr, name: &str) -> Self {
+    pub(crate) async fn start_on(addr: SocketAddr, name: &str) -> Self {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, served) = watch::channel(0usize);
@@ -68,12 +68,12 @@ impl TestBackend {
         }
     }
 
-    pub fn served(&self) -> usize {
+    pub(crate) fn served(&self) -> usize {
         *self.served.borrow()
     }
 
     /// Closes the listener and every connection (as a crashed server would).
-    pub async fn kill(self) -> SocketAddr {
+    pub(crate) async fn kill(self) -> SocketAddr {
         self.task.abort();
         let _ = self.task.await;
         self.addr
@@ -81,20 +81,20 @@ impl TestBackend {
 }
 
 /// A proxy running in the background.
-pub struct TestProxy {
+pub(crate) struct TestProxy {
     pub handle: ProxyHandle,
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
 }
 
-pub fn config(backends: &[SocketAddr]) -> ProxyConfig {
+pub(crate) fn config(backends: &[SocketAddr]) -> ProxyConfig {
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backends.to_vec());
     cfg.check.kind = CheckKind::None;
     cfg
 }
 
-pub async fn spawn_proxy(cfg: ProxyConfig) -> TestProxy {
+pub(crate) async fn spawn_proxy(cfg: ProxyConfig) -> TestProxy {
     let proxy = Proxy::bind(cfg).await.unwrap();
     let handle = proxy.handle();
     let addr = proxy.local_addr();
@@ -109,13 +109,13 @@ pub async fn spawn_proxy(cfg: ProxyConfig) -> TestProxy {
 }
 
 /// A client connection that speaks lines.
-pub struct LineClient {
+pub(crate) struct LineClient {
     r: BufReader<tokio::net::tcp::OwnedReadHalf>,
     w: tokio::net::tcp::OwnedWriteHalf,
 }
 
 impl LineClient {
-    pub async fn connect(addr: SocketAddr) -> Self {
+    pub(crate) async fn connect(addr: SocketAddr) -> Self {
         let s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
             .await
             .unwrap()
@@ -124,7 +124,7 @@ impl LineClient {
     }
 
     /// Connects from source address `src` (any of 127.0.0.0/8 works on Linux loopback).
-    pub async fn connect_from(addr: SocketAddr, src: std::net::IpAddr) -> Self {
+    pub(crate) async fn connect_from(addr: SocketAddr, src: std::net::IpAddr) -> Self {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.bind(SocketAddr::new(src, 0)).unwrap();
         let s = tokio::time::timeout(WAIT, sock.connect(addr))
@@ -134,7 +134,7 @@ impl LineClient {
         Self::from_stream(s)
     }
 
-    pub fn from_stream(s: TcpStream) -> Self {
+    pub(crate) fn from_stream(s: TcpStream) -> Self {
         let (r, w) = s.into_split();
         Self {
             r: BufReader::new(r),
@@ -143,7 +143,7 @@ impl LineClient {
     }
 
     /// Sends `line` and returns the reply line, or `None` if the connection closed.
-    pub async fn ask(&mut self, line: &str) -> Option<String> {
+    pub(crate) async fn ask(&mut self, line: &str) -> Option<String> {
         self.w
             .write_all(format!("{line}\n").as_bytes())
             .await
@@ -157,12 +157,12 @@ impl LineClient {
     }
 
     /// Reads one line as it comes (without sending anything); 0 at end of stream.
-    pub async fn read_line(&mut self, out: &mut String) -> usize {
+    pub(crate) async fn read_line(&mut self, out: &mut String) -> usize {
         self.r.read_line(out).await.unwrap_or(0)
     }
 
     /// Waits for the connection to be closed by the far side (bounded).
-    pub async fn closed(&mut self) -> bool {
+    pub(crate) async fn closed(&mut self) -> bool {
         let mut buf = [0u8; 64];
         matches!(
             tokio::time::timeout(WAIT, self.r.read(&mut buf)).await,
@@ -172,21 +172,21 @@ impl LineClient {
 }
 
 /// Connects, sends one line and returns the name of the backend that answered.
-pub async fn which_backend(addr: SocketAddr) -> String {
+pub(crate) async fn which_backend(addr: SocketAddr) -> String {
     let mut c = LineClient::connect(addr).await;
     let reply = c.ask("hi").await.expect("a reply through the proxy");
     reply.split(':').next().unwrap().to_owned()
 }
 
 /// Like [`which_backend`], from source address `src`.
-pub async fn which_backend_from(addr: SocketAddr, src: std::net::IpAddr) -> String {
+pub(crate) async fn which_backend_from(addr: SocketAddr, src: std::net::IpAddr) -> String {
     let mut c = LineClient::connect_from(addr, src).await;
     let reply = c.ask("hi").await.expect("a reply through the proxy");
     reply.split(':').next().unwrap().to_owned()
 }
 
 /// Sends one HTTP/1.1 request and returns the status code and body.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
@@ -206,14 +206,14 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
 }
 
 /// Waits (bounded) until a backend's up flag equals `up`.
-pub async fn wait_state(rx: &mut watch::Receiver<bool>, up: bool, bound: Duration) -> bool {
+pub(crate) async fn wait_state(rx: &mut watch::Receiver<bool>, up: bool, bound: Duration) -> bool {
     tokio::time::timeout(bound, rx.wait_for(|v| *v == up))
         .await
         .is_ok_and(|r| r.is_ok())
 }
 
 /// Waits (bounded) until `cond` holds, for state another thread updates without an event.
-pub async fn eventually(cond: impl Fn() -> bool) -> bool {
+pub(crate) async fn eventually(cond: impl Fn() -> bool) -> bool {
     tokio::time::timeout(WAIT, async {
         while !cond() {
             tokio::time::sleep(Duration::from_millis(2)).await;

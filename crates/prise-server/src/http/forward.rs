@@ -37,12 +37,12 @@ use crate::security::ratelimit::{IpLimiter, IpPermit};
 
 /// Marks a forwarded request; its value is the forwarding node's id. A node
 /// never forwards a request carrying it, so a request makes one hop at most.
-pub const HOP_HEADER: HeaderName = HeaderName::from_static("prise-hop");
+pub(crate) const HOP_HEADER: HeaderName = HeaderName::from_static("prise-hop");
 /// The address of the client a forwarded request came from, for the owner's
 /// logs (informational: any client can send it).
-pub const CLIENT_HEADER: HeaderName = HeaderName::from_static("prise-client");
+pub(crate) const CLIENT_HEADER: HeaderName = HeaderName::from_static("prise-client");
 /// Longest wait for a TCP connection to the owner.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Added to the long-poll timeout to bound a forwarded exchange.
 const EXCHANGE_MARGIN: Duration = Duration::from_secs(10);
 

@@ -38,6 +38,7 @@ pub enum AnonymousPolicy {
 
 /// Security flags of `prise serve` (each also a `PRISE_*` variable).
 #[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
 pub struct SecurityArgs {
     /// HS256 shared secret for JWTs (prefer --jwt-secret-file: flags show in `ps`).
     #[arg(long, env = "PRISE_JWT_SECRET", hide_env_values = true)]

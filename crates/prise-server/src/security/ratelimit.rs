@@ -88,6 +88,7 @@ impl TokenBucket {
 
 /// Rate-limit settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RateConfig {
     /// Requests per second per connection (0 disables).
     pub message_rate: f64,

@@ -30,12 +30,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// The WebSocket configuration the hub uses for its limits.
 pub(crate) fn ws_config(shared: &Shared) -> WsConfig {
     let l = &shared.hub.config().limits;
-    WsConfig {
-        max_message_size: l.max_frame,
-        max_frame_size: l.max_frame,
-        deflate: shared.ws_deflate,
-        ..WsConfig::default()
-    }
+    WsConfig::capped(l.max_frame, shared.ws_deflate)
 }
 
 /// `GET /ws`: upgrades and spawns the session task.

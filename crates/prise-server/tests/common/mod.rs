@@ -1,7 +1,7 @@
 //! Shared helpers: a real server on 127.0.0.1:0 and real clients.
 #![allow(dead_code)]
 
-pub mod node;
+pub(crate) mod node;
 
 use futures_util::{SinkExt, StreamExt};
 use prise_server::{Bound, CancellationToken, ServeArgs};
@@ -14,16 +14,16 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Every wait in these tests is bounded by this.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub bound: Bound,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<Result<(), prise_server::ServeError>>,
 }
 
 impl TestServer {
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(WAIT, self.task)
             .await
@@ -35,7 +35,7 @@ impl TestServer {
 
 /// Starts a server with `extra` flags on loopback ports picked by the OS.
 /// Without `--store`/`--data` in `extra`, a memory store is used.
-pub async fn spawn_server(extra: &[&str]) -> TestServer {
+pub(crate) async fn spawn_server(extra: &[&str]) -> TestServer {
     let mut flags = vec!["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"];
     if !extra.contains(&"--store") {
         flags.extend(["--store", "memory"]);
@@ -62,7 +62,7 @@ pub async fn spawn_server(extra: &[&str]) -> TestServer {
     }
 }
 
-pub async fn spawn_sqlite_server(dir: &Path, extra: &[&str]) -> TestServer {
+pub(crate) async fn spawn_sqlite_server(dir: &Path, extra: &[&str]) -> TestServer {
     let data = dir.to_str().expect("utf-8 path").to_owned();
     let mut flags = vec!["--store", "sqlite", "--data"];
     let data: &'static str = Box::leak(data.into_boxed_str());
@@ -72,21 +72,21 @@ pub async fn spawn_sqlite_server(dir: &Path, extra: &[&str]) -> TestServer {
 }
 
 /// A line-protocol client.
-pub struct LineClient {
+pub(crate) struct LineClient {
     pub reader: BufReader<OwnedReadHalf>,
     pub writer: OwnedWriteHalf,
     pub greeting: String,
 }
 
 impl LineClient {
-    pub async fn connect(server: &TestServer) -> Self {
+    pub(crate) async fn connect(server: &TestServer) -> Self {
         let stream = TcpStream::connect(server.bound.tcp)
             .await
             .expect("tcp connect");
         Self::from_stream(stream).await
     }
 
-    pub async fn from_stream(stream: TcpStream) -> Self {
+    pub(crate) async fn from_stream(stream: TcpStream) -> Self {
         let (r, w) = stream.into_split();
         let mut c = Self {
             reader: BufReader::new(r),
@@ -98,7 +98,7 @@ impl LineClient {
         c
     }
 
-    pub async fn send(&mut self, line: &str) {
+    pub(crate) async fn send(&mut self, line: &str) {
         self.writer
             .write_all(format!("{line}\n").as_bytes())
             .await
@@ -106,7 +106,7 @@ impl LineClient {
     }
 
     /// The next line, or None at end of stream.
-    pub async fn line(&mut self) -> Option<String> {
+    pub(crate) async fn line(&mut self) -> Option<String> {
         let mut s = String::new();
         let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut s))
             .await
@@ -119,7 +119,7 @@ impl LineClient {
     }
 
     /// Reads lines until one starts with `prefix`; returns it.
-    pub async fn until(&mut self, prefix: &str) -> String {
+    pub(crate) async fn until(&mut self, prefix: &str) -> String {
         loop {
             let l = self
                 .line()
@@ -132,15 +132,15 @@ impl LineClient {
     }
 
     /// Sends a command and returns the first line starting with `prefix`.
-    pub async fn ask(&mut self, line: &str, prefix: &str) -> String {
+    pub(crate) async fn ask(&mut self, line: &str, prefix: &str) -> String {
         self.send(line).await;
         self.until(prefix).await
     }
 }
 
-pub type Ws = WebSocket<TcpStream>;
+pub(crate) type Ws = WebSocket<TcpStream>;
 
-pub async fn ws_connect(server: &TestServer) -> Ws {
+pub(crate) async fn ws_connect(server: &TestServer) -> Ws {
     let stream = TcpStream::connect(server.bound.http)
         .await
         .expect("connect");
@@ -151,14 +151,14 @@ pub async fn ws_connect(server: &TestServer) -> Ws {
     ws
 }
 
-pub async fn ws_send(ws: &mut Ws, v: Value) {
+pub(crate) async fn ws_send(ws: &mut Ws, v: Value) {
     ws.send(Message::text(v.to_string()))
         .await
         .expect("ws send");
 }
 
 /// The next JSON text frame; panics on close or timeout.
-pub async fn ws_recv(ws: &mut Ws) -> Value {
+pub(crate) async fn ws_recv(ws: &mut Ws) -> Value {
     loop {
         let m = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -174,7 +174,7 @@ pub async fn ws_recv(ws: &mut Ws) -> Value {
 }
 
 /// Reads frames until one has `type == t`.
-pub async fn ws_until(ws: &mut Ws, t: &str) -> Value {
+pub(crate) async fn ws_until(ws: &mut Ws, t: &str) -> Value {
     loop {
         let v = ws_recv(ws).await;
         if v["type"] == t {
@@ -184,7 +184,7 @@ pub async fn ws_until(ws: &mut Ws, t: &str) -> Value {
 }
 
 /// Reads until a close frame; returns its code (None if the stream just ended).
-pub async fn ws_close_code(ws: &mut Ws) -> Option<u16> {
+pub(crate) async fn ws_close_code(ws: &mut Ws) -> Option<u16> {
     loop {
         match tokio::time::timeout(WAIT, ws.next())
             .await

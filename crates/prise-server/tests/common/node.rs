@@ -5,14 +5,14 @@ use super::WAIT;
 use prise_server::{Bound, CancellationToken, ServeArgs};
 
 /// A node on its own runtime.
-pub struct Node {
+pub(crate) struct Node {
     pub bound: Bound,
     stop: Option<std::sync::mpsc::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Node {
-    pub fn spawn(redis: &str, prefix: &str, extra: &[&str]) -> Node {
+    pub(crate) fn spawn(redis: &str, prefix: &str, extra: &[&str]) -> Node {
         let mut flags = vec![
             "--http".to_owned(),
             "127.0.0.1:0".into(),
@@ -62,7 +62,7 @@ impl Node {
     }
 
     /// Like `kill -9`: the runtime is dropped, nothing graceful runs.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(true);
         }
