@@ -354,21 +354,15 @@ impl Hub {
 
     /// Rooms with members, sorted by name, at most `limit`.
     pub fn rooms(&self, limit: usize) -> Vec<RoomInfo> {
-        let mut v = Vec::new();
-        for shard in self.inner.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            v.extend(
-                shard
-                    .rooms
-                    .values()
-                    .filter(|r| !r.sessions.is_empty())
-                    .map(|r| RoomInfo {
-                        name: r.name.to_string(),
-                        members: r.member_users(),
-                        offset: r.delivered,
-                    }),
-            );
-        }
+        let mut v = self.inner.collect_rooms(|r, v| {
+            if !r.sessions.is_empty() {
+                v.push(RoomInfo {
+                    name: r.name.to_string(),
+                    members: r.member_users(),
+                    offset: r.delivered,
+                });
+            }
+        });
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v.truncate(limit);
         v
@@ -376,6 +370,18 @@ impl Hub {
 }
 
 impl Inner {
+    /// Collects from every room in memory, one shard locked at a time.
+    pub(super) fn collect_rooms<T>(&self, mut f: impl FnMut(&Room, &mut Vec<T>)) -> Vec<T> {
+        let mut v = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for r in shard.rooms.values() {
+                f(r, &mut v);
+            }
+        }
+        v
+    }
+
     pub(super) fn lock_shard(&self, room: &str) -> MutexGuard<'_, Shard> {
         // See `Hub::shard` for why a poisoned lock is usable.
         self.shards[shard_of(room)]

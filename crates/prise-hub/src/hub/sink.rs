@@ -34,17 +34,7 @@ impl DeliverySink for Inner {
     }
 
     fn delivered_rooms(&self) -> Vec<(String, Epoch, Offset)> {
-        let mut v = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            v.extend(
-                shard
-                    .rooms
-                    .values()
-                    .map(|r| (r.name.to_string(), r.epoch.clone(), r.delivered)),
-            );
-        }
-        v
+        self.collect_rooms(|r, v| v.push((r.name.to_string(), r.epoch.clone(), r.delivered)))
     }
 
     fn presence_event(&self, room: &str, event: PresenceEvent) -> PresenceApplied {
@@ -68,33 +58,21 @@ impl DeliverySink for Inner {
     }
 
     fn local_memberships(&self) -> Vec<(String, User)> {
-        let mut v = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            for r in shard.rooms.values() {
-                v.extend(
-                    r.users
-                        .values()
-                        .map(|e| (r.name.to_string(), e.user.clone())),
-                );
-            }
-        }
-        v
+        self.collect_rooms(|r, v| {
+            v.extend(
+                r.users
+                    .values()
+                    .map(|e| (r.name.to_string(), e.user.clone())),
+            );
+        })
     }
 
     fn presence_rooms(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            v.extend(
-                shard
-                    .rooms
-                    .values()
-                    .filter(|r| !r.sessions.is_empty())
-                    .map(|r| r.name.to_string()),
-            );
-        }
-        v
+        self.collect_rooms(|r, v| {
+            if !r.sessions.is_empty() {
+                v.push(r.name.to_string());
+            }
+        })
     }
 
     fn advance_seq(&self, seq: u64) {
