@@ -70,7 +70,7 @@ echo "== redis-server on 127.0.0.1:$REDIS_PORT"
 # requests nodes forward to each other: the per-IP limits are off.
 HTTP=(); TCP=(); NODE_PID=()
 for i in 0 1 2; do
-  "$PRISE_BIN" --log "info,prise_server::forward=debug" serve \
+  "$PRISE_BIN" --log "info,prise_server::http::forward=debug" serve \
     --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "cluster-$$:" \
     --http 127.0.0.1:0 --tcp 127.0.0.1:0 --presence-ttl 2s --recovery-window 4s \
     --ip-connect-rate 0 --max-connections-per-ip 0 \
