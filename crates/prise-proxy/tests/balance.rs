@@ -39,7 +39,7 @@ async fn least_connections_prefers_the_idle_backend() {
     // One long-lived connection makes its backend busy: every short connection opened
     // and closed meanwhile goes to the other one.
     let mut long = LineClient::connect(p.addr).await;
-    let busy = long.ask("hold").await.unwrap();
+    let busy = long.reply("hold").await.unwrap();
     let busy = busy.split(':').next().unwrap().to_owned();
     let busy_addr = if busy == "a" { a.addr } else { b.addr };
     for _ in 0..6 {
@@ -66,7 +66,7 @@ async fn least_connections_prefers_the_idle_backend() {
             p.handle.backend(b.addr).unwrap().active(),
         );
         let mut c = LineClient::connect(p.addr).await;
-        let name = c.ask("x").await.unwrap();
+        let name = c.reply("x").await.unwrap();
         if na < nb {
             assert!(name.starts_with("a:"), "{na} vs {nb}: {name}");
         } else if nb < na {

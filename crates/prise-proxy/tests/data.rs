@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use prise_testkit::wait_until_refusing;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -148,7 +149,7 @@ async fn full_duplex_bulk_is_intact_through_splice() {
 
     // Request/response traffic stays on the small-buffer path.
     let mut c = LineClient::connect(p.addr).await;
-    assert!(c.ask("ping").await.is_some());
+    assert!(c.reply("ping").await.is_some());
     assert_eq!(
         stats
             .bytes_spliced
@@ -164,7 +165,7 @@ async fn idle_connections_are_closed() {
     cfg.idle_timeout = Some(Duration::from_millis(200));
     let p = spawn_proxy(cfg).await;
     let mut c = LineClient::connect(p.addr).await;
-    assert_eq!(c.ask("x").await.as_deref(), Some("a:x"));
+    assert_eq!(c.reply("x").await.as_deref(), Some("a:x"));
     assert!(c.closed().await);
     // Counted by the relay thread just after it closed the sockets.
     assert!(
@@ -185,7 +186,7 @@ async fn max_connections_holds_the_next_client_until_one_closes() {
     cfg.max_connections = 1;
     let p = spawn_proxy(cfg).await;
     let mut first = LineClient::connect(p.addr).await;
-    assert!(first.ask("1").await.is_some());
+    assert!(first.reply("1").await.is_some());
     // The second client's TCP handshake completes in the backlog, but the proxy does not
     // take it while the first is open.
     let second = TcpStream::connect(p.addr).await.unwrap();
@@ -212,20 +213,12 @@ async fn shutdown_drains_open_connections_and_refuses_new_ones() {
     let b = TestBackend::start("a").await;
     let p = spawn_proxy(config(&[b.addr])).await;
     let mut c = LineClient::connect(p.addr).await;
-    assert!(c.ask("before").await.is_some());
+    assert!(c.reply("before").await.is_some());
     p.shutdown.cancel();
     // The listener closes: a new client is refused (bounded wait for the close to land).
-    let refused = async {
-        loop {
-            match TcpStream::connect(p.addr).await {
-                Err(_) => break,
-                Ok(_) => tokio::task::yield_now().await,
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, refused).await.unwrap();
+    wait_until_refusing(p.addr).await;
     // The established connection keeps working through the drain.
-    assert_eq!(c.ask("during").await.as_deref(), Some("a:during"));
+    assert_eq!(c.reply("during").await.as_deref(), Some("a:during"));
     assert!(!p.task.is_finished());
     drop(c);
     tokio::time::timeout(WAIT, p.task).await.unwrap().unwrap();
@@ -238,7 +231,7 @@ async fn drain_deadline_cuts_remaining_connections() {
     cfg.drain_timeout = Duration::from_millis(200);
     let p = spawn_proxy(cfg).await;
     let mut c = LineClient::connect(p.addr).await;
-    assert!(c.ask("x").await.is_some());
+    assert!(c.reply("x").await.is_some());
     p.shutdown.cancel();
     tokio::time::timeout(WAIT, p.task).await.unwrap().unwrap();
     assert!(c.closed().await);

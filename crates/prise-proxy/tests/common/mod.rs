@@ -1,18 +1,19 @@
-//! Real backends and a proxy on 127.0.0.1:0 for the integration tests.
+//! Real backends and a proxy on 127.0.0.1:0 for the integration tests; the
+//! clients and bounded waits come from `prise-testkit`.
 #![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use prise_proxy::{CheckKind, Proxy, ProxyConfig, ProxyHandle};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+// Each test binary uses its own part of these.
+#[allow(unused_imports)]
+pub use prise_testkit::{LineClient, WAIT, eventually};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Bound on every wait in the tests.
-pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A backend that answers every line `x` with `name:x` and counts the clients that sent
 /// at least one line (health checks send nothing, so they are not counted).
@@ -108,53 +109,10 @@ pub async fn spawn_proxy(cfg: ProxyConfig) -> TestProxy {
     }
 }
 
-/// A client connection that speaks lines.
-pub struct LineClient {
-    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl LineClient {
-    pub async fn connect(addr: SocketAddr) -> Self {
-        let s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .unwrap()
-            .unwrap();
-        let (r, w) = s.into_split();
-        Self {
-            r: BufReader::new(r),
-            w,
-        }
-    }
-
-    /// Sends `line` and returns the reply line, or `None` if the connection closed.
-    pub async fn ask(&mut self, line: &str) -> Option<String> {
-        self.w
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .ok()?;
-        let mut reply = String::new();
-        let n = tokio::time::timeout(WAIT, self.r.read_line(&mut reply))
-            .await
-            .expect("reply within the wait bound")
-            .ok()?;
-        (n > 0).then(|| reply.trim_end().to_owned())
-    }
-
-    /// Waits for the connection to be closed by the far side (bounded).
-    pub async fn closed(&mut self) -> bool {
-        let mut buf = [0u8; 64];
-        matches!(
-            tokio::time::timeout(WAIT, self.r.read(&mut buf)).await,
-            Ok(Ok(0) | Err(_))
-        )
-    }
-}
-
 /// Connects, sends one line and returns the name of the backend that answered.
 pub async fn which_backend(addr: SocketAddr) -> String {
     let mut c = LineClient::connect(addr).await;
-    let reply = c.ask("hi").await.expect("a reply through the proxy");
+    let reply = c.reply("hi").await.expect("a reply through the proxy");
     reply.split(':').next().unwrap().to_owned()
 }
 
@@ -163,15 +121,4 @@ pub async fn wait_state(rx: &mut watch::Receiver<bool>, up: bool, bound: Duratio
     tokio::time::timeout(bound, rx.wait_for(|v| *v == up))
         .await
         .is_ok_and(|r| r.is_ok())
-}
-
-/// Waits (bounded) until `cond` holds, for state another thread updates without an event.
-pub async fn eventually(cond: impl Fn() -> bool) -> bool {
-    tokio::time::timeout(WAIT, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .is_ok()
 }
