@@ -78,10 +78,11 @@ impl ChildProcess {
     /// # Panics
     /// When none arrives within the wait.
     pub fn stdout_after(&self, marker: &str) -> String {
+        let deadline = Instant::now() + self.wait;
         after(
             self.stdout.as_ref().expect("stdout piped"),
             marker,
-            self.wait,
+            deadline,
         )
     }
 
@@ -91,18 +92,21 @@ impl ChildProcess {
     /// # Panics
     /// When none arrives within the wait.
     pub fn stderr_after(&self, marker: &str) -> String {
+        let deadline = Instant::now() + self.wait;
         after(
             self.stderr.as_ref().expect("stderr piped"),
             marker,
-            self.wait,
+            deadline,
         )
     }
 
-    /// For `prise serve`: waits for its `listening http` and `listening tcp`
-    /// lines on stdout.
+    /// For `prise serve`: waits (both within one wait) for its
+    /// `listening http` and `listening tcp` lines on stdout.
     pub fn serve_addrs(&self) -> ServeAddrs {
-        let http = self.stdout_after("listening http ");
-        let tcp = self.stdout_after("listening tcp ");
+        let deadline = Instant::now() + self.wait;
+        let stdout = self.stdout.as_ref().expect("stdout piped");
+        let http = after(stdout, "listening http ", deadline);
+        let tcp = after(stdout, "listening tcp ", deadline);
         ServeAddrs {
             http: http.parse().expect("http address"),
             tcp: tcp.parse().expect("tcp address"),
@@ -180,8 +184,7 @@ fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
 }
 
 /// What follows `marker` in the first line of `rx` that has it.
-fn after(rx: &mpsc::Receiver<String>, marker: &str, wait: Duration) -> String {
-    let deadline = Instant::now() + wait;
+fn after(rx: &mpsc::Receiver<String>, marker: &str, deadline: Instant) -> String {
     loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
