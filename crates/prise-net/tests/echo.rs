@@ -48,6 +48,28 @@ async fn spawn_echo_with(
     (ep, task)
 }
 
+/// Waits (bounded) for every client, then stops the server and waits for it.
+async fn join_then_stop(
+    clients: impl Iterator<Item = tokio::task::JoinHandle<()>>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+) {
+    for c in clients {
+        tokio::time::timeout(BOUND, c).await.unwrap().unwrap();
+    }
+    shutdown.cancel();
+    tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
+}
+
+/// Sends a close with code 1000 and checks that the server answers with one.
+async fn close_normally(ws: &mut prise_net::transport::WebSocket) {
+    ws.send(prise_ws::close_message(1000, "bye")).await.unwrap();
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_echo_serves_many_clients_at_once() {
     let shutdown = CancellationToken::new();
@@ -73,11 +95,7 @@ async fn tcp_echo_serves_many_clients_at_once() {
             assert!(back == expected, "client {i} got other bytes");
         })
     });
-    for c in clients {
-        tokio::time::timeout(BOUND, c).await.unwrap().unwrap();
-    }
-    shutdown.cancel();
-    tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
+    join_then_stop(clients, shutdown, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,20 +117,12 @@ async fn ws_echo_serves_many_clients_and_closes_cleanly() {
             let big = vec![i as u8; 200_000];
             ws.send(Message::binary(big.clone())).await.unwrap();
             assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
-            ws.send(prise_ws::close_message(1000, "bye")).await.unwrap();
-            // The server answers the close; then the stream ends.
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
-                other => panic!("expected a close frame, got {other:?}"),
-            }
+            close_normally(&mut ws).await;
+            // The server answered the close; then the stream ends.
             assert!(ws.next().await.is_none());
         })
     });
-    for c in clients {
-        tokio::time::timeout(BOUND, c).await.unwrap().unwrap();
-    }
-    shutdown.cancel();
-    tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
+    join_then_stop(clients, shutdown, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,18 +162,10 @@ async fn ws_echo_with_deflate_compresses_both_ways() {
                     Message::binary(noise.clone())
                 );
             }
-            ws.send(prise_ws::close_message(1000, "bye")).await.unwrap();
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
-                other => panic!("expected a close frame, got {other:?}"),
-            }
+            close_normally(&mut ws).await;
         })
     });
-    for c in clients {
-        tokio::time::timeout(BOUND, c).await.unwrap().unwrap();
-    }
-    shutdown.cancel();
-    tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
+    join_then_stop(clients, shutdown, task).await;
 }
 
 #[tokio::test]
@@ -183,8 +185,8 @@ async fn udp_and_unix_echo() {
         assert_eq!(&buf[..n], msg);
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("unix:{}", dir.path().join("echo.sock").display());
+    let dir = prise_testkit::TestDir::new();
+    let url = format!("unix:{}", dir.join("echo.sock").display());
     let (ep, unix_task) = spawn_echo(&url, &shutdown).await;
     let Conn::Stream(mut s) = connect(&ep, &ConnectOptions::default()).await.unwrap() else {
         panic!("not a stream");
@@ -228,11 +230,7 @@ async fn linger0_closes_with_a_reset() {
 #[tokio::test(start_paused = true)]
 async fn retries_wait_with_backoff_until_the_listener_appears() {
     // Reserve a port, then free it so that connecting is refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = prise_testkit::free_tcp_port();
     let ep: Endpoint = format!("tcp://127.0.0.1:{port}").parse().unwrap();
     let config = BackoffConfig {
         base: Duration::from_millis(100),
