@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use prise_sio::{
     Ack, AckError, BoxFuture, CloseReason, ConnectOutcome, ConnectRefusal, CorsConfig,
     DisconnectReason, EmitError, EncodedPacket, EngineConfig, Payload, RecoveryRequest, SioConfig,
     SioHandler, SioLayer, Socket,
 };
-use prise_ws::{Message, WebSocket};
+use prise_testkit::{HttpRequest, HttpResponse, WsClient};
+use prise_ws::Message;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -134,25 +133,6 @@ async fn spawn_server(config: SioConfig) -> Result<Server> {
     })
 }
 
-struct HttpResponse {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap_or("<binary>")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
 /// One HTTP/1.1 request on its own connection (`Connection: close`).
 async fn http(
     addr: SocketAddr,
@@ -161,36 +141,12 @@ async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
-        .await
-        .context("http response in time")??;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of headers")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    Ok(HttpResponse {
-        status,
-        head,
-        body: raw[split + 4..].to_vec(),
-    })
+    Ok(HttpRequest::new(method, path)
+        .headers(headers)
+        .body(body)
+        .wait(WAIT)
+        .send(addr)
+        .await)
 }
 
 async fn polling_handshake(addr: SocketAddr) -> Result<String> {
@@ -201,28 +157,15 @@ async fn polling_handshake(addr: SocketAddr) -> Result<String> {
     Ok(v["sid"].as_str().context("sid")?.to_owned())
 }
 
-type Ws = WebSocket<TcpStream>;
-
-async fn ws_open(addr: SocketAddr, query: &str) -> Result<Ws> {
-    let stream = TcpStream::connect(addr).await?;
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket{query}");
-    let (ws, _) = prise_ws::connect(
-        stream,
-        &url,
-        &prise_ws::ClientOptions::default(),
-        prise_ws::WsConfig::default(),
-    )
-    .await?;
-    Ok(ws)
+async fn ws_open(addr: SocketAddr, query: &str) -> Result<WsClient> {
+    let path = format!("/socket.io/?EIO=4&transport=websocket{query}");
+    Ok(WsClient::connect(addr, &path).await.with_wait(WAIT))
 }
 
-async fn ws_next(ws: &mut Ws) -> Result<Message> {
+/// The next frame that is not a heartbeat (Engine.IO ping or a control ping).
+async fn ws_next(ws: &mut WsClient) -> Result<Message> {
     loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .context("no websocket message in time")?
-            .context("websocket ended")??;
-        match m {
+        match ws.message().await {
             Message::Text(ref t) if t.as_str() == "2" => continue, // ping
             Message::Ping(_) | Message::Pong(_) => continue,
             m => return Ok(m),
@@ -230,7 +173,7 @@ async fn ws_next(ws: &mut Ws) -> Result<Message> {
     }
 }
 
-async fn ws_text(ws: &mut Ws) -> Result<String> {
+async fn ws_text(ws: &mut WsClient) -> Result<String> {
     match ws_next(ws).await? {
         Message::Text(t) => Ok(t.to_string()),
         other => bail!("expected text, got {other:?}"),
@@ -238,7 +181,7 @@ async fn ws_text(ws: &mut Ws) -> Result<String> {
 }
 
 /// A WebSocket session with the Engine.IO handshake read.
-async fn ws_session(addr: SocketAddr) -> Result<Ws> {
+async fn ws_session(addr: SocketAddr) -> Result<WsClient> {
     let mut ws = ws_open(addr, "").await?;
     let open = ws_text(&mut ws).await?;
     assert!(open.starts_with("0{"), "{open}");
@@ -329,7 +272,7 @@ async fn refusals_and_unknown_namespaces() -> Result<()> {
     // A malformed Socket.IO packet closes the whole session.
     ws.send(Message::text("42{}")).await?;
     loop {
-        match tokio::time::timeout(WAIT, ws.next()).await? {
+        match ws.next_item().await {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
             Some(Ok(_)) => {}
         }
@@ -578,7 +521,7 @@ async fn connect_timeout_closes_a_silent_session() -> Result<()> {
     })
     .await?;
     let mut ws = ws_session(srv.addr).await?;
-    match tokio::time::timeout(WAIT, ws.next()).await? {
+    match ws.next_item().await {
         None | Some(Err(_)) => {}
         Some(Ok(Message::Close(frame))) => {
             assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
@@ -624,10 +567,7 @@ async fn heartbeat_keeps_answering_clients_and_closes_silent_ones() -> Result<()
     // Answer three pings; the session stays up.
     let mut pings = 0;
     while pings < 3 {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await?
-            .context("ended")??
-        {
+        match ws.next_item().await.context("ended")?? {
             Message::Text(t) if t.as_str() == "2" => {
                 pings += 1;
                 ws.send(Message::text("3")).await?;
