@@ -115,11 +115,7 @@ async fn killed_backend_goes_down_within_fall_intervals_and_comes_back_after_ris
         assert_eq!(which_backend(p.addr).await, "b");
     }
     assert_eq!(b.served(), before + 8);
-    let failures = p
-        .handle
-        .stats()
-        .connect_failures
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let failures = count(&p.handle.stats().connect_failures);
 
     // Back on the same address: up again after `rise` good checks.
     let back = Instant::now();
@@ -134,13 +130,7 @@ async fn killed_backend_goes_down_within_fall_intervals_and_comes_back_after_ris
     assert_eq!(names, ["a", "a", "b", "b"]);
     assert_eq!(a.served(), 2);
     // While it was down no client connection was even attempted on it.
-    assert_eq!(
-        p.handle
-            .stats()
-            .connect_failures
-            .load(std::sync::atomic::Ordering::Relaxed),
-        failures
-    );
+    assert_eq!(count(&p.handle.stats().connect_failures), failures);
 }
 
 #[tokio::test]
@@ -162,12 +152,7 @@ async fn failed_connects_retry_elsewhere_and_mark_the_backend_down() {
     assert!(wait_state(&mut state, false, WAIT).await);
     // At most `fall` failed connects (the start-up check may have counted one), and none
     // once it is down.
-    let failures = || {
-        p.handle
-            .stats()
-            .connect_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let failures = || count(&p.handle.stats().connect_failures);
     let after_down = failures();
     assert!((1..=2).contains(&after_down), "{after_down}");
     for _ in 0..4 {
@@ -209,11 +194,5 @@ async fn no_healthy_backend_closes_the_client() {
     a.kill().await;
     let mut c = LineClient::connect(p.addr).await;
     assert!(c.closed().await);
-    assert_eq!(
-        p.handle
-            .stats()
-            .no_backend
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(count(&p.handle.stats().no_backend), 1);
 }

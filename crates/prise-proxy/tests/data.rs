@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use prise_testkit::stream::{exchange, read_to_end};
 use prise_testkit::wait_until_refusing;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,13 +43,7 @@ async fn client_half_close(splice: bool) {
     let p = spawn_proxy(cfg).await;
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     let req = pattern(300_000, 3);
-    c.write_all(&req).await.unwrap();
-    c.shutdown().await.unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, c.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = exchange(&mut c, &req).await;
     assert_eq!(got.len(), reply.len());
     assert!(got == reply, "reply corrupted");
     assert!(got_req.await.unwrap() == req, "request corrupted");
@@ -81,11 +76,7 @@ async fn backend_half_close(splice: bool) {
     cfg.splice = splice;
     let p = spawn_proxy(cfg).await;
     let mut c = TcpStream::connect(p.addr).await.unwrap();
-    let mut greeting = Vec::new();
-    tokio::time::timeout(WAIT, c.read_to_end(&mut greeting))
-        .await
-        .unwrap()
-        .unwrap();
+    let greeting = read_to_end(&mut c).await;
     assert_eq!(greeting, b"hello, send me everything");
     let upload = pattern(4 << 20, 11);
     c.write_all(&upload).await.unwrap();
@@ -131,31 +122,20 @@ async fn full_duplex_bulk_is_intact_through_splice() {
         w.write_all(&sent).await.unwrap();
         w.shutdown().await.unwrap();
     });
-    let mut got = Vec::with_capacity(data.len());
-    tokio::time::timeout(WAIT, r.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = read_to_end(&mut r).await;
     writer.await.unwrap();
     assert!(got == data, "echo corrupted ({} bytes)", got.len());
     let stats = p.handle.stats();
-    let up = stats.bytes_up.load(std::sync::atomic::Ordering::Relaxed);
+    let up = count(&stats.bytes_up);
     assert_eq!(up, data.len() as u64);
     // A bulk stream goes (mostly) through the pipes, not through user space.
-    let spliced = stats
-        .bytes_spliced
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let spliced = count(&stats.bytes_spliced);
     assert!(spliced > data.len() as u64, "only {spliced} bytes spliced");
 
     // Request/response traffic stays on the small-buffer path.
     let mut c = LineClient::connect(p.addr).await;
     assert!(c.reply("ping").await.is_some());
-    assert_eq!(
-        stats
-            .bytes_spliced
-            .load(std::sync::atomic::Ordering::Relaxed),
-        spliced
-    );
+    assert_eq!(count(&stats.bytes_spliced), spliced);
 }
 
 #[tokio::test]
@@ -168,15 +148,7 @@ async fn idle_connections_are_closed() {
     assert_eq!(c.reply("x").await.as_deref(), Some("a:x"));
     assert!(c.closed().await);
     // Counted by the relay thread just after it closed the sockets.
-    assert!(
-        eventually(|| p
-            .handle
-            .stats()
-            .idle_closed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1)
-        .await
-    );
+    assert!(eventually(|| count(&p.handle.stats().idle_closed) == 1).await);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use common::*;
 use prise_proxy::config::{BackendTls, ListenerTls};
 use prise_proxy::{Balance, CheckKind, ProxyArgs, ProxyConfig, ProxyProtocol};
+use prise_testkit::stream::exchange;
 use prise_testkit::tls::TestCert;
 use prise_testkit::{TestDir, http};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -52,13 +53,7 @@ async fn reload_keeps_connections_in_flight_and_switches_new_ones() {
     assert!(ProxyConfig::from_args(&args).is_err());
     assert_eq!(which_backend(p.addr).await, "b");
     assert_eq!(in_flight.reply("3").await.as_deref(), Some("a:3"));
-    assert_eq!(
-        p.handle
-            .stats()
-            .reloads
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(count(&p.handle.stats().reloads), 1);
 }
 
 #[tokio::test]
@@ -102,14 +97,8 @@ async fn tls_on_both_sides_with_half_close() {
 
     for _ in 0..2 {
         let mut s = c.connect(p.addr, &[]).await;
-        s.write_all(&vec![b'x'; 100_000]).await.unwrap();
-        s.shutdown().await.unwrap();
-        let mut reply = String::new();
-        tokio::time::timeout(WAIT, s.read_to_string(&mut reply))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(reply, "got 100000 bytes");
+        let reply = exchange(&mut s, &vec![b'x'; 100_000]).await;
+        assert_eq!(reply, b"got 100000 bytes");
     }
     let status = p.handle.backend(backend).unwrap().status();
     assert!(status.up);

@@ -30,11 +30,7 @@ async fn tcp_refuses_bad_signature_expired_token_and_rooms_outside_claims() {
         anon.greeting()
     );
     assert_eq!(anon.ask("PING", "PONG").await, "PONG");
-    assert!(
-        anon.ask("JOIN general", "ERR")
-            .await
-            .starts_with("ERR AUTH_REQUIRED")
-    );
+    anon.expect("JOIN general", "ERR AUTH_REQUIRED").await;
 
     let mut bad = server.line().await;
     let forged = hs256(
@@ -63,48 +59,20 @@ async fn tcp_refuses_bad_signature_expired_token_and_rooms_outside_claims() {
 
     let mut alice = server.line().await;
     let t = token("alice", 300, Some(&["team-*"]), true);
-    assert!(
-        alice
-            .ask(&format!("AUTH {t}"), "OK")
-            .await
-            .starts_with("OK alice exp=")
-    );
-    assert!(
-        alice
-            .ask("JOIN general", "ERR")
-            .await
-            .starts_with("ERR FORBIDDEN")
-    );
-    assert!(
-        alice
-            .ask("HISTORY general", "ERR")
-            .await
-            .starts_with("ERR FORBIDDEN")
-    );
-    assert!(
-        alice
-            .ask("NICK mallory", "ERR")
-            .await
-            .starts_with("ERR FORBIDDEN")
-    );
-    assert!(
-        alice
-            .ask("JOIN team-a", "OK")
-            .await
-            .starts_with("OK team-a offset=0 members=1")
-    );
+    alice.expect(&format!("AUTH {t}"), "OK alice exp=").await;
+    alice.expect("JOIN general", "ERR FORBIDDEN").await;
+    alice.expect("HISTORY general", "ERR FORBIDDEN").await;
+    alice.expect("NICK mallory", "ERR FORBIDDEN").await;
+    alice
+        .expect("JOIN team-a", "OK team-a offset=0 members=1")
+        .await;
     assert_eq!(alice.ask("SAY team-a hi", "OK").await, "OK 1");
 
     let mut reader = server.line().await;
     let t = token("rita", 300, Some(&["team-a"]), false);
     reader.ask(&format!("AUTH {t}"), "OK").await;
     reader.ask("JOIN team-a", "OK").await;
-    assert!(
-        reader
-            .ask("SAY team-a hello", "ERR")
-            .await
-            .starts_with("ERR FORBIDDEN")
-    );
+    reader.expect("SAY team-a hello", "ERR FORBIDDEN").await;
     // A refreshed token must keep the subject.
     reader
         .send(&format!("AUTH {}", token("alice", 300, None, true)))
@@ -199,12 +167,9 @@ async fn connections_close_when_the_token_expires_unless_refreshed() {
     let mut refreshed = server.line().await;
     refreshed.ask(&format!("AUTH {short}"), "OK").await;
     let fresh = token("alice", 300, None, true);
-    assert!(
-        refreshed
-            .ask(&format!("AUTH {fresh}"), "OK")
-            .await
-            .starts_with("OK alice exp=")
-    );
+    refreshed
+        .expect(&format!("AUTH {fresh}"), "OK alice exp=")
+        .await;
 
     let mut ws = server.ws_query(&format!("?token={short}")).await;
     ws.until("auth_success").await;
@@ -267,11 +232,7 @@ async fn rs256_and_es256_public_keys_and_jwks_verify() {
     let claims = json!({"sub": "eve", "exp": now() + 60});
     let es = jwt(JwtKey::Es256(kp.serialize_pem().as_bytes()), None, &claims);
     let mut c = server.line().await;
-    assert!(
-        c.ask(&format!("AUTH {es}"), "OK")
-            .await
-            .starts_with("OK eve")
-    );
+    c.expect(&format!("AUTH {es}"), "OK eve").await;
     // An HS256 token signed with the public key as secret (algorithm
     // confusion) is refused.
     let confused = hs256(&kp.public_key_pem(), &claims);
@@ -291,10 +252,6 @@ async fn rs256_and_es256_public_keys_and_jwks_verify() {
     let server = spawn_server(&["--jwks", &dir.arg("jwks.json"), "--anonymous", "deny"]).await;
     let t = jwt(JwtKey::Hs256(SECRET.as_bytes()), Some("k1"), &claims);
     let mut c = server.line().await;
-    assert!(
-        c.ask(&format!("AUTH {t}"), "OK")
-            .await
-            .starts_with("OK eve")
-    );
+    c.expect(&format!("AUTH {t}"), "OK eve").await;
     server.stop().await;
 }

@@ -118,10 +118,7 @@ fn member_count(ack: &Value) -> usize {
 async fn polling_session_is_served_by_every_node() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(Node::spawn(&url, "poll:", &[]).await);
-    }
+    let mut nodes = Node::cluster(&url, "poll:", 3).await;
 
     // Handshake on node 0; CONNECT on node 1; its answer polled on node 2.
     let mut a = Polling::open(&nodes[0]).await;

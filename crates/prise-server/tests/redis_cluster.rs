@@ -67,33 +67,24 @@ fn names(members: &serde_json::Value) -> Vec<String> {
 async fn three_nodes_share_rooms_presence_and_order() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(Node::spawn(&url, "share:", &[]).await);
-    }
+    let nodes = Node::cluster(&url, "share:", 3).await;
 
     let mut alice = nodes[0].line().await;
     let mut bob = nodes[1].ws().await;
     let mut carol = nodes[2].line().await;
     alice.ask("NICK alice", "OK").await;
     carol.ask("NICK carol", "OK").await;
-    assert!(
-        alice
-            .ask("JOIN general", "OK")
-            .await
-            .starts_with("OK general offset=0 members=1")
-    );
+    alice
+        .expect("JOIN general", "OK general offset=0 members=1")
+        .await;
     bob.send_json(json!({"type": "join", "room": "general", "name": "bob"}))
         .await;
     let ack = bob.until("ack").await;
     assert_eq!(names(&ack["members"]), ["alice", "bob"]);
     assert_eq!(alice.until("JOINED").await, "JOINED general bob");
-    assert!(
-        carol
-            .ask("JOIN general", "OK")
-            .await
-            .starts_with("OK general offset=0 members=3")
-    );
+    carol
+        .expect("JOIN general", "OK general offset=0 members=3")
+        .await;
     assert_eq!(alice.until("JOINED").await, "JOINED general carol");
     let joined = bob.until("joined").await;
     assert_eq!(joined["user"]["name"], "carol");

@@ -17,6 +17,7 @@
 //! - [`process`]: a child process whose output lines are read on threads, so
 //!   that a test can wait (bounded) for its `listening` lines;
 //! - [`dir`]: temporary directories with files in them;
+//! - [`stream`]: reading a stream to its end, a half-closed exchange;
 //! - `server` (feature `server`): `prise serve` in process, nodes of a
 //!   cluster on their own runtimes, and a `redis-server` launcher;
 //! - `jwt` (feature `jwt`), `tls` (feature `tls`).
@@ -39,6 +40,7 @@ pub mod listener;
 pub mod process;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod wait;

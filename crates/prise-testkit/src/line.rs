@@ -161,6 +161,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LineClient<R, W> {
         self.until(prefix).await
     }
 
+    /// Sends `line`, reads until a line that starts with the first word of
+    /// `start`, and checks that it starts with all of `start`; returns it.
+    ///
+    /// # Panics
+    /// When the answer starts otherwise.
+    pub async fn expect(&mut self, line: &str, start: &str) -> String {
+        let first = start.split(' ').next().unwrap_or(start);
+        let answer = self.ask(line, first).await;
+        assert!(answer.starts_with(start), "{line} → {answer}, not {start}…");
+        answer
+    }
+
     /// Sends `line` and returns the next line, or `None` when the
     /// connection is closed either way.
     pub async fn reply(&mut self, line: &str) -> Option<String> {

@@ -32,13 +32,7 @@ pub fn free_udp_port() -> u16 {
 /// # Panics
 /// When nothing listens there in time.
 pub async fn wait_until_accepting(addr: SocketAddr) {
-    tokio::time::timeout(WAIT, async {
-        while TcpStream::connect(addr).await.is_err() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("nothing listens on {addr} in time"));
+    wait_for_listener(addr, true).await;
 }
 
 /// Waits (bounded by [`WAIT`]) until `addr` refuses TCP connections.
@@ -46,11 +40,16 @@ pub async fn wait_until_accepting(addr: SocketAddr) {
 /// # Panics
 /// When it still accepts them at the deadline.
 pub async fn wait_until_refusing(addr: SocketAddr) {
+    wait_for_listener(addr, false).await;
+}
+
+/// Connects to `addr` until a connection succeeds (`open`) or fails.
+async fn wait_for_listener(addr: SocketAddr, open: bool) {
     tokio::time::timeout(WAIT, async {
-        while TcpStream::connect(addr).await.is_ok() {
+        while TcpStream::connect(addr).await.is_ok() != open {
             tokio::task::yield_now().await;
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("{addr} still accepts connections"));
+    .unwrap_or_else(|_| panic!("{addr} accepting: still {} at the deadline", !open));
 }

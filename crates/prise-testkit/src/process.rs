@@ -78,12 +78,7 @@ impl ChildProcess {
     /// # Panics
     /// When none arrives within the wait.
     pub fn stdout_after(&self, marker: &str) -> String {
-        let deadline = Instant::now() + self.wait;
-        after(
-            self.stdout.as_ref().expect("stdout piped"),
-            marker,
-            deadline,
-        )
+        self.after(&self.stdout, marker)
     }
 
     /// Waits for a stderr line that contains `marker`; returns what follows
@@ -92,12 +87,12 @@ impl ChildProcess {
     /// # Panics
     /// When none arrives within the wait.
     pub fn stderr_after(&self, marker: &str) -> String {
-        let deadline = Instant::now() + self.wait;
-        after(
-            self.stderr.as_ref().expect("stderr piped"),
-            marker,
-            deadline,
-        )
+        self.after(&self.stderr, marker)
+    }
+
+    fn after(&self, lines: &Option<mpsc::Receiver<String>>, marker: &str) -> String {
+        let lines = lines.as_ref().expect("the stream is piped");
+        after(lines, marker, Instant::now() + self.wait)
     }
 
     /// For `prise serve`: waits (both within one wait) for its

@@ -75,12 +75,8 @@ pub async fn spawn_server(extra: &[&str]) -> TestServer {
     let shutdown = CancellationToken::new();
     let (serving, bound) = serve(flags, shutdown.clone());
     let task = tokio::spawn(serving);
-    let bound = tokio::time::timeout(WAIT, bound)
-        .await
-        .expect("server starts")
-        .expect("server reports its addresses");
     TestServer {
-        bound,
+        bound: started(bound).await,
         shutdown,
         task,
     }
@@ -102,6 +98,17 @@ pub async fn hub_line(addr: SocketAddr) -> LineClient {
 /// A WebSocket client of the hub's `/ws{query}` at `addr`.
 pub async fn hub_ws(addr: SocketAddr, query: &str) -> WsClient {
     WsClient::connect(addr, &format!("/ws{query}")).await
+}
+
+/// The addresses a server reports once it listens (bounded by [`WAIT`]).
+///
+/// # Panics
+/// When it does not start in time, or fails before it listens.
+async fn started(bound: oneshot::Receiver<Bound>) -> Bound {
+    tokio::time::timeout(WAIT, bound)
+        .await
+        .expect("server starts in time")
+        .expect("server reports its addresses")
 }
 
 /// `--http` and `--tcp` on loopback ports picked by the OS.

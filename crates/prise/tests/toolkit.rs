@@ -134,6 +134,17 @@ fn make_cert(dir: &Path) -> (String, String, String) {
     (ca_pem, cert, key)
 }
 
+/// `openssl s_server -rev` (each line answered reversed) with `flags`, on a
+/// free port: (port, server).
+fn s_server_rev(flags: &[&str], cert: &str, key: &str) -> (u16, ChildProcess) {
+    let port = free_tcp_port();
+    let accept = format!("127.0.0.1:{port}");
+    let mut args = vec!["s_server", "-rev"];
+    args.extend_from_slice(flags);
+    args.extend(["-accept", &accept, "-cert", cert, "-key", key]);
+    (port, spawn("openssl", &args, Stdio::null()))
+}
+
 #[test]
 fn connect_to_prise_echo_over_tcp_udp_ws() {
     let tcp = prise(&["echo", "tcp://127.0.0.1:0"]);
@@ -261,21 +272,7 @@ fn tls_interop_with_openssl() {
     let dir = TestDir::new();
     let (ca, cert, key) = make_cert(dir.path());
     // prise connect -> openssl s_server (-rev answers each line reversed).
-    let port = free_tcp_port();
-    let _server = spawn(
-        "openssl",
-        &[
-            "s_server",
-            "-rev",
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-            "-cert",
-            &cert,
-            "-key",
-            &key,
-        ],
-        Stdio::null(),
-    );
+    let (port, _server) = s_server_rev(&[], &cert, &key);
     let url = format!("tls://localhost:{port}");
     let args = connect_args(&["--ca", &ca, "--idle-timeout", "2s"], &url);
     let o = run(PRISE, &args, b"hello\n");
@@ -656,27 +653,9 @@ fn discover_across_two_network_namespaces() {
 fn client_certificate_for_openssl_s_server() {
     let dir = TestDir::new();
     let (ca, cert, key) = make_cert(dir.path());
-    let port = free_tcp_port();
     // -Verify: the server demands a client certificate signed by the CA.
-    let _server = spawn(
-        "openssl",
-        &[
-            "s_server",
-            "-rev",
-            "-Verify",
-            "1",
-            "-verify_return_error",
-            "-CAfile",
-            &ca,
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-            "-cert",
-            &cert,
-            "-key",
-            &key,
-        ],
-        Stdio::null(),
-    );
+    let verify = ["-Verify", "1", "-verify_return_error", "-CAfile", &ca];
+    let (port, _server) = s_server_rev(&verify, &cert, &key);
     let url = format!("tls://localhost:{port}");
     let flags = [
         "--ca",

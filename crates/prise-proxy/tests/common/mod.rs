@@ -3,6 +3,7 @@
 #![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prise_proxy::{CheckKind, Proxy, ProxyConfig, ProxyHandle};
@@ -107,6 +108,11 @@ pub async fn spawn_proxy(cfg: ProxyConfig) -> TestProxy {
         shutdown,
         task,
     }
+}
+
+/// The value of one of the proxy's counters.
+pub fn count(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 /// Connects, sends one line and returns the name of the backend that answered.

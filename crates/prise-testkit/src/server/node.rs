@@ -7,8 +7,8 @@ use std::thread::JoinHandle;
 
 use prise_server::CancellationToken;
 
-use super::{Bound, hub_line, hub_ws, loopback_flags, serve};
-use crate::{LineClient, WAIT, WsClient};
+use super::{Bound, hub_line, hub_ws, loopback_flags, serve, started};
+use crate::{LineClient, WsClient};
 
 /// A node; stopped gracefully when dropped unless it was killed.
 #[derive(Debug)]
@@ -60,15 +60,20 @@ impl Node {
                 let _ = rt.block_on(task);
             }
         });
-        let bound = tokio::time::timeout(WAIT, bound)
-            .await
-            .expect("node starts")
-            .expect("node reports its addresses");
         Node {
-            bound,
+            bound: started(bound).await,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
+    }
+
+    /// `n` nodes sharing Redis at `redis` and key prefix `prefix`.
+    pub async fn cluster(redis: &str, prefix: &str, n: usize) -> Vec<Node> {
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(Node::spawn(redis, prefix, &[]).await);
+        }
+        nodes
     }
 
     /// Like `kill -9`: the runtime is dropped, nothing graceful runs.
