@@ -177,14 +177,16 @@ async fn send_partial(mut c: TcpStream, src: &Path, name: &str, body: &[u8]) {
     c.shutdown().await.unwrap();
 }
 
-async fn receiver(
-    s: TcpStream,
-    out: &Path,
-) -> tokio::task::JoinHandle<Result<prise_net::transfer::RecvReport, NetError>> {
+type Receiving = tokio::task::JoinHandle<Result<prise_net::transfer::RecvReport, NetError>>;
+
+/// A connection to a receiver (default limits) writing into `out`.
+async fn to_receiver(out: &Path) -> (TcpStream, Receiving) {
+    let (c, s) = pair().await;
     let out = out.to_owned();
-    tokio::spawn(async move {
+    let recv = tokio::spawn(async move {
         receive_file(s, &out, &TransferLimits::default(), "sender", &hidden()).await
-    })
+    });
+    (c, recv)
 }
 
 #[tokio::test]
@@ -193,8 +195,7 @@ async fn an_interrupted_transfer_resumes_where_it_stopped() {
     let cut = 1_234_567;
 
     // First attempt: the sender goes away after `cut` bytes.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     send_partial(c, &src, "data.bin", &data[..cut]).await;
     let err = recv.await.unwrap().unwrap_err();
     assert!(matches!(err, NetError::Transfer(_)), "{err}");
@@ -203,8 +204,7 @@ async fn an_interrupted_transfer_resumes_where_it_stopped() {
 
     // Second attempt: the receiver asks to resume at `cut`, hashes the
     // prefix it kept and the rest, and checks the trailer.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap();
@@ -219,14 +219,12 @@ async fn an_interrupted_transfer_resumes_where_it_stopped() {
 async fn a_complete_part_file_is_verified_by_the_trailer_alone() {
     let (_dir, src, out, data) = source_and_out(100_000);
     // Every byte arrived, then the connection dropped before the trailer.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     send_partial(c, &src, "data.bin", &data).await;
     let err = recv.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("no trailer"), "{err}");
     // Sending again sends no file bytes, only the trailer.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap();
@@ -242,13 +240,11 @@ async fn a_stale_resumed_prefix_is_caught_by_the_hash() {
     // longer matches the file (changed in place, same size, time and ends).
     let mut stale = data[..1 << 20].to_vec();
     stale[300_000] ^= 0x80;
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     send_partial(c, &src, "data.bin", &stale).await;
     assert!(recv.await.unwrap().is_err());
 
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     let err = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap_err();
@@ -258,8 +254,7 @@ async fn a_stale_resumed_prefix_is_caught_by_the_hash() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "part removed");
 
     // The next attempt starts from scratch and succeeds.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap();
@@ -281,8 +276,7 @@ async fn a_corrupted_transfer_is_detected_and_discarded() {
     let dir = TestDir::new();
     let out = dir.path().to_path_buf();
     let data = b"the right content, forty bytes in length".to_vec();
-    let (mut c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (mut c, recv) = to_receiver(&out).await;
     // Header, bytes with one bit flipped on the way, and the trailer with
     // the hash of the right bytes, all in one write: the receiver finds the
     // file bytes and the trailer in what it read with the header.
@@ -308,8 +302,7 @@ async fn a_corrupted_large_transfer_is_detected() {
     let src = dir.join("src.bin");
     make_file(&src, 4 << 20);
     let data = std::fs::read(&src).unwrap();
-    let (mut c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (mut c, recv) = to_receiver(&out).await;
     c.write_all(&header("y.bin", data.len() as u64, [2; 16]))
         .await
         .unwrap();
@@ -332,8 +325,7 @@ async fn a_corrupted_large_transfer_is_detected() {
 #[tokio::test]
 async fn a_version_1_header_is_refused() {
     let dir = TestDir::new();
-    let (mut c, s) = pair().await;
-    let recv = receiver(s, dir.path()).await;
+    let (mut c, recv) = to_receiver(dir.path()).await;
     // What prise sent before the hash moved to the trailer.
     let mut v1 = b"PRSF\x01\x00\x05a.txt\x00\x00\x00\x00\x00\x00\x00\x07".to_vec();
     v1.extend_from_slice(&[9; 32]);
@@ -372,8 +364,7 @@ async fn names_are_sanitised_and_sizes_capped() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
     let data = b"payload".to_vec();
-    let (mut c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (mut c, recv) = to_receiver(&out).await;
     c.write_all(&header("../../escape.txt", data.len() as u64, [3; 16]))
         .await
         .unwrap();

@@ -30,9 +30,7 @@ async fn round_robin_spreads_exactly() {
 
 #[tokio::test]
 async fn least_connections_prefers_the_idle_backend() {
-    let a = TestBackend::start("a").await;
-    let b = TestBackend::start("b").await;
-    let mut cfg = config(&[a.addr, b.addr]);
+    let (a, b, mut cfg) = two_backends("a", "b").await;
     cfg.balance = Balance::LeastConn;
     let p = spawn_proxy(cfg).await;
 
@@ -135,9 +133,7 @@ async fn killed_backend_goes_down_within_fall_intervals_and_comes_back_after_ris
 
 #[tokio::test]
 async fn failed_connects_retry_elsewhere_and_mark_the_backend_down() {
-    let a = TestBackend::start("a").await;
-    let b = TestBackend::start("b").await;
-    let mut cfg = config(&[a.addr, b.addr]);
+    let (a, _b, mut cfg) = two_backends("a", "b").await;
     // Active checks run once at start and then rarely: only passive marking can act.
     cfg.check.kind = CheckKind::Tcp;
     cfg.check.interval = Duration::from_secs(3600);
@@ -164,9 +160,7 @@ async fn failed_connects_retry_elsewhere_and_mark_the_backend_down() {
 #[tokio::test]
 async fn expect_check_takes_a_wrong_answer_down_and_it_gets_no_connection() {
     // Both backends accept connections; only `good` answers the check as expected.
-    let good = TestBackend::start("good").await;
-    let bad = TestBackend::start("bad").await;
-    let mut cfg = config(&[good.addr, bad.addr]);
+    let (good, bad, mut cfg) = two_backends("good", "bad").await;
     cfg.check.kind = CheckKind::Expect;
     cfg.check.send = b"PING\n".to_vec();
     cfg.check.expect = b"good:PING".to_vec();
@@ -187,8 +181,7 @@ async fn expect_check_takes_a_wrong_answer_down_and_it_gets_no_connection() {
 
 #[tokio::test]
 async fn no_healthy_backend_closes_the_client() {
-    let a = TestBackend::start("a").await;
-    let mut cfg = config(&[a.addr]);
+    let (a, mut cfg) = one_backend("a").await;
     cfg.retries = 1;
     let p = spawn_proxy(cfg).await;
     a.kill().await;

@@ -140,8 +140,7 @@ async fn full_duplex_bulk_is_intact_through_splice() {
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
-    let b = TestBackend::start("a").await;
-    let mut cfg = config(&[b.addr]);
+    let (_b, mut cfg) = one_backend("a").await;
     cfg.idle_timeout = Some(Duration::from_millis(200));
     let p = spawn_proxy(cfg).await;
     let mut c = LineClient::connect(p.addr).await;
@@ -153,8 +152,7 @@ async fn idle_connections_are_closed() {
 
 #[tokio::test]
 async fn max_connections_holds_the_next_client_until_one_closes() {
-    let b = TestBackend::start("a").await;
-    let mut cfg = config(&[b.addr]);
+    let (b, mut cfg) = one_backend("a").await;
     cfg.max_connections = 1;
     let p = spawn_proxy(cfg).await;
     let mut first = LineClient::connect(p.addr).await;
@@ -198,8 +196,7 @@ async fn shutdown_drains_open_connections_and_refuses_new_ones() {
 
 #[tokio::test]
 async fn drain_deadline_cuts_remaining_connections() {
-    let b = TestBackend::start("a").await;
-    let mut cfg = config(&[b.addr]);
+    let (_b, mut cfg) = one_backend("a").await;
     cfg.drain_timeout = Duration::from_millis(200);
     let p = spawn_proxy(cfg).await;
     let mut c = LineClient::connect(p.addr).await;

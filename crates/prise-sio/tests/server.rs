@@ -149,12 +149,15 @@ async fn http(
         .await)
 }
 
-async fn polling_handshake(addr: SocketAddr) -> Result<String> {
+/// Opens a polling session: (its sid, the path of its requests).
+async fn polling_handshake(addr: SocketAddr) -> Result<(String, String)> {
     let r = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await?;
     assert_eq!(r.status, 200);
     let text = r.text().strip_prefix('0').context("open packet")?;
     let v: Value = serde_json::from_str(text)?;
-    Ok(v["sid"].as_str().context("sid")?.to_owned())
+    let sid = v["sid"].as_str().context("sid")?.to_owned();
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    Ok((sid, path))
 }
 
 async fn ws_open(addr: SocketAddr, query: &str) -> Result<WsClient> {
@@ -362,8 +365,7 @@ async fn binary_events_are_reassembled_and_acked_with_attachments() -> Result<()
 async fn polling_session_with_cors_and_payload_cap() -> Result<()> {
     let mut srv = spawn_server(test_config()).await?;
     let addr = srv.addr;
-    let sid = polling_handshake(addr).await?;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (_, path) = polling_handshake(addr).await?;
     let origin = [("Origin", "http://allowed.example")];
     let r = http(
         addr,
@@ -447,8 +449,7 @@ async fn full_queue_disconnects_a_slow_consumer() -> Result<()> {
     let mut config = test_config();
     config.engine.max_queued_packets = 8;
     let mut srv = spawn_server(config).await?;
-    let sid = polling_handshake(srv.addr).await?;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (_, path) = polling_handshake(srv.addr).await?;
     http(srv.addr, "POST", &path, &[], b"40").await?;
     let (socket, _, _) = srv.next_connect().await?;
     let r = http(srv.addr, "GET", &path, &[], b"").await?;
@@ -474,8 +475,7 @@ async fn full_queue_disconnects_a_slow_consumer() -> Result<()> {
 async fn upgrade_from_polling_to_websocket() -> Result<()> {
     let mut srv = spawn_server(test_config()).await?;
     let addr = srv.addr;
-    let sid = polling_handshake(addr).await?;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (sid, path) = polling_handshake(addr).await?;
     http(addr, "POST", &path, &[], b"40").await?;
     let (socket, _, _) = srv.next_connect().await?;
     let r = http(addr, "GET", &path, &[], b"").await?;
@@ -540,8 +540,7 @@ async fn shutdown_closes_websockets_and_answers_polls() -> Result<()> {
     srv.next_connect().await?;
     ws_text(&mut ws).await?;
     ws_text(&mut ws).await?;
-    let sid = polling_handshake(addr).await?;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (_, path) = polling_handshake(addr).await?;
     let poll = tokio::spawn(async move { http(addr, "GET", &path, &[], b"").await });
     let layer = Arc::new(srv.layer);
     layer.shutdown(Duration::from_secs(2)).await;

@@ -79,6 +79,13 @@ fn run(program: &str, args: &[&str], input: &[u8]) -> Output {
     out
 }
 
+/// `prise discover` succeeded and listed `entry`.
+fn assert_discovered(o: &Output, entry: &str) {
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(o);
+    assert!(text.contains(entry), "{text}");
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -545,12 +552,7 @@ fn discover_finds_an_announced_echo_server() {
         ],
         b"",
     );
-    assert!(o.status.success(), "{o:?}");
-    let text = stdout(&o);
-    assert!(
-        text.contains(&format!("lab-echo\techo\ttcp://127.0.0.1:{port}\t")),
-        "{text}"
-    );
+    assert_discovered(&o, &format!("lab-echo\techo\ttcp://127.0.0.1:{port}\t"));
 }
 
 /// Two network namespaces joined by a veth pair (10.213.7.1 and .2/24),
@@ -631,13 +633,8 @@ fn discover_across_two_network_namespaces() {
         ],
         b"",
     );
-    assert!(o.status.success(), "{o:?}");
-    let text = stdout(&o);
     // The host comes from the answer's source address, across the link.
-    assert!(
-        text.contains(&format!("ns-echo\techo\ttcp://10.213.7.1:{port}\t")),
-        "{text}"
-    );
+    assert_discovered(&o, &format!("ns-echo\techo\ttcp://10.213.7.1:{port}\t"));
     // And the announced service is reachable from the other namespace.
     let url = format!("tcp://10.213.7.1:{port}");
     let o = run(

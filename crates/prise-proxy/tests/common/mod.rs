@@ -110,6 +110,20 @@ pub async fn spawn_proxy(cfg: ProxyConfig) -> TestProxy {
     }
 }
 
+/// A backend and a proxy configuration for it.
+pub async fn one_backend(name: &str) -> (TestBackend, ProxyConfig) {
+    let b = TestBackend::start(name).await;
+    let cfg = config(&[b.addr]);
+    (b, cfg)
+}
+
+/// Two backends and a proxy configuration for both, in that order.
+pub async fn two_backends(x: &str, y: &str) -> (TestBackend, TestBackend, ProxyConfig) {
+    let (x, y) = (TestBackend::start(x).await, TestBackend::start(y).await);
+    let cfg = config(&[x.addr, y.addr]);
+    (x, y, cfg)
+}
+
 /// The value of one of the proxy's counters.
 pub fn count(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
