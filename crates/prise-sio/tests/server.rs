@@ -194,10 +194,24 @@ async fn ws_session(addr: SocketAddr) -> Result<WsClient> {
     Ok(ws)
 }
 
+/// A server with `config` and one polling session on it: (server, sid, the
+/// session's request path).
+async fn polling_session(config: SioConfig) -> Result<(Server, String, String)> {
+    let srv = spawn_server(config).await?;
+    let (sid, path) = polling_handshake(srv.addr).await?;
+    Ok((srv, sid, path))
+}
+
+/// A server with the test configuration and one WebSocket session on it.
+async fn session() -> Result<(Server, WsClient)> {
+    let srv = spawn_server(test_config()).await?;
+    let ws = ws_session(srv.addr).await?;
+    Ok((srv, ws))
+}
+
 #[tokio::test]
 async fn connect_with_auth_event_and_acks_both_ways() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
-    let mut ws = ws_session(srv.addr).await?;
+    let (mut srv, mut ws) = session().await?;
     ws.send(Message::text(r#"40{"token":"t1"}"#)).await?;
     let (socket, auth, recovery) = srv.next_connect().await?;
     assert_eq!(auth, json!({"token": "t1"}));
@@ -247,8 +261,7 @@ async fn connect_with_auth_event_and_acks_both_ways() -> Result<()> {
 
 #[tokio::test]
 async fn refusals_and_unknown_namespaces() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
-    let mut ws = ws_session(srv.addr).await?;
+    let (mut srv, mut ws) = session().await?;
     ws.send(Message::text("40/nope,")).await?;
     assert_eq!(
         ws_text(&mut ws).await?,
@@ -323,8 +336,7 @@ async fn recovery_hands_pid_and_offset_to_the_application() -> Result<()> {
 
 #[tokio::test]
 async fn binary_events_are_reassembled_and_acked_with_attachments() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
-    let mut ws = ws_session(srv.addr).await?;
+    let (mut srv, mut ws) = session().await?;
     ws.send(Message::text("40")).await?;
     let (socket, _, _) = srv.next_connect().await?;
     ws_text(&mut ws).await?; // CONNECT answer
@@ -363,9 +375,8 @@ async fn binary_events_are_reassembled_and_acked_with_attachments() -> Result<()
 
 #[tokio::test]
 async fn polling_session_with_cors_and_payload_cap() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
+    let (mut srv, _, path) = polling_session(test_config()).await?;
     let addr = srv.addr;
-    let (_, path) = polling_handshake(addr).await?;
     let origin = [("Origin", "http://allowed.example")];
     let r = http(
         addr,
@@ -448,8 +459,7 @@ async fn polling_session_with_cors_and_payload_cap() -> Result<()> {
 async fn full_queue_disconnects_a_slow_consumer() -> Result<()> {
     let mut config = test_config();
     config.engine.max_queued_packets = 8;
-    let mut srv = spawn_server(config).await?;
-    let (_, path) = polling_handshake(srv.addr).await?;
+    let (mut srv, _, path) = polling_session(config).await?;
     http(srv.addr, "POST", &path, &[], b"40").await?;
     let (socket, _, _) = srv.next_connect().await?;
     let r = http(srv.addr, "GET", &path, &[], b"").await?;
@@ -473,9 +483,8 @@ async fn full_queue_disconnects_a_slow_consumer() -> Result<()> {
 
 #[tokio::test]
 async fn upgrade_from_polling_to_websocket() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
+    let (mut srv, sid, path) = polling_session(test_config()).await?;
     let addr = srv.addr;
-    let (sid, path) = polling_handshake(addr).await?;
     http(addr, "POST", &path, &[], b"40").await?;
     let (socket, _, _) = srv.next_connect().await?;
     let r = http(addr, "GET", &path, &[], b"").await?;

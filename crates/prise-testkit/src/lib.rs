@@ -7,7 +7,7 @@
 //! - [`wait`]: the default bound ([`WAIT`]) and waiting for state that has
 //!   no event ([`eventually`]);
 //! - [`listener`]: free ports and waiting for a listener to open or close;
-//! - [`line`]: a client of line protocols ([`LineClient`]: send a line, read
+//! - [`line`](mod@line): a client of line protocols ([`LineClient`]: send a line, read
 //!   one with a timeout, read until a prefix);
 //! - [`http`]: one raw HTTP/1.1 request per connection ([`HttpRequest`] →
 //!   [`HttpResponse`]: status, head, body);
