@@ -46,31 +46,35 @@ async fn spawn_echo_with(
     (ep, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_echo_serves_many_clients_at_once() {
-    let shutdown = CancellationToken::new();
-    let (ep, task) = spawn_echo("tcp://127.0.0.1:0", &shutdown).await;
-    let clients = (0..50).map(|i| {
-        let ep = ep.clone();
-        tokio::spawn(async move {
-            let Conn::Stream(s) = connect(&ep, &ConnectOptions::default()).await.unwrap() else {
-                panic!("not a stream");
-            };
-            // 256 KiB each way: more than socket buffers hold, so the echo
-            // must read and write concurrently.
-            let msg: Vec<u8> = (0..256 * 1024).map(|j| ((i + j) % 251) as u8).collect();
-            let (mut r, mut w) = tokio::io::split(s);
-            let expected = msg.clone();
-            let writer = tokio::spawn(async move {
-                w.write_all(&msg).await.unwrap();
-                w.shutdown().await.unwrap();
-            });
-            let mut back = Vec::new();
-            r.read_to_end(&mut back).await.unwrap();
-            writer.await.unwrap();
-            assert!(back == expected, "client {i} got other bytes");
+/// `n` clients of `ep`, each connected with `opts` and run as
+/// `client(i, conn)` on a task of its own.
+fn clients<F, Fut>(
+    ep: &Endpoint,
+    opts: &ConnectOptions,
+    n: usize,
+    client: F,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    F: Fn(usize, Conn) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    (0..n)
+        .map(|i| {
+            let (ep, opts, client) = (ep.clone(), opts.clone(), client.clone());
+            tokio::spawn(async move {
+                let conn = connect(&ep, &opts).await.unwrap();
+                client(i, conn).await
+            })
         })
-    });
+        .collect()
+}
+
+/// Waits (bounded) for every client, then stops the server and waits for it.
+async fn join_then_stop(
+    clients: Vec<tokio::task::JoinHandle<()>>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+) {
     for c in clients {
         tokio::time::timeout(BOUND, c).await.unwrap().unwrap();
     }
@@ -78,39 +82,61 @@ async fn tcp_echo_serves_many_clients_at_once() {
     tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
 }
 
+/// Sends a close with code 1000 and checks that the server answers with one.
+async fn close_normally(ws: &mut prise_net::transport::WebSocket) {
+    ws.send(prise_ws::close_message(1000, "bye")).await.unwrap();
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_echo_serves_many_clients_at_once() {
+    let shutdown = CancellationToken::new();
+    let (ep, task) = spawn_echo("tcp://127.0.0.1:0", &shutdown).await;
+    let clients = clients(&ep, &ConnectOptions::default(), 50, |i, conn| async move {
+        let Conn::Stream(s) = conn else {
+            panic!("not a stream");
+        };
+        // 256 KiB each way: more than socket buffers hold, so the echo
+        // must read and write concurrently.
+        let msg: Vec<u8> = (0..256 * 1024).map(|j| ((i + j) % 251) as u8).collect();
+        let (mut r, mut w) = tokio::io::split(s);
+        let expected = msg.clone();
+        let writer = tokio::spawn(async move {
+            w.write_all(&msg).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).await.unwrap();
+        writer.await.unwrap();
+        assert!(back == expected, "client {i} got other bytes");
+    });
+    join_then_stop(clients, shutdown, task).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_echo_serves_many_clients_and_closes_cleanly() {
     let shutdown = CancellationToken::new();
     let (ep, task) = spawn_echo("ws://127.0.0.1:0", &shutdown).await;
-    let clients = (0..20).map(|i| {
-        let ep = ep.clone();
-        tokio::spawn(async move {
-            let Conn::Ws(mut ws, _) = connect(&ep, &ConnectOptions::default()).await.unwrap()
-            else {
-                panic!("not a websocket");
-            };
-            for k in 0..10 {
-                let text = format!("client {i} message {k}");
-                ws.send(Message::text(text.clone())).await.unwrap();
-                assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
-            }
-            let big = vec![i as u8; 200_000];
-            ws.send(Message::binary(big.clone())).await.unwrap();
-            assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
-            ws.send(prise_ws::close_message(1000, "bye")).await.unwrap();
-            // The server answers the close; then the stream ends.
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-            assert!(ws.next().await.is_none());
-        })
+    let clients = clients(&ep, &ConnectOptions::default(), 20, |i, conn| async move {
+        let Conn::Ws(mut ws, _) = conn else {
+            panic!("not a websocket");
+        };
+        for k in 0..10 {
+            let text = format!("client {i} message {k}");
+            ws.send(Message::text(text.clone())).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+        }
+        let big = vec![i as u8; 200_000];
+        ws.send(Message::binary(big.clone())).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
+        close_normally(&mut ws).await;
+        // The server answered the close; then the stream ends.
+        assert!(ws.next().await.is_none());
     });
-    for c in clients {
-        tokio::time::timeout(BOUND, c).await.unwrap().unwrap();
-    }
-    shutdown.cancel();
-    tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
+    join_then_stop(clients, shutdown, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,43 +146,31 @@ async fn ws_echo_with_deflate_compresses_both_ways() {
     let (ep, task) = spawn_echo_with("ws://127.0.0.1:0", deflate, &shutdown).await;
     let mut opts = ConnectOptions::default();
     opts.ws_config = deflate;
-    let clients = (0..8).map(|i| {
-        let ep = ep.clone();
-        let opts = opts.clone();
-        tokio::spawn(async move {
-            let Conn::Ws(mut ws, _) = connect(&ep, &opts).await.unwrap() else {
-                panic!("not a websocket");
-            };
-            assert!(ws.get_ref().is_deflate());
-            // Compressible text, then bytes that do not compress.
-            let text = format!("client {i} ").repeat(10_000);
-            let noise: Vec<u8> = (0..200_000u32)
-                .map(|j| (j.wrapping_mul(2_654_435_761) >> 13) as u8)
-                .collect();
-            for _ in 0..3 {
-                ws.send(Message::text(text.clone())).await.unwrap();
-                assert_eq!(
-                    ws.next().await.unwrap().unwrap(),
-                    Message::text(text.clone())
-                );
-                ws.send(Message::binary(noise.clone())).await.unwrap();
-                assert_eq!(
-                    ws.next().await.unwrap().unwrap(),
-                    Message::binary(noise.clone())
-                );
-            }
-            ws.send(prise_ws::close_message(1000, "bye")).await.unwrap();
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        })
+    let clients = clients(&ep, &opts, 8, |i, conn| async move {
+        let Conn::Ws(mut ws, _) = conn else {
+            panic!("not a websocket");
+        };
+        assert!(ws.get_ref().is_deflate());
+        // Compressible text, then bytes that do not compress.
+        let text = format!("client {i} ").repeat(10_000);
+        let noise: Vec<u8> = (0..200_000u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for _ in 0..3 {
+            ws.send(Message::text(text.clone())).await.unwrap();
+            assert_eq!(
+                ws.next().await.unwrap().unwrap(),
+                Message::text(text.clone())
+            );
+            ws.send(Message::binary(noise.clone())).await.unwrap();
+            assert_eq!(
+                ws.next().await.unwrap().unwrap(),
+                Message::binary(noise.clone())
+            );
+        }
+        close_normally(&mut ws).await;
     });
-    for c in clients {
-        tokio::time::timeout(BOUND, c).await.unwrap().unwrap();
-    }
-    shutdown.cancel();
-    tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
+    join_then_stop(clients, shutdown, task).await;
 }
 
 #[tokio::test]
@@ -176,8 +190,8 @@ async fn udp_and_unix_echo() {
         assert_eq!(&buf[..n], msg);
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("unix:{}", dir.path().join("echo.sock").display());
+    let dir = prise_testkit::TestDir::new();
+    let url = format!("unix:{}", dir.join("echo.sock").display());
     let (ep, unix_task) = spawn_echo(&url, &shutdown).await;
     let Conn::Stream(mut s) = connect(&ep, &ConnectOptions::default()).await.unwrap() else {
         panic!("not a stream");
@@ -217,11 +231,7 @@ async fn linger0_closes_with_a_reset() {
 #[tokio::test(start_paused = true)]
 async fn retries_wait_with_backoff_until_the_listener_appears() {
     // Reserve a port, then free it so that connecting is refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = prise_testkit::free_tcp_port();
     let ep: Endpoint = format!("tcp://127.0.0.1:{port}").parse().unwrap();
     let mut config = BackoffConfig::default();
     config.base = Duration::from_millis(100);

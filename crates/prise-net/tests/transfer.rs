@@ -4,7 +4,7 @@
 //! detected, a version 1 header refused, and names that try to leave the
 //! output directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -12,6 +12,7 @@ use indicatif::ProgressBar;
 use prise_net::NetError;
 use prise_net::transfer::{TransferStream, file_id, receive_file, send_file};
 use prise_proto::transfer::{Header, Resume, Trailer, TransferLimits, Verdict};
+use prise_testkit::TestDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
@@ -39,6 +40,46 @@ fn make_file(path: &Path, len: usize) {
     std::fs::write(path, data).unwrap();
 }
 
+/// A directory with `data.bin` of `len` bytes (see [`make_file`]) and an
+/// empty `out`: (directory, source, out, the source's bytes).
+fn source_and_out(len: usize) -> (TestDir, PathBuf, PathBuf, Vec<u8>) {
+    let dir = TestDir::new();
+    let src = dir.join("data.bin");
+    let out = dir.mkdir("out");
+    make_file(&src, len);
+    let data = std::fs::read(&src).unwrap();
+    (dir, src, out, data)
+}
+
+/// An encoded header for `name`: `size` bytes, file id `id`.
+fn header(name: &str, size: u64, id: [u8; 16]) -> BytesMut {
+    let mut buf = BytesMut::new();
+    Header {
+        name: name.into(),
+        size,
+        id,
+    }
+    .encode(&mut buf)
+    .unwrap();
+    buf
+}
+
+/// Appends `bytes` and a trailer with the hash of `hashed`.
+fn push_body(buf: &mut BytesMut, bytes: &[u8], hashed: &[u8]) {
+    buf.extend_from_slice(bytes);
+    Trailer {
+        hash: *blake3::hash(hashed).as_bytes(),
+    }
+    .encode(buf);
+}
+
+/// The receiver's answer to a header: where to resume.
+async fn read_resume(c: &mut TcpStream) -> [u8; Resume::LEN] {
+    let mut resume = [0u8; Resume::LEN];
+    c.read_exact(&mut resume).await.unwrap();
+    resume
+}
+
 async fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -56,10 +97,9 @@ where
     C: TransferStream + Send + 'static,
     S: TransferStream + Send + 'static,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("big.bin");
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
+    let dir = TestDir::new();
+    let src = dir.join("big.bin");
+    let out = dir.mkdir("out");
     make_file(&src, len);
     let recv = tokio::spawn({
         let out = out.clone();
@@ -122,44 +162,33 @@ async fn an_empty_file_arrives_verified() {
 /// connection without a trailer.
 async fn send_partial(mut c: TcpStream, src: &Path, name: &str, body: &[u8]) {
     let file = std::fs::File::open(src).unwrap();
-    let mut buf = BytesMut::new();
-    Header {
-        name: name.into(),
-        size: file.metadata().unwrap().len(),
-        id: file_id(&file, name).unwrap(),
-    }
-    .encode(&mut buf)
-    .unwrap();
+    let size = file.metadata().unwrap().len();
+    let buf = header(name, size, file_id(&file, name).unwrap());
     c.write_all(&buf).await.unwrap();
-    let mut resume = [0u8; Resume::LEN];
-    c.read_exact(&mut resume).await.unwrap();
+    read_resume(&mut c).await;
     c.write_all(body).await.unwrap();
     c.shutdown().await.unwrap();
 }
 
-async fn receiver(
-    s: TcpStream,
-    out: &Path,
-) -> tokio::task::JoinHandle<Result<prise_net::transfer::RecvReport, NetError>> {
+type Receiving = tokio::task::JoinHandle<Result<prise_net::transfer::RecvReport, NetError>>;
+
+/// A connection to a receiver (default limits) writing into `out`.
+async fn to_receiver(out: &Path) -> (TcpStream, Receiving) {
+    let (c, s) = pair().await;
     let out = out.to_owned();
-    tokio::spawn(async move {
+    let recv = tokio::spawn(async move {
         receive_file(s, &out, &TransferLimits::default(), "sender", &hidden()).await
-    })
+    });
+    (c, recv)
 }
 
 #[tokio::test]
 async fn an_interrupted_transfer_resumes_where_it_stopped() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("data.bin");
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    make_file(&src, 3 << 20);
-    let data = std::fs::read(&src).unwrap();
+    let (_dir, src, out, data) = source_and_out(3 << 20);
     let cut = 1_234_567;
 
     // First attempt: the sender goes away after `cut` bytes.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     send_partial(c, &src, "data.bin", &data[..cut]).await;
     let err = recv.await.unwrap().unwrap_err();
     assert!(matches!(err, NetError::Transfer(_)), "{err}");
@@ -168,8 +197,7 @@ async fn an_interrupted_transfer_resumes_where_it_stopped() {
 
     // Second attempt: the receiver asks to resume at `cut`, hashes the
     // prefix it kept and the rest, and checks the trailer.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap();
@@ -182,21 +210,14 @@ async fn an_interrupted_transfer_resumes_where_it_stopped() {
 
 #[tokio::test]
 async fn a_complete_part_file_is_verified_by_the_trailer_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("data.bin");
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    make_file(&src, 100_000);
-    let data = std::fs::read(&src).unwrap();
+    let (_dir, src, out, data) = source_and_out(100_000);
     // Every byte arrived, then the connection dropped before the trailer.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     send_partial(c, &src, "data.bin", &data).await;
     let err = recv.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("no trailer"), "{err}");
     // Sending again sends no file bytes, only the trailer.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap();
@@ -207,23 +228,16 @@ async fn a_complete_part_file_is_verified_by_the_trailer_alone() {
 
 #[tokio::test]
 async fn a_stale_resumed_prefix_is_caught_by_the_hash() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("data.bin");
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    make_file(&src, 2 << 20);
-    let data = std::fs::read(&src).unwrap();
+    let (_dir, src, out, data) = source_and_out(2 << 20);
     // A first attempt left a prefix under the file's id whose middle no
     // longer matches the file (changed in place, same size, time and ends).
     let mut stale = data[..1 << 20].to_vec();
     stale[300_000] ^= 0x80;
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     send_partial(c, &src, "data.bin", &stale).await;
     assert!(recv.await.unwrap().is_err());
 
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     let err = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap_err();
@@ -233,8 +247,7 @@ async fn a_stale_resumed_prefix_is_caught_by_the_hash() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "part removed");
 
     // The next attempt starts from scratch and succeeds.
-    let (c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (c, recv) = to_receiver(&out).await;
     let sent = send_file(c, &src, "data.bin", "receiver", &hidden())
         .await
         .unwrap();
@@ -253,33 +266,19 @@ async fn read_verdict(c: &mut TcpStream) -> Verdict {
 
 #[tokio::test]
 async fn a_corrupted_transfer_is_detected_and_discarded() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let out = dir.path().to_path_buf();
     let data = b"the right content, forty bytes in length".to_vec();
-    let (mut c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (mut c, recv) = to_receiver(&out).await;
     // Header, bytes with one bit flipped on the way, and the trailer with
     // the hash of the right bytes, all in one write: the receiver finds the
     // file bytes and the trailer in what it read with the header.
-    let mut buf = BytesMut::new();
-    Header {
-        name: "x.txt".into(),
-        size: data.len() as u64,
-        id: [1; 16],
-    }
-    .encode(&mut buf)
-    .unwrap();
+    let mut buf = header("x.txt", data.len() as u64, [1; 16]);
     let mut bad = data.clone();
     bad[7] ^= 0x01;
-    buf.extend_from_slice(&bad);
-    Trailer {
-        hash: *blake3::hash(&data).as_bytes(),
-    }
-    .encode(&mut buf);
+    push_body(&mut buf, &bad, &data);
     c.write_all(&buf).await.unwrap();
-    let mut resume = [0u8; Resume::LEN];
-    c.read_exact(&mut resume).await.unwrap();
-    assert_eq!(&resume, b"PRSR\0\0\0\0\0\0\0\0");
+    assert_eq!(&read_resume(&mut c).await, b"PRSR\0\0\0\0\0\0\0\0");
     assert_eq!(read_verdict(&mut c).await, Verdict::HashMismatch);
     let err = recv.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("hash mismatch"), "{err}");
@@ -291,31 +290,20 @@ async fn a_corrupted_transfer_is_detected_and_discarded() {
 async fn a_corrupted_large_transfer_is_detected() {
     // The same over the spliced path: the flipped byte arrives well after
     // the header.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let out = dir.path().to_path_buf();
-    let src = dir.path().join("src.bin");
+    let src = dir.join("src.bin");
     make_file(&src, 4 << 20);
     let data = std::fs::read(&src).unwrap();
-    let (mut c, s) = pair().await;
-    let recv = receiver(s, &out).await;
-    let mut buf = BytesMut::new();
-    Header {
-        name: "y.bin".into(),
-        size: data.len() as u64,
-        id: [2; 16],
-    }
-    .encode(&mut buf)
-    .unwrap();
-    c.write_all(&buf).await.unwrap();
-    let mut resume = [0u8; Resume::LEN];
-    c.read_exact(&mut resume).await.unwrap();
+    let (mut c, recv) = to_receiver(&out).await;
+    c.write_all(&header("y.bin", data.len() as u64, [2; 16]))
+        .await
+        .unwrap();
+    read_resume(&mut c).await;
     let mut bad = data.clone();
     bad[3_000_000] ^= 0x10;
-    let mut tail = BytesMut::from(&bad[..]);
-    Trailer {
-        hash: *blake3::hash(&data).as_bytes(),
-    }
-    .encode(&mut tail);
+    let mut tail = BytesMut::new();
+    push_body(&mut tail, &bad, &data);
     c.write_all(&tail).await.unwrap();
     assert_eq!(read_verdict(&mut c).await, Verdict::HashMismatch);
     let err = recv.await.unwrap().unwrap_err();
@@ -329,9 +317,8 @@ async fn a_corrupted_large_transfer_is_detected() {
 
 #[tokio::test]
 async fn a_version_1_header_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut c, s) = pair().await;
-    let recv = receiver(s, dir.path()).await;
+    let dir = TestDir::new();
+    let (mut c, recv) = to_receiver(dir.path()).await;
     // What prise sent before the hash moved to the trailer.
     let mut v1 = b"PRSF\x01\x00\x05a.txt\x00\x00\x00\x00\x00\x00\x00\x07".to_vec();
     v1.extend_from_slice(&[9; 32]);
@@ -347,8 +334,8 @@ async fn a_version_1_header_is_refused() {
 
 #[tokio::test]
 async fn a_sender_told_refused_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("f.txt");
+    let dir = TestDir::new();
+    let src = dir.join("f.txt");
     std::fs::write(&src, b"hello").unwrap();
     let (c, mut s) = pair().await;
     let peer = tokio::spawn(async move {
@@ -367,34 +354,21 @@ async fn a_sender_told_refused_says_so() {
 
 #[tokio::test]
 async fn names_are_sanitised_and_sizes_capped() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
+    let dir = TestDir::new();
+    let out = dir.mkdir("out");
     let data = b"payload".to_vec();
-    let (mut c, s) = pair().await;
-    let recv = receiver(s, &out).await;
+    let (mut c, recv) = to_receiver(&out).await;
+    c.write_all(&header("../../escape.txt", data.len() as u64, [3; 16]))
+        .await
+        .unwrap();
+    read_resume(&mut c).await;
     let mut buf = BytesMut::new();
-    Header {
-        name: "../../escape.txt".into(),
-        size: data.len() as u64,
-        id: [3; 16],
-    }
-    .encode(&mut buf)
-    .unwrap();
-    c.write_all(&buf).await.unwrap();
-    let mut resume = [0u8; Resume::LEN];
-    c.read_exact(&mut resume).await.unwrap();
-    buf.clear();
-    buf.extend_from_slice(&data);
-    Trailer {
-        hash: *blake3::hash(&data).as_bytes(),
-    }
-    .encode(&mut buf);
+    push_body(&mut buf, &data, &data);
     c.write_all(&buf).await.unwrap();
     assert_eq!(read_verdict(&mut c).await, Verdict::Verified);
     let got = recv.await.unwrap().unwrap();
     assert_eq!(got.path, out.join("escape.txt"));
-    assert!(!dir.path().join("escape.txt").exists());
+    assert!(!dir.join("escape.txt").exists());
 
     // A size over the receiver's cap is refused before any data.
     let (mut c, s) = pair().await;
@@ -411,15 +385,7 @@ async fn names_are_sanitised_and_sizes_capped() {
             .await
         }
     });
-    let mut buf = BytesMut::new();
-    Header {
-        name: "big".into(),
-        size: 5,
-        id: [0; 16],
-    }
-    .encode(&mut buf)
-    .unwrap();
-    c.write_all(&buf).await.unwrap();
+    c.write_all(&header("big", 5, [0; 16])).await.unwrap();
     assert_eq!(read_verdict(&mut c).await, Verdict::Refused);
     assert!(recv.await.unwrap().is_err());
 }

@@ -30,16 +30,14 @@ async fn round_robin_spreads_exactly() {
 
 #[tokio::test]
 async fn least_connections_prefers_the_idle_backend() {
-    let a = TestBackend::start("a").await;
-    let b = TestBackend::start("b").await;
-    let mut cfg = config(&[a.addr, b.addr]);
+    let (a, b, mut cfg) = two_backends("a", "b").await;
     cfg.listener().balance = Balance::LeastConn;
     let p = spawn_proxy(cfg).await;
 
     // One long-lived connection makes its backend busy: every short connection opened
     // and closed meanwhile goes to the other one.
     let mut long = LineClient::connect(p.addr).await;
-    let busy = long.ask("hold").await.unwrap();
+    let busy = long.reply("hold").await.unwrap();
     let busy = busy.split(':').next().unwrap().to_owned();
     let busy_addr = if busy == "a" { a.addr } else { b.addr };
     for _ in 0..6 {
@@ -66,7 +64,7 @@ async fn least_connections_prefers_the_idle_backend() {
             p.handle.backend(b.addr).unwrap().active(),
         );
         let mut c = LineClient::connect(p.addr).await;
-        let name = c.ask("x").await.unwrap();
+        let name = c.reply("x").await.unwrap();
         if na < nb {
             assert!(name.starts_with("a:"), "{na} vs {nb}: {name}");
         } else if nb < na {
@@ -115,11 +113,7 @@ async fn killed_backend_goes_down_within_fall_intervals_and_comes_back_after_ris
         assert_eq!(which_backend(p.addr).await, "b");
     }
     assert_eq!(b.served(), before + 8);
-    let failures = p
-        .handle
-        .stats()
-        .connect_failures
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let failures = count(&p.handle.stats().connect_failures);
 
     // Back on the same address: up again after `rise` good checks.
     let back = Instant::now();
@@ -134,20 +128,12 @@ async fn killed_backend_goes_down_within_fall_intervals_and_comes_back_after_ris
     assert_eq!(names, ["a", "a", "b", "b"]);
     assert_eq!(a.served(), 2);
     // While it was down no client connection was even attempted on it.
-    assert_eq!(
-        p.handle
-            .stats()
-            .connect_failures
-            .load(std::sync::atomic::Ordering::Relaxed),
-        failures
-    );
+    assert_eq!(count(&p.handle.stats().connect_failures), failures);
 }
 
 #[tokio::test]
 async fn failed_connects_retry_elsewhere_and_mark_the_backend_down() {
-    let a = TestBackend::start("a").await;
-    let b = TestBackend::start("b").await;
-    let mut cfg = config(&[a.addr, b.addr]);
+    let (a, _b, mut cfg) = two_backends("a", "b").await;
     // Active checks run once at start and then rarely: only passive marking can act.
     cfg.check.kind = CheckKind::Tcp;
     cfg.check.interval = Duration::from_secs(3600);
@@ -162,12 +148,7 @@ async fn failed_connects_retry_elsewhere_and_mark_the_backend_down() {
     assert!(wait_state(&mut state, false, WAIT).await);
     // At most `fall` failed connects (the start-up check may have counted one), and none
     // once it is down.
-    let failures = || {
-        p.handle
-            .stats()
-            .connect_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let failures = || count(&p.handle.stats().connect_failures);
     let after_down = failures();
     assert!((1..=2).contains(&after_down), "{after_down}");
     for _ in 0..4 {
@@ -179,9 +160,7 @@ async fn failed_connects_retry_elsewhere_and_mark_the_backend_down() {
 #[tokio::test]
 async fn expect_check_takes_a_wrong_answer_down_and_it_gets_no_connection() {
     // Both backends accept connections; only `good` answers the check as expected.
-    let good = TestBackend::start("good").await;
-    let bad = TestBackend::start("bad").await;
-    let mut cfg = config(&[good.addr, bad.addr]);
+    let (good, bad, mut cfg) = two_backends("good", "bad").await;
     cfg.check.kind = CheckKind::Expect;
     cfg.check.send = b"PING\n".to_vec();
     cfg.check.expect = b"good:PING".to_vec();
@@ -202,18 +181,11 @@ async fn expect_check_takes_a_wrong_answer_down_and_it_gets_no_connection() {
 
 #[tokio::test]
 async fn no_healthy_backend_closes_the_client() {
-    let a = TestBackend::start("a").await;
-    let mut cfg = config(&[a.addr]);
+    let (a, mut cfg) = one_backend("a").await;
     cfg.retries = 1;
     let p = spawn_proxy(cfg).await;
     a.kill().await;
     let mut c = LineClient::connect(p.addr).await;
     assert!(c.closed().await);
-    assert_eq!(
-        p.handle
-            .stats()
-            .no_backend
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(count(&p.handle.stats().no_backend), 1);
 }

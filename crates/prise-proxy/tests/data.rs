@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use prise_testkit::stream::{exchange, read_to_end};
+use prise_testkit::wait_until_refusing;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -41,13 +43,7 @@ async fn client_half_close(splice: bool) {
     let p = spawn_proxy(cfg).await;
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     let req = pattern(300_000, 3);
-    c.write_all(&req).await.unwrap();
-    c.shutdown().await.unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, c.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = exchange(&mut c, &req).await;
     assert_eq!(got.len(), reply.len());
     assert!(got == reply, "reply corrupted");
     assert!(got_req.await.unwrap() == req, "request corrupted");
@@ -80,11 +76,7 @@ async fn backend_half_close(splice: bool) {
     cfg.splice = splice;
     let p = spawn_proxy(cfg).await;
     let mut c = TcpStream::connect(p.addr).await.unwrap();
-    let mut greeting = Vec::new();
-    tokio::time::timeout(WAIT, c.read_to_end(&mut greeting))
-        .await
-        .unwrap()
-        .unwrap();
+    let greeting = read_to_end(&mut c).await;
     assert_eq!(greeting, b"hello, send me everything");
     let upload = pattern(4 << 20, 11);
     c.write_all(&upload).await.unwrap();
@@ -130,62 +122,41 @@ async fn full_duplex_bulk_is_intact_through_splice() {
         w.write_all(&sent).await.unwrap();
         w.shutdown().await.unwrap();
     });
-    let mut got = Vec::with_capacity(data.len());
-    tokio::time::timeout(WAIT, r.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = read_to_end(&mut r).await;
     writer.await.unwrap();
     assert!(got == data, "echo corrupted ({} bytes)", got.len());
     let stats = p.handle.stats();
-    let up = stats.bytes_up.load(std::sync::atomic::Ordering::Relaxed);
+    let up = count(&stats.bytes_up);
     assert_eq!(up, data.len() as u64);
     // A bulk stream goes (mostly) through the pipes, not through user space.
-    let spliced = stats
-        .bytes_spliced
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let spliced = count(&stats.bytes_spliced);
     assert!(spliced > data.len() as u64, "only {spliced} bytes spliced");
 
     // Request/response traffic stays on the small-buffer path.
     let mut c = LineClient::connect(p.addr).await;
-    assert!(c.ask("ping").await.is_some());
-    assert_eq!(
-        stats
-            .bytes_spliced
-            .load(std::sync::atomic::Ordering::Relaxed),
-        spliced
-    );
+    assert!(c.reply("ping").await.is_some());
+    assert_eq!(count(&stats.bytes_spliced), spliced);
 }
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
-    let b = TestBackend::start("a").await;
-    let mut cfg = config(&[b.addr]);
+    let (_b, mut cfg) = one_backend("a").await;
     cfg.idle_timeout = Some(Duration::from_millis(200));
     let p = spawn_proxy(cfg).await;
     let mut c = LineClient::connect(p.addr).await;
-    assert_eq!(c.ask("x").await.as_deref(), Some("a:x"));
+    assert_eq!(c.reply("x").await.as_deref(), Some("a:x"));
     assert!(c.closed().await);
     // Counted by the relay thread just after it closed the sockets.
-    assert!(
-        eventually(|| p
-            .handle
-            .stats()
-            .idle_closed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1)
-        .await
-    );
+    assert!(eventually(|| count(&p.handle.stats().idle_closed) == 1).await);
 }
 
 #[tokio::test]
 async fn max_connections_holds_the_next_client_until_one_closes() {
-    let b = TestBackend::start("a").await;
-    let mut cfg = config(&[b.addr]);
+    let (b, mut cfg) = one_backend("a").await;
     cfg.max_connections = 1;
     let p = spawn_proxy(cfg).await;
     let mut first = LineClient::connect(p.addr).await;
-    assert!(first.ask("1").await.is_some());
+    assert!(first.reply("1").await.is_some());
     // The second client's TCP handshake completes in the backlog, but the proxy does not
     // take it while the first is open.
     let second = TcpStream::connect(p.addr).await.unwrap();
@@ -212,20 +183,12 @@ async fn shutdown_drains_open_connections_and_refuses_new_ones() {
     let b = TestBackend::start("a").await;
     let p = spawn_proxy(config(&[b.addr])).await;
     let mut c = LineClient::connect(p.addr).await;
-    assert!(c.ask("before").await.is_some());
+    assert!(c.reply("before").await.is_some());
     p.shutdown.cancel();
     // The listener closes: a new client is refused (bounded wait for the close to land).
-    let refused = async {
-        loop {
-            match TcpStream::connect(p.addr).await {
-                Err(_) => break,
-                Ok(_) => tokio::task::yield_now().await,
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, refused).await.unwrap();
+    wait_until_refusing(p.addr).await;
     // The established connection keeps working through the drain.
-    assert_eq!(c.ask("during").await.as_deref(), Some("a:during"));
+    assert_eq!(c.reply("during").await.as_deref(), Some("a:during"));
     assert!(!p.task.is_finished());
     drop(c);
     tokio::time::timeout(WAIT, p.task).await.unwrap().unwrap();
@@ -233,12 +196,11 @@ async fn shutdown_drains_open_connections_and_refuses_new_ones() {
 
 #[tokio::test]
 async fn drain_deadline_cuts_remaining_connections() {
-    let b = TestBackend::start("a").await;
-    let mut cfg = config(&[b.addr]);
+    let (_b, mut cfg) = one_backend("a").await;
     cfg.drain_timeout = Duration::from_millis(200);
     let p = spawn_proxy(cfg).await;
     let mut c = LineClient::connect(p.addr).await;
-    assert!(c.ask("x").await.is_some());
+    assert!(c.reply("x").await.is_some());
     p.shutdown.cancel();
     tokio::time::timeout(WAIT, p.task).await.unwrap().unwrap();
     assert!(c.closed().await);

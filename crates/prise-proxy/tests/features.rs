@@ -3,13 +3,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use common::*;
 use prise_proxy::config::{BackendTls, ListenerTls};
 use prise_proxy::{Balance, CheckKind, ProxyArgs, ProxyConfig, ProxyProtocol};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use prise_testkit::stream::exchange;
+use prise_testkit::tls::TestCert;
+use prise_testkit::{TestDir, http};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 async fn reload_keeps_connections_in_flight_and_switches_new_ones() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("proxy.toml");
+    let dir = TestDir::new();
+    let file = dir.join("proxy.toml");
     let write = |backend: SocketAddr, balance: &str| {
         std::fs::write(
             &file,
@@ -35,7 +35,7 @@ async fn reload_keeps_connections_in_flight_and_switches_new_ones() {
     args.config = Some(file.clone());
     let p = spawn_proxy(ProxyConfig::from_args(&args).unwrap()).await;
     let mut in_flight = LineClient::connect(p.addr).await;
-    assert_eq!(in_flight.ask("1").await.as_deref(), Some("a:1"));
+    assert_eq!(in_flight.reply("1").await.as_deref(), Some("a:1"));
 
     // What SIGHUP does: re-read the file, apply it.
     write(b.addr, "leastconn");
@@ -43,62 +43,24 @@ async fn reload_keeps_connections_in_flight_and_switches_new_ones() {
         .reload(ProxyConfig::from_args(&args).unwrap())
         .unwrap();
     assert_eq!(p.handle.config().listeners[0].balance, Balance::LeastConn);
-    assert_eq!(in_flight.ask("2").await.as_deref(), Some("a:2"));
+    assert_eq!(in_flight.reply("2").await.as_deref(), Some("a:2"));
     assert_eq!(which_backend(p.addr).await, "b");
 
     // A broken file is refused and the configuration in force stays.
     std::fs::write(&file, "backends = [\"nowhere\"").unwrap();
     assert!(ProxyConfig::from_args(&args).is_err());
     assert_eq!(which_backend(p.addr).await, "b");
-    assert_eq!(in_flight.ask("3").await.as_deref(), Some("a:3"));
-    assert_eq!(
-        p.handle
-            .stats()
-            .reloads
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
-}
-
-struct Certs {
-    _dir: tempfile::TempDir,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-}
-
-fn certs() -> Certs {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    Certs {
-        _dir: dir,
-        cert,
-        key,
-    }
-}
-
-fn server_config(c: &Certs) -> Arc<rustls::ServerConfig> {
-    let chain = vec![CertificateDer::from_pem_file(&c.cert).unwrap()];
-    let key = PrivateKeyDer::from_pem_file(&c.key).unwrap();
-    Arc::new(
-        rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap(),
-    )
+    assert_eq!(in_flight.reply("3").await.as_deref(), Some("a:3"));
+    assert_eq!(count(&p.handle.stats().reloads), 1);
 }
 
 #[tokio::test]
 async fn tls_on_both_sides_with_half_close() {
-    let c = certs();
+    let c = TestCert::self_signed(&["localhost", "127.0.0.1"]);
     // A TLS backend that reads the request to end of stream, answers, and closes.
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = l.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&c));
+    let acceptor = tokio_rustls::TlsAcceptor::from(c.server_config());
     tokio::spawn(async move {
         loop {
             let (s, _) = l.accept().await.unwrap();
@@ -127,28 +89,10 @@ async fn tls_on_both_sides_with_half_close() {
     cfg.check.interval = std::time::Duration::from_millis(100);
     let p = spawn_proxy(cfg).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&c.cert).unwrap())
-        .unwrap();
-    let client = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     for _ in 0..2 {
-        let tcp = TcpStream::connect(p.addr).await.unwrap();
-        let mut s = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        s.write_all(&vec![b'x'; 100_000]).await.unwrap();
-        s.shutdown().await.unwrap();
-        let mut reply = String::new();
-        tokio::time::timeout(WAIT, s.read_to_string(&mut reply))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(reply, "got 100000 bytes");
+        let mut s = c.connect(p.addr, &[]).await;
+        let reply = exchange(&mut s, &vec![b'x'; 100_000]).await;
+        assert_eq!(reply, b"got 100000 bytes");
     }
     let status = p.handle.backend(backend).unwrap().status();
     assert!(status.up);
@@ -219,18 +163,11 @@ async fn proxy_protocol_v2_header_precedes_the_data() {
     proxy_protocol(ProxyProtocol::V2).await;
 }
 
+/// `GET path` on the admin listener: (head, body).
 async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut all = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut all))
-        .await
-        .unwrap()
-        .unwrap();
-    let (head, body) = all.split_once("\r\n\r\n").unwrap();
-    (head.to_owned(), body.to_owned())
+    let r = http::get(addr, path).await;
+    let body = r.text().to_owned();
+    (r.head, body)
 }
 
 #[tokio::test]

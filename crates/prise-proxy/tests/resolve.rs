@@ -66,7 +66,7 @@ async fn in_namespace(hosts: &Path) {
         assert_eq!(which_backend(p.addr).await, "old");
     }
     let mut held = LineClient::connect(p.addr).await;
-    assert_eq!(held.ask("h").await.as_deref(), Some("old:h"));
+    assert_eq!(held.reply("h").await.as_deref(), Some("old:h"));
 
     point("127.0.0.3").unwrap();
     // The new address joins once its checks pass; the old one drains and leaves when its
@@ -78,7 +78,7 @@ async fn in_namespace(hosts: &Path) {
     for _ in 0..3 {
         assert_eq!(which_backend(p.addr).await, "new");
     }
-    assert_eq!(held.ask("h2").await.as_deref(), Some("old:h2"));
+    assert_eq!(held.reply("h2").await.as_deref(), Some("old:h2"));
     drop(held);
     assert!(eventually(|| p.handle.backend(old.addr).is_none()).await);
     assert_eq!(new.served(), 3);

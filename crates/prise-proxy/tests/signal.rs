@@ -9,14 +9,10 @@ use std::time::Duration;
 
 use common::*;
 use prise_proxy::ProxyArgs;
+use prise_testkit::listener::free_tcp_addr;
+use prise_testkit::{TestDir, wait_until_accepting};
 use rustix::process::{Signal, getpid, kill_process};
 use tokio::signal::unix::{SignalKind, signal};
-
-fn free_port() -> SocketAddr {
-    // Bound and released at once: free now, and only this test uses it next.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
 
 #[tokio::test]
 async fn sighup_reloads_the_file_and_sigterm_drains() {
@@ -27,9 +23,10 @@ async fn sighup_reloads_the_file_and_sigterm_drains() {
 
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
-    let listen = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("proxy.toml");
+    // Free now, and only this test uses it next.
+    let listen = free_tcp_addr();
+    let dir = TestDir::new();
+    let file = dir.join("proxy.toml");
     let write = |backend: SocketAddr| {
         std::fs::write(
             &file,
@@ -46,18 +43,9 @@ async fn sighup_reloads_the_file_and_sigterm_drains() {
     let run = tokio::spawn(prise_proxy::run(args));
 
     // Wait (bounded) for the listener.
-    let mut in_flight = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(s) = tokio::net::TcpStream::connect(listen).await {
-                drop(s);
-                break LineClient::connect(listen).await;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(in_flight.ask("1").await.as_deref(), Some("a:1"));
+    wait_until_accepting(listen).await;
+    let mut in_flight = LineClient::connect(listen).await;
+    assert_eq!(in_flight.reply("1").await.as_deref(), Some("a:1"));
 
     write(b.addr);
     // Send SIGHUP until the new backend is in use (the first one may arrive before the
@@ -73,12 +61,12 @@ async fn sighup_reloads_the_file_and_sigterm_drains() {
     })
     .await
     .expect("reload by SIGHUP");
-    assert_eq!(in_flight.ask("2").await.as_deref(), Some("a:2"));
+    assert_eq!(in_flight.reply("2").await.as_deref(), Some("a:2"));
 
     kill_process(getpid(), Signal::TERM).unwrap();
     // Draining: the established connection still works, and the command returns once it
     // closes.
-    assert_eq!(in_flight.ask("3").await.as_deref(), Some("a:3"));
+    assert_eq!(in_flight.reply("3").await.as_deref(), Some("a:3"));
     drop(in_flight);
     tokio::time::timeout(WAIT, run)
         .await

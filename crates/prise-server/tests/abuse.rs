@@ -3,10 +3,8 @@
 //! connections. The hub stays up, its memory stays bounded, other clients
 //! are unaffected.
 
-mod common;
-
-use common::*;
-use futures_util::SinkExt;
+use prise_testkit::server::*;
+use prise_testkit::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -23,17 +21,17 @@ fn rss_kib() -> u64 {
 
 /// Checks that the hub still serves a fresh client on both transports.
 async fn still_serves(server: &TestServer) {
-    let mut c = LineClient::connect(server).await;
+    let mut c = server.line().await;
     assert_eq!(c.ask("PING alive", "PONG").await, "PONG alive");
-    let mut ws = ws_connect(server).await;
-    ws_send(&mut ws, json!({"type": "ping", "timestamp": 1})).await;
-    assert_eq!(ws_until(&mut ws, "pong").await["timestamp"], 1);
+    let mut ws = server.ws().await;
+    ws.send_json(json!({"type": "ping", "timestamp": 1})).await;
+    assert_eq!(ws.until("pong").await["timestamp"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_line_is_skipped_and_the_connection_stays_usable() {
     let server = spawn_server(&["--max-line", "1024"]).await;
-    let mut c = LineClient::connect(&server).await;
+    let mut c = server.line().await;
     // 4 MiB without a newline, then a newline and a command.
     let chunk = vec![b'x'; 64 * 1024];
     for _ in 0..64 {
@@ -49,68 +47,56 @@ async fn oversize_line_is_skipped_and_the_connection_stays_usable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_frame_closes_1009_and_invalid_utf8_closes_1007() {
     let server = spawn_server(&["--max-frame", "4096"]).await;
-    let mut ws = ws_connect(&server).await;
-    ws_send(
-        &mut ws,
-        json!({"type": "message", "room": "r", "content": "x".repeat(10_000)}),
-    )
-    .await;
-    assert_eq!(ws_close_code(&mut ws).await, Some(1009));
+    let mut ws = server.ws().await;
+    ws.send_json(json!({"type": "message", "room": "r", "content": "x".repeat(10_000)}))
+        .await;
+    assert_eq!(ws.close_code().await, Some(1009));
 
     // A raw text frame with invalid UTF-8 (the client library refuses to
     // send one, so the handshake and frame are written by hand).
-    let mut s = TcpStream::connect(server.bound.http).await.unwrap();
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tokio::time::timeout(WAIT, s.read_exact(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    let mask = [1u8, 2, 3, 4];
+    let (mut s, head) = raw_upgrade(server.bound.http, "/ws", "").await;
+    assert!(head.starts_with("HTTP/1.1 101"));
     let payload = [0xffu8, 0xfe, 0xfd];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let frame = masked_frame(&[0x81, 0x80 | payload.len() as u8], [1, 2, 3, 4], &payload);
     s.write_all(&frame).await.unwrap();
-    let mut hdr = [0u8; 2];
-    tokio::time::timeout(WAIT, s.read_exact(&mut hdr))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(hdr[0], 0x88, "a close frame");
-    let mut body = vec![0u8; usize::from(hdr[1] & 0x7f)];
-    s.read_exact(&mut body).await.unwrap();
+    let (first, body) = read_frame(&mut s).await;
+    assert_eq!(first, 0x88, "a close frame");
     assert_eq!(u16::from_be_bytes([body[0], body[1]]), 1007);
     still_serves(&server).await;
     server.stop().await;
 }
 
+/// A masked client frame: `head` (the first byte and the length bytes,
+/// mask bit set), the mask, and the payload masked with it.
+fn masked_frame(head: &[u8], mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut frame = head.to_vec();
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// The next server frame: its first byte and its payload.
+async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut hdr = [0u8; 2];
+    tokio::time::timeout(WAIT, s.read_exact(&mut hdr))
+        .await
+        .expect("a frame in time")
+        .expect("a frame header");
+    let len = match hdr[1] & 0x7f {
+        126 => u64::from(s.read_u16().await.unwrap()),
+        127 => s.read_u64().await.unwrap(),
+        n => u64::from(n),
+    };
+    let mut body = vec![0u8; usize::try_from(len).unwrap()];
+    s.read_exact(&mut body).await.unwrap();
+    (hdr[0], body)
+}
+
 /// Reads frames until a close frame and returns its code, skipping others.
 async fn raw_close_code(s: &mut TcpStream) -> u16 {
     loop {
-        let mut hdr = [0u8; 2];
-        tokio::time::timeout(WAIT, s.read_exact(&mut hdr))
-            .await
-            .expect("a frame in time")
-            .expect("a frame header");
-        let len = match hdr[1] & 0x7f {
-            126 => u64::from(s.read_u16().await.unwrap()),
-            127 => s.read_u64().await.unwrap(),
-            n => u64::from(n),
-        };
-        let mut body = vec![0u8; usize::try_from(len).unwrap()];
-        s.read_exact(&mut body).await.unwrap();
-        if hdr[0] & 0x0f == 0x8 {
+        let (first, body) = read_frame(s).await;
+        if first & 0x0f == 0x8 {
             return u16::from_be_bytes([body[0], body[1]]);
         }
     }
@@ -120,12 +106,8 @@ async fn raw_close_code(s: &mut TcpStream) -> u16 {
 async fn deflate_bomb_closes_1009_and_the_hub_stays_up() {
     let server = spawn_server(&["--ws-deflate", "--max-frame", "65536"]).await;
     // A compressing client in the same room, to show others are unaffected.
-    let stream = TcpStream::connect(server.bound.http).await.unwrap();
-    let url = format!("ws://{}/ws", server.bound.http);
     let config = prise_ws::WsConfig::default().with_deflate(prise_ws::DeflateConfig::default());
-    let (mut other, _) = prise_ws::connect(stream, &url, &Default::default(), config)
-        .await
-        .unwrap();
+    let mut other = WsClient::connect_with(server.bound.http, "/ws", config).await;
     assert!(other.get_ref().is_deflate());
 
     // 16 MiB of spaces compresses to about 16 KiB: made with zlib directly, not
@@ -141,35 +123,22 @@ async fn deflate_bomb_closes_1009_and_the_hub_stays_up() {
     assert!(payload.len() < 20 * 1024, "{}", payload.len());
     payload.truncate(payload.len() - 4);
 
-    let mut s = TcpStream::connect(server.bound.http).await.unwrap();
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    let (mut s, head) = raw_upgrade(
+        server.bound.http,
+        "/ws",
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
     )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tokio::time::timeout(WAIT, s.read_exact(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(b[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    .await;
+    let head = head.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(
         head.contains("sec-websocket-extensions: permessage-deflate"),
         "{head}"
     );
     // One masked text frame with RSV1 set.
-    let mask = [9u8, 8, 7, 6];
-    let mut frame = vec![0xc1, 0xff];
-    frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut head = vec![0xc1, 0xff];
+    head.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    let frame = masked_frame(&head, [9, 8, 7, 6], &payload);
     let before = rss_kib();
     // The server may close before reading all of it.
     let _ = s.write_all(&frame).await;
@@ -180,12 +149,9 @@ async fn deflate_bomb_closes_1009_and_the_hub_stays_up() {
 
     // The compressing client still works, and so does everyone else.
     other
-        .send(prise_ws::Message::text(
-            json!({"type": "ping", "timestamp": 7}).to_string(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(ws_until(&mut other, "pong").await["timestamp"], 7);
+        .send_json(json!({"type": "ping", "timestamp": 7}))
+        .await;
+    assert_eq!(other.until("pong").await["timestamp"], 7);
     still_serves(&server).await;
     server.stop().await;
 }

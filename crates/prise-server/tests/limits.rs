@@ -1,53 +1,14 @@
 //! Rate limits, the origin allow-list, the HTTP API for backends and TLS,
 //! over real sockets.
 
-mod common;
-
-use common::*;
+use prise_testkit::server::*;
+use prise_testkit::tls::TestCert;
+use prise_testkit::*;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// One HTTP/1.1 request on a fresh connection; returns (status, body).
-async fn http_on<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    // A server may answer (e.g. 413) before reading a large body.
-    let _ = s.write_all(body).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .expect("response in time");
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // Chunked bodies: keep the JSON line only.
-    let body = body
-        .lines()
-        .find(|l| l.starts_with('{') || l.starts_with("RATE_LIMITED"))
-        .unwrap_or(body)
-        .to_owned();
-    (status, body)
-}
-
+/// One HTTP/1.1 request to the server: (status, body).
 async fn http(
     server: &TestServer,
     method: &str,
@@ -55,14 +16,18 @@ async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
-    let s = TcpStream::connect(server.bound.http).await.unwrap();
-    http_on(s, method, path, headers, body).await
+    let r = HttpRequest::new(method, path)
+        .headers(headers)
+        .body(body)
+        .send(server.bound.http)
+        .await;
+    (r.status, r.text().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_rate_are_refused_and_counted() {
     let server = spawn_server(&["--rate-messages", "0.01", "--rate-burst", "5"]).await;
-    let mut c = LineClient::connect(&server).await;
+    let mut c = server.line().await;
     let mut batch = String::new();
     for i in 0..10 {
         batch.push_str(&format!("PING {i}\n"));
@@ -80,13 +45,13 @@ async fn requests_over_the_rate_are_refused_and_counted() {
     }
     assert_eq!((pongs, limited), (5, 5));
 
-    let mut ws = ws_connect(&server).await;
+    let mut ws = server.ws().await;
     for i in 0..8 {
-        ws_send(&mut ws, json!({"type": "ping", "timestamp": i})).await;
+        ws.send_json(json!({"type": "ping", "timestamp": i})).await;
     }
     let mut codes = Vec::new();
     for _ in 0..8 {
-        let v = ws_recv(&mut ws).await;
+        let v = ws.recv_json().await;
         codes.push(v["type"].as_str().unwrap().to_owned() + v["code"].as_str().unwrap_or(""));
     }
     assert_eq!(codes.iter().filter(|c| *c == "pong").count(), 5);
@@ -97,12 +62,8 @@ async fn requests_over_the_rate_are_refused_and_counted() {
 
     let (status, _) = http(&server, "GET", "/healthz", &[], b"").await;
     assert_eq!(status, 200);
-    let mut s = TcpStream::connect(server.bound.http).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut m = String::new();
-    s.read_to_string(&mut m).await.unwrap();
+    let m = http::get(server.bound.http, "/metrics").await;
+    let m = m.text();
     assert!(
         m.contains("prise_refused_total{reason=\"rate_limited\"}"),
         "{m}"
@@ -110,28 +71,24 @@ async fn requests_over_the_rate_are_refused_and_counted() {
     server.stop().await;
 }
 
+/// What a listener writes on a fresh connection before it closes it.
+async fn refusal(addr: std::net::SocketAddr) -> String {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    String::from_utf8(stream::read_to_end(&mut c).await).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_ip_are_capped_on_both_listeners() {
     let server = spawn_server(&["--max-connections-per-ip", "2"]).await;
-    let a = LineClient::connect(&server).await;
-    let _b = LineClient::connect(&server).await;
-    let mut c = TcpStream::connect(server.bound.tcp).await.unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(WAIT, c.read_to_string(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = server.line().await;
+    let _b = server.line().await;
+    let text = refusal(server.bound.tcp).await;
     assert_eq!(
         text,
         "ERR RATE_LIMITED too many open connections from your address\nBYE rate limited\n"
     );
     // HTTP: the refusal is written before any request is read.
-    let mut h = TcpStream::connect(server.bound.http).await.unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(WAIT, h.read_to_string(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
+    let text = refusal(server.bound.http).await;
     assert!(
         text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
         "{text}"
@@ -141,10 +98,9 @@ async fn connections_per_ip_are_capped_on_both_listeners() {
     drop(a);
     let status = tokio::time::timeout(WAIT, async {
         loop {
-            let s = TcpStream::connect(server.bound.http).await.unwrap();
-            let r = http_on(s, "GET", "/healthz", &[], b"").await;
-            if r.0 == 200 {
-                return r.0;
+            let r = http::get(server.bound.http, "/healthz").await;
+            if r.status == 200 {
+                return r.status;
             }
         }
     })
@@ -154,11 +110,9 @@ async fn connections_per_ip_are_capped_on_both_listeners() {
     server.stop().await;
 
     let server = spawn_server(&["--ip-connect-rate", "0.001", "--ip-connect-burst", "2"]).await;
-    let _a = LineClient::connect(&server).await;
-    let _b = LineClient::connect(&server).await;
-    let mut c = TcpStream::connect(server.bound.tcp).await.unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).await.unwrap();
+    let _a = server.line().await;
+    let _b = server.line().await;
+    let text = refusal(server.bound.tcp).await;
     assert!(
         text.starts_with("ERR RATE_LIMITED too many new connections"),
         "{text}"
@@ -172,21 +126,8 @@ async fn websocket_origins_outside_the_allow_list_are_refused() {
     let upgrade = |origin: &'static str| {
         let addr = server.bound.http;
         async move {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            let req = format!(
-                "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n"
-            );
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut head = [0u8; 12];
-            tokio::time::timeout(WAIT, s.read_exact(&mut head))
-                .await
-                .unwrap()
-                .unwrap();
-            String::from_utf8_lossy(&head[9..12])
-                .parse::<u16>()
-                .unwrap()
+            let (_, head) = raw_upgrade(addr, "/ws", &format!("Origin: {origin}\r\n")).await;
+            head[9..12].parse::<u16>().unwrap()
         }
     };
     assert_eq!(upgrade("https://evil.example").await, 403);
@@ -213,7 +154,7 @@ async fn http_api_publishes_and_reads_with_an_api_key() {
         "AUTH_FAILED"
     );
 
-    let mut member = LineClient::connect(&server).await;
+    let mut member = server.line().await;
     member.ask("NICK bob", "OK").await;
     member.ask("JOIN news", "OK").await;
 
@@ -278,52 +219,19 @@ async fn http_api_publishes_and_reads_with_an_api_key() {
     server.stop().await;
 }
 
-fn tls_files(dir: &std::path::Path) -> (String, String, rustls::RootCertStore) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).unwrap();
-    (
-        cert.to_str().unwrap().to_owned(),
-        key.to_str().unwrap().to_owned(),
-        roots,
-    )
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    roots: &rustls::RootCertStore,
-    alpn: &[&[u8]],
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.expect("tls handshake")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_https_wss_and_tcp_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, roots) = tls_files(dir.path());
+    let tls = TestCert::self_signed(&["localhost"]);
+    let (cert, key) = (tls.cert_arg(), tls.key_arg());
     let server = spawn_server(&["--tls-cert", &cert, "--tls-key", &key]).await;
 
     // HTTPS.
-    let s = tls_connect(server.bound.http, &roots, &[b"http/1.1"]).await;
-    let (status, _) = http_on(s, "GET", "/healthz", &[], b"").await;
+    let s = tls.connect(server.bound.http, &[b"http/1.1"]).await;
+    let status = HttpRequest::get("/healthz").send_on(s).await.status;
     assert_eq!(status, 200);
 
     // TCP lines over TLS.
-    let mut s = tls_connect(server.bound.tcp, &roots, &[]).await;
+    let mut s = tls.connect(server.bound.tcp, &[]).await;
     let mut buf = vec![0u8; 256];
     let n = tokio::time::timeout(WAIT, s.read(&mut buf))
         .await
@@ -338,30 +246,18 @@ async fn tls_serves_https_wss_and_tcp_lines() {
     assert_eq!(&buf[..n], b"PONG tls\n");
 
     // WSS.
-    let s = tls_connect(server.bound.http, &roots, &[b"http/1.1"]).await;
+    let s = tls.connect(server.bound.http, &[b"http/1.1"]).await;
     let url = format!("wss://localhost:{}/ws", server.bound.http.port());
-    let (mut ws, _) = prise_ws::connect(s, &url, &Default::default(), Default::default())
+    let mut ws = WsClient::handshake(s, &url, Default::default())
         .await
         .expect("wss handshake");
-    use futures_util::{SinkExt, StreamExt};
-    ws.send(prise_ws::Message::text(
-        json!({"type": "ping", "timestamp": 7}).to_string(),
-    ))
-    .await
-    .unwrap();
-    let m = tokio::time::timeout(WAIT, ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+    ws.send_json(json!({"type": "ping", "timestamp": 7})).await;
+    let v: Value = serde_json::from_str(&ws.text().await).unwrap();
     assert_eq!(v, json!({"type": "pong", "timestamp": 7}));
 
     // Plain text on the TLS port is dropped; the server stays up.
-    let s = TcpStream::connect(server.bound.http).await.unwrap();
-    let (status, _) = http_on(s, "GET", "/healthz", &[], b"").await;
-    assert_eq!(status, 0);
-    let s = tls_connect(server.bound.http, &roots, &[b"http/1.1"]).await;
-    assert_eq!(http_on(s, "GET", "/healthz", &[], b"").await.0, 200);
+    assert_eq!(http::get(server.bound.http, "/healthz").await.status, 0);
+    let s = tls.connect(server.bound.http, &[b"http/1.1"]).await;
+    assert_eq!(HttpRequest::get("/healthz").send_on(s).await.status, 200);
     server.stop().await;
 }

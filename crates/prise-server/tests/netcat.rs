@@ -1,17 +1,16 @@
 //! The real `nc` (netcat-openbsd) as a client of the line protocol.
 
-mod common;
-
-use common::*;
+use prise_testkit::server::*;
+use prise_testkit::*;
 use serde_json::json;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+/// `nc` connected to the server, spoken to through its standard streams.
 struct Nc {
     child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    lines: LineClient<ChildStdout, ChildStdin>,
 }
 
 impl Nc {
@@ -26,33 +25,19 @@ impl Nc {
             .spawn()
             .expect("nc (netcat-openbsd) is installed by scripts/setup.sh");
         let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = child.stdout.take().unwrap();
         Nc {
             child,
-            stdin,
-            stdout,
+            lines: LineClient::new(stdout, stdin),
         }
     }
 
     async fn send(&mut self, line: &str) {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
+        self.lines.send(line).await;
     }
 
     async fn until(&mut self, prefix: &str) -> String {
-        loop {
-            let mut l = String::new();
-            let n = tokio::time::timeout(WAIT, self.stdout.read_line(&mut l))
-                .await
-                .expect("nc prints in time")
-                .unwrap();
-            assert!(n > 0, "nc output ended before {prefix}");
-            if l.starts_with(prefix) {
-                return l.trim_end().to_owned();
-            }
-        }
+        self.lines.until(prefix).await
     }
 }
 
@@ -69,25 +54,19 @@ async fn two_netcat_clients_and_a_websocket_chat() {
     b.send("NICK bea").await;
     b.send("JOIN lobby").await;
     b.until("OK lobby").await;
-    let mut web = ws_connect(&server).await;
-    ws_send(
-        &mut web,
-        json!({"type": "join", "room": "lobby", "name": "web"}),
-    )
-    .await;
-    ws_until(&mut web, "ack").await;
+    let mut web = server.ws().await;
+    web.send_json(json!({"type": "join", "room": "lobby", "name": "web"}))
+        .await;
+    web.until("ack").await;
 
     a.send("SAY lobby hi from netcat").await;
     assert_eq!(b.until("MSG").await, "MSG lobby 1 ann hi from netcat");
     assert_eq!(
-        ws_until(&mut web, "message").await["message"]["content"],
+        web.until("message").await["message"]["content"],
         "hi from netcat"
     );
-    ws_send(
-        &mut web,
-        json!({"type": "message", "room": "lobby", "content": "hi nc"}),
-    )
-    .await;
+    web.send_json(json!({"type": "message", "room": "lobby", "content": "hi nc"}))
+        .await;
     assert_eq!(a.until("MSG lobby 2").await, "MSG lobby 2 web hi nc");
     assert_eq!(b.until("MSG lobby 2").await, "MSG lobby 2 web hi nc");
 
@@ -102,15 +81,17 @@ async fn two_netcat_clients_and_a_websocket_chat() {
     a.send("QUIT").await;
     assert_eq!(a.until("BYE").await, "BYE");
     // The server closed its side; nc exits once its own input ends too.
-    drop(a.stdin);
-    let status = tokio::time::timeout(WAIT, a.child.wait())
+    let Nc { mut child, lines } = a;
+    let (mut stdout, stdin) = (lines.reader, lines.writer);
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, child.wait())
         .await
         .unwrap()
         .unwrap();
     assert!(status.success());
     let mut rest = String::new();
     assert_eq!(
-        a.stdout.read_line(&mut rest).await.unwrap(),
+        stdout.read_line(&mut rest).await.unwrap(),
         0,
         "nothing after BYE: {rest:?}"
     );

@@ -2,19 +2,11 @@
 //! without sticky sessions: every request of one session goes to whichever
 //! node the test picks, as a round-robin balancer would send it.
 
-mod common;
-
-use common::node::Node;
-use common::{LineClient, WAIT, ws_send, ws_until};
-use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use prise_hub::testing::RedisServer;
-use prise_ws::Message;
+use prise_testkit::server::{Node, RedisServer};
+use prise_testkit::{HttpRequest, WsClient};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Instant;
-use tokio::net::TcpStream;
 
 const SEP: char = '\u{1e}';
 
@@ -31,31 +23,13 @@ async fn http_with(
     body: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("http handshake");
-    tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, addr.to_string())
-        .header(http::header::CONTENT_TYPE, "text/plain;charset=UTF-8");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req
-        .body(Full::new(bytes::Bytes::from(body.to_owned())))
-        .expect("request");
-    let exchange = async {
-        let resp = sender.send_request(req).await.expect("response");
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("answer in time")
+    let r = HttpRequest::new(method, path)
+        .header("Content-Type", "text/plain;charset=UTF-8")
+        .headers(headers)
+        .body(body)
+        .send(addr)
+        .await;
+    (r.status, r.text().to_owned())
 }
 
 /// A raw Engine.IO polling session, addressed to any node per request.
@@ -106,7 +80,7 @@ impl Polling {
     /// Long-polls `node` until a packet starting with `prefix` arrives;
     /// returns it (packets before it stay in the inbox).
     async fn until(&mut self, node: &Node, prefix: &str) -> String {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + prise_testkit::WAIT;
         loop {
             if let Some(i) = self.inbox.iter().position(|p| p.starts_with(prefix)) {
                 return self.inbox.remove(i);
@@ -130,16 +104,6 @@ impl Polling {
     }
 }
 
-/// The text of the next WebSocket frame.
-async fn next_text(ws: &mut common::Ws) -> String {
-    let frame = tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("frame in time")
-        .expect("open")
-        .expect("frame");
-    frame.to_text().unwrap_or_default().to_owned()
-}
-
 /// The JSON array of a Socket.IO event or ack packet (`42[...]`, `431[...]`).
 fn args(packet: &str) -> Value {
     let start = packet.find('[').expect("array");
@@ -154,7 +118,7 @@ fn member_count(ack: &Value) -> usize {
 async fn polling_session_is_served_by_every_node() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut nodes: Vec<Node> = (0..3).map(|_| Node::spawn(&url, "poll:", &[])).collect();
+    let mut nodes = Node::cluster(&url, "poll:", 3).await;
 
     // Handshake on node 0; CONNECT on node 1; its answer polled on node 2.
     let mut a = Polling::open(&nodes[0]).await;
@@ -169,8 +133,7 @@ async fn polling_session_is_served_by_every_node() {
     assert_eq!(member_count(&joined), 1);
 
     // A line client on node 2 joins: presence is shared.
-    let mut line =
-        LineClient::from_stream(TcpStream::connect(nodes[2].bound.tcp).await.expect("tcp")).await;
+    let mut line = nodes[2].line().await;
     line.ask("NICK lina", "OK").await;
     assert!(
         line.ask("JOIN lobby", "OK").await.contains("members=2"),
@@ -193,25 +156,12 @@ async fn polling_session_is_served_by_every_node() {
     line.send("SAY lobby from line").await;
     let m = a.message(&nodes[1], "from line").await;
     assert!(m[1]["offset"].as_u64().is_some(), "{m}");
-    let mut ws = {
-        let stream = TcpStream::connect(nodes[1].bound.http).await.expect("ws");
-        let url = format!("ws://{}/ws", nodes[1].bound.http);
-        prise_ws::connect(stream, &url, &Default::default(), Default::default())
-            .await
-            .expect("ws handshake")
-            .0
-    };
-    ws_send(
-        &mut ws,
-        json!({"type": "join", "room": "lobby", "name": "wendy"}),
-    )
-    .await;
-    ws_until(&mut ws, "ack").await;
-    ws_send(
-        &mut ws,
-        json!({"type": "message", "room": "lobby", "content": "from ws"}),
-    )
-    .await;
+    let mut ws = nodes[1].ws().await;
+    ws.send_json(json!({"type": "join", "room": "lobby", "name": "wendy"}))
+        .await;
+    ws.until("ack").await;
+    ws.send_json(json!({"type": "message", "room": "lobby", "content": "from ws"}))
+        .await;
     a.message(&nodes[0], "from ws").await;
 
     // A second polling session, held by node 1, shares the room.
@@ -223,26 +173,18 @@ async fn polling_session_is_served_by_every_node() {
     assert_eq!(member_count(&joined), 4, "{joined}");
 
     // Session A upgrades to a WebSocket on node 2 (tunnelled to node 0).
-    let ws_url = format!(
-        "ws://{}/socket.io/?EIO=4&transport=websocket&sid={}",
-        nodes[2].bound.http, a.sid
-    );
-    let stream = TcpStream::connect(nodes[2].bound.http).await.expect("ws");
-    let (mut up, _) = prise_ws::connect(stream, &ws_url, &Default::default(), Default::default())
-        .await
-        .expect("upgrade of a session held by node 0, on node 2");
-    up.send(Message::text("2probe")).await.expect("probe");
-    assert_eq!(next_text(&mut up).await, "3probe");
-    up.send(Message::text("5")).await.expect("upgrade");
-    up.send(Message::text(
-        r#"423["publish",{"room":"lobby","content":"over the tunnel"}]"#,
-    ))
-    .await
-    .expect("publish");
+    // (The upgrade is of a session held by node 0, on node 2.)
+    let path = format!("/socket.io/?EIO=4&transport=websocket&sid={}", a.sid);
+    let mut up = WsClient::connect(nodes[2].bound.http, &path).await;
+    up.send_text("2probe").await;
+    assert_eq!(up.text().await, "3probe");
+    up.send_text("5").await;
+    up.send_text(r#"423["publish",{"room":"lobby","content":"over the tunnel"}]"#)
+        .await;
     let mut acked = false;
     let mut heard = false;
     while !(acked && heard) {
-        let text = next_text(&mut up).await;
+        let text = up.text().await;
         acked |= text.starts_with("433[");
         heard |= text.starts_with(r#"42["message""#) && text.contains("over the tunnel");
     }
@@ -256,9 +198,10 @@ async fn polling_session_is_served_by_every_node() {
         assert_eq!(status, 400, "{body}");
         assert!(body.contains("Session ID unknown"), "{body}");
     }
-    let end =
-        tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = up.next().await {} }).await;
-    assert!(end.is_ok(), "the tunnelled websocket ends with its owner");
+    assert!(
+        up.ended().await,
+        "the tunnelled websocket ends with its owner"
+    );
     line.send("SAY lobby after the crash").await;
     b.message(&nodes[2], "after the crash").await;
 

@@ -5,54 +5,18 @@
 //! can be killed like `kill -9`: its runtime is dropped without any graceful
 //! step (sockets close, heartbeats stop, nothing is cleaned up in Redis).
 
-mod common;
-
-use common::node::Node;
-use common::{LineClient, WAIT, Ws, ws_recv, ws_send, ws_until};
-use prise_hub::testing::RedisServer;
+use prise_testkit::server::{Node, RedisServer, hub_line};
+use prise_testkit::{LineClient, WAIT, WsClient, http};
 use serde_json::json;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-async fn line_client(node: &Node) -> LineClient {
-    LineClient::from_stream(TcpStream::connect(node.bound.tcp).await.expect("tcp")).await
-}
-
-async fn ws_client(node: &Node) -> Ws {
-    let stream = TcpStream::connect(node.bound.http).await.expect("connect");
-    let url = format!("ws://{}/ws", node.bound.http);
-    prise_ws::connect(stream, &url, &Default::default(), Default::default())
-        .await
-        .expect("ws handshake")
-        .0
-}
-
-/// Status code of `GET path`.
-async fn http_status(addr: SocketAddr, path: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).await.expect("http");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf);
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
 
 /// Polls `/readyz` until it answers `want` (bounded by WAIT).
 async fn wait_ready(addr: SocketAddr, want: u16) {
     let deadline = Instant::now() + WAIT;
     loop {
-        if http_status(addr, "/readyz").await == want {
+        if http::get(addr, "/readyz").await.status == want {
             return;
         }
         assert!(Instant::now() < deadline, "/readyz never answered {want}");
@@ -75,10 +39,10 @@ async fn read_msgs(c: &mut LineClient, n: usize) -> Vec<(u64, String)> {
     v
 }
 
-async fn read_ws_msgs(ws: &mut Ws, n: usize) -> Vec<(u64, String)> {
+async fn read_ws_msgs(ws: &mut WsClient, n: usize) -> Vec<(u64, String)> {
     let mut v = Vec::new();
     while v.len() < n {
-        let m = ws_until(ws, "message").await;
+        let m = ws.until("message").await;
         v.push((
             m["message"]["offset"].as_u64().expect("offset"),
             m["message"]["content"]
@@ -103,48 +67,40 @@ fn names(members: &serde_json::Value) -> Vec<String> {
 async fn three_nodes_share_rooms_presence_and_order() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let nodes: Vec<Node> = (0..3).map(|_| Node::spawn(&url, "share:", &[])).collect();
+    let nodes = Node::cluster(&url, "share:", 3).await;
 
-    let mut alice = line_client(&nodes[0]).await;
-    let mut bob = ws_client(&nodes[1]).await;
-    let mut carol = line_client(&nodes[2]).await;
+    let mut alice = nodes[0].line().await;
+    let mut bob = nodes[1].ws().await;
+    let mut carol = nodes[2].line().await;
     alice.ask("NICK alice", "OK").await;
     carol.ask("NICK carol", "OK").await;
-    assert!(
-        alice
-            .ask("JOIN general", "OK")
-            .await
-            .starts_with("OK general offset=0 members=1")
-    );
-    ws_send(
-        &mut bob,
-        json!({"type": "join", "room": "general", "name": "bob"}),
-    )
-    .await;
-    let ack = ws_until(&mut bob, "ack").await;
+    alice
+        .expect("JOIN general", "OK general offset=0 members=1")
+        .await;
+    bob.send_json(json!({"type": "join", "room": "general", "name": "bob"}))
+        .await;
+    let ack = bob.until("ack").await;
     assert_eq!(names(&ack["members"]), ["alice", "bob"]);
     assert_eq!(alice.until("JOINED").await, "JOINED general bob");
-    assert!(
-        carol
-            .ask("JOIN general", "OK")
-            .await
-            .starts_with("OK general offset=0 members=3")
-    );
+    carol
+        .expect("JOIN general", "OK general offset=0 members=3")
+        .await;
     assert_eq!(alice.until("JOINED").await, "JOINED general carol");
-    let joined = ws_until(&mut bob, "joined").await;
+    let joined = bob.until("joined").await;
     assert_eq!(joined["user"]["name"], "carol");
 
     // The same members from every node.
     let who = "MEMBERS general 3 alice bob carol";
     assert_eq!(alice.ask("WHO general", "MEMBERS").await, who);
     assert_eq!(carol.ask("WHO general", "MEMBERS").await, who);
-    ws_send(&mut bob, json!({"type": "presence", "room": "general"})).await;
-    let p = ws_until(&mut bob, "presence").await;
+    bob.send_json(json!({"type": "presence", "room": "general"}))
+        .await;
+    let p = bob.until("presence").await;
     assert_eq!(names(&p["members"]), ["alice", "bob", "carol"]);
 
     // Typing crosses nodes.
     alice.send("TYPING general on").await;
-    let t = ws_until(&mut bob, "typing").await;
+    let t = bob.until("typing").await;
     assert_eq!(
         (t["userName"].clone(), t["typing"].clone()),
         (json!("alice"), json!(true))
@@ -156,11 +112,8 @@ async fn three_nodes_share_rooms_presence_and_order() {
     for i in 0..EACH {
         alice.send(&format!("SAY general a{i}")).await;
         carol.send(&format!("SAY general c{i}")).await;
-        ws_send(
-            &mut bob,
-            json!({"type": "message", "room": "general", "content": format!("b{i}")}),
-        )
-        .await;
+        bob.send_json(json!({"type": "message", "room": "general", "content": format!("b{i}")}))
+            .await;
     }
     let (a, b, c) = tokio::join!(
         read_msgs(&mut alice, 3 * EACH),
@@ -182,7 +135,7 @@ async fn three_nodes_share_rooms_presence_and_order() {
     }
 
     // History is shared: a late joiner on any node replays it.
-    let mut dave = line_client(&nodes[1]).await;
+    let mut dave = nodes[1].line().await;
     dave.ask("JOIN general SINCE 55", "OK").await;
     let replay = read_msgs(&mut dave, 5).await;
     assert_eq!(replay, a[55..].to_vec());
@@ -190,7 +143,7 @@ async fn three_nodes_share_rooms_presence_and_order() {
     // A graceful leave is seen everywhere.
     carol.ask("LEAVE general", "OK").await;
     assert_eq!(alice.until("LEFT").await, "LEFT general carol");
-    assert_eq!(ws_until(&mut bob, "left").await["user"]["name"], "carol");
+    assert_eq!(bob.until("left").await["user"]["name"], "carol");
     drop(nodes);
 }
 
@@ -202,33 +155,31 @@ async fn three_nodes_share_rooms_presence_and_order() {
 async fn killed_node_clients_recover_on_another_node() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut a = Node::spawn(&url, "kill:", &[]);
-    let b = Node::spawn(&url, "kill:", &[]);
-    let c = Node::spawn(&url, "kill:", &[]);
+    let mut a = Node::spawn(&url, "kill:", &[]).await;
+    let b = Node::spawn(&url, "kill:", &[]).await;
+    let c = Node::spawn(&url, "kill:", &[]).await;
 
-    let mut watcher = ws_client(&c).await;
-    ws_send(
-        &mut watcher,
-        json!({"type": "join", "room": "load", "name": "watcher"}),
-    )
-    .await;
-    ws_until(&mut watcher, "ack").await;
+    let mut watcher = c.ws().await;
+    watcher
+        .send_json(json!({"type": "join", "room": "load", "name": "watcher"}))
+        .await;
+    watcher.until("ack").await;
 
-    let mut tcp_victim = line_client(&a).await;
+    let mut tcp_victim = a.line().await;
     tcp_victim.ask("NICK tvictim", "OK").await;
     tcp_victim.ask("JOIN load", "OK").await;
-    let mut ws_victim = ws_client(&a).await;
-    ws_send(
-        &mut ws_victim,
-        json!({"type": "join", "room": "load", "name": "wvictim"}),
-    )
-    .await;
-    let epoch = ws_until(&mut ws_victim, "ack").await["epoch"].clone();
-    ws_send(&mut watcher, json!({"type": "presence", "room": "load"})).await;
+    let mut ws_victim = a.ws().await;
+    ws_victim
+        .send_json(json!({"type": "join", "room": "load", "name": "wvictim"}))
+        .await;
+    let epoch = ws_victim.until("ack").await["epoch"].clone();
+    watcher
+        .send_json(json!({"type": "presence", "room": "load"}))
+        .await;
     // Presence converges: wait for both victims' joined events.
     let mut seen = HashSet::new();
     while seen.len() < 2 {
-        let j = ws_until(&mut watcher, "joined").await;
+        let j = watcher.until("joined").await;
         seen.insert(j["user"]["name"].as_str().unwrap_or_default().to_owned());
     }
 
@@ -236,7 +187,7 @@ async fn killed_node_clients_recover_on_another_node() {
     const TOTAL: u64 = 150;
     let b_tcp = b.bound.tcp;
     let publisher = tokio::spawn(async move {
-        let mut p = LineClient::from_stream(TcpStream::connect(b_tcp).await.expect("tcp")).await;
+        let mut p = hub_line(b_tcp).await;
         p.ask("JOIN load", "OK").await;
         let mut acked = Vec::new();
         for i in 1..=TOTAL {
@@ -264,11 +215,7 @@ async fn killed_node_clients_recover_on_another_node() {
     }
     let mut ws_seen = before_ws;
     loop {
-        use futures_util::StreamExt;
-        match tokio::time::timeout(WAIT, ws_victim.next())
-            .await
-            .expect("ws ends")
-        {
+        match ws_victim.next_item().await {
             Some(Ok(prise_ws::Message::Text(t))) => {
                 let v: serde_json::Value = serde_json::from_str(&t).expect("json");
                 if v["type"] == "message" {
@@ -288,19 +235,17 @@ async fn killed_node_clients_recover_on_another_node() {
 
     // Reconnect both on node C and resume.
     let last_tcp = tcp_seen.last().map_or(0, |m| m.0);
-    let mut tcp_back = line_client(&c).await;
+    let mut tcp_back = c.line().await;
     let ok = tcp_back
         .ask(&format!("JOIN load SINCE {last_tcp}"), "OK")
         .await;
     assert!(ok.starts_with("OK load offset="), "{ok}");
     let last_ws = ws_seen.last().map_or(0, |m| m.0);
-    let mut ws_back = ws_client(&c).await;
-    ws_send(
-        &mut ws_back,
-        json!({"type": "join", "room": "load", "since": last_ws, "epoch": epoch}),
-    )
-    .await;
-    let ack = ws_until(&mut ws_back, "ack").await;
+    let mut ws_back = c.ws().await;
+    ws_back
+        .send_json(json!({"type": "join", "room": "load", "since": last_ws, "epoch": epoch}))
+        .await;
+    let ack = ws_back.until("ack").await;
     assert_eq!(ack["recovered"], true, "{ack}");
 
     let acked = tokio::time::timeout(Duration::from_secs(60), publisher)
@@ -331,7 +276,7 @@ async fn killed_node_clients_recover_on_another_node() {
     let victims = HashSet::from(["tvictim".to_owned(), "wvictim".to_owned()]);
     let mut left = HashSet::new();
     while !victims.is_subset(&left) {
-        let l = ws_until(&mut watcher, "left").await;
+        let l = watcher.until("left").await;
         left.insert(l["user"]["name"].as_str().unwrap_or_default().to_owned());
     }
     assert!(t0.elapsed() < WAIT);
@@ -348,18 +293,15 @@ async fn killed_node_clients_recover_on_another_node() {
 async fn redis_restart_under_load() {
     let mut redis = RedisServer::start_with(true);
     let url = redis.url();
-    let a = Node::spawn(&url, "restart:", &[]);
-    let b = Node::spawn(&url, "restart:", &[]);
+    let a = Node::spawn(&url, "restart:", &[]).await;
+    let b = Node::spawn(&url, "restart:", &[]).await;
     wait_ready(a.bound.http, 200).await;
 
-    let mut sub = ws_client(&b).await;
-    ws_send(
-        &mut sub,
-        json!({"type": "join", "room": "r", "name": "sub"}),
-    )
-    .await;
-    ws_until(&mut sub, "ack").await;
-    let mut publisher = line_client(&a).await;
+    let mut sub = b.ws().await;
+    sub.send_json(json!({"type": "join", "room": "r", "name": "sub"}))
+        .await;
+    sub.until("ack").await;
+    let mut publisher = a.line().await;
     publisher.ask("JOIN r", "OK").await;
 
     let mut acked = Vec::new();
@@ -405,7 +347,7 @@ async fn redis_restart_under_load() {
     let last = *acked.last().expect("acks");
     let mut got = Vec::new();
     while got.last().is_none_or(|&o| o < last) {
-        let m = ws_until(&mut sub, "message").await;
+        let m = sub.until("message").await;
         got.push(m["message"]["offset"].as_u64().expect("offset"));
     }
     let unique: HashSet<u64> = got.iter().copied().collect();
@@ -414,6 +356,5 @@ async fn redis_restart_under_load() {
     for o in &acked {
         assert!(unique.contains(o), "acknowledged {o} lost: {got:?}");
     }
-    let _ = ws_recv;
     drop((a, b));
 }

@@ -1,21 +1,12 @@
 //! A client that stops reading is disconnected; the others are unaffected.
 
-mod common;
-
-use common::*;
+use prise_testkit::server::*;
+use prise_testkit::*;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 async fn stats(server: &TestServer) -> serde_json::Value {
-    let mut s = TcpStream::connect(server.bound.http).await.unwrap();
-    s.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    let json = body.split("\r\n\r\n").nth(1).unwrap();
-    serde_json::from_str(json).unwrap()
+    http::get(server.bound.http, "/stats").await.json()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,14 +18,15 @@ async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything()
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(server.bound.tcp).await.unwrap();
-    let mut slow = LineClient::from_stream(stream).await;
+    let mut slow = LineClient::from_stream(stream).hello(HUB_GREETING).await;
     slow.ask("JOIN busy", "OK").await;
 
-    let mut fast = ws_connect(&server).await;
-    ws_send(&mut fast, json!({"type": "join", "room": "busy"})).await;
-    ws_until(&mut fast, "ack").await;
+    let mut fast = server.ws().await;
+    fast.send_json(json!({"type": "join", "room": "busy"}))
+        .await;
+    fast.until("ack").await;
 
-    let mut publisher = LineClient::connect(&server).await;
+    let mut publisher = server.line().await;
     publisher.ask("JOIN busy", "OK").await;
     let payload = "p".repeat(2000);
     let mut sent = 0u64;
@@ -56,7 +48,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything()
         }
         // The fast client keeps up and sees every message in order.
         while received < sent {
-            let m = ws_until(&mut fast, "message").await;
+            let m = fast.until("message").await;
             received += 1;
             assert_eq!(m["message"]["offset"], received);
         }
@@ -68,7 +60,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_others_get_everything()
         format!("OK {sent}")
     );
     loop {
-        let m = ws_until(&mut fast, "message").await;
+        let m = fast.until("message").await;
         if m["message"]["offset"] == sent {
             break;
         }

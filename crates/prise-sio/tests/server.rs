@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use prise_sio::{
     Ack, AckError, BoxFuture, CloseReason, ConnectOutcome, ConnectRefusal, DisconnectReason,
     EmitError, EncodedPacket, Payload, RecoveryRequest, SioConfig, SioHandler, SioLayer, Socket,
 };
-use prise_ws::{Message, WebSocket};
+use prise_testkit::{HttpRequest, HttpResponse, WsClient};
+use prise_ws::Message;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -127,25 +126,6 @@ async fn spawn_server(config: SioConfig) -> Result<Server> {
     })
 }
 
-struct HttpResponse {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap_or("<binary>")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
 /// One HTTP/1.1 request on its own connection (`Connection: close`).
 async fn http(
     addr: SocketAddr,
@@ -154,68 +134,34 @@ async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
-        .await
-        .context("http response in time")??;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of headers")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    Ok(HttpResponse {
-        status,
-        head,
-        body: raw[split + 4..].to_vec(),
-    })
+    Ok(HttpRequest::new(method, path)
+        .headers(headers)
+        .body(body)
+        .wait(WAIT)
+        .send(addr)
+        .await)
 }
 
-async fn polling_handshake(addr: SocketAddr) -> Result<String> {
+/// Opens a polling session: (its sid, the path of its requests).
+async fn polling_handshake(addr: SocketAddr) -> Result<(String, String)> {
     let r = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await?;
     assert_eq!(r.status, 200);
     let text = r.text().strip_prefix('0').context("open packet")?;
     let v: Value = serde_json::from_str(text)?;
-    Ok(v["sid"].as_str().context("sid")?.to_owned())
+    let sid = v["sid"].as_str().context("sid")?.to_owned();
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    Ok((sid, path))
 }
 
-type Ws = WebSocket<TcpStream>;
-
-async fn ws_open(addr: SocketAddr, query: &str) -> Result<Ws> {
-    let stream = TcpStream::connect(addr).await?;
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket{query}");
-    let (ws, _) = prise_ws::connect(
-        stream,
-        &url,
-        &prise_ws::ClientOptions::default(),
-        prise_ws::WsConfig::default(),
-    )
-    .await?;
-    Ok(ws)
+async fn ws_open(addr: SocketAddr, query: &str) -> Result<WsClient> {
+    let path = format!("/socket.io/?EIO=4&transport=websocket{query}");
+    Ok(WsClient::connect(addr, &path).await.with_wait(WAIT))
 }
 
-async fn ws_next(ws: &mut Ws) -> Result<Message> {
+/// The next frame that is not a heartbeat (Engine.IO ping or a control ping).
+async fn ws_next(ws: &mut WsClient) -> Result<Message> {
     loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .context("no websocket message in time")?
-            .context("websocket ended")??;
-        match m {
+        match ws.message().await {
             Message::Text(ref t) if t.as_str() == "2" => continue, // ping
             Message::Ping(_) | Message::Pong(_) => continue,
             m => return Ok(m),
@@ -223,7 +169,7 @@ async fn ws_next(ws: &mut Ws) -> Result<Message> {
     }
 }
 
-async fn ws_text(ws: &mut Ws) -> Result<String> {
+async fn ws_text(ws: &mut WsClient) -> Result<String> {
     match ws_next(ws).await? {
         Message::Text(t) => Ok(t.to_string()),
         other => bail!("expected text, got {other:?}"),
@@ -231,7 +177,7 @@ async fn ws_text(ws: &mut Ws) -> Result<String> {
 }
 
 /// A WebSocket session with the Engine.IO handshake read.
-async fn ws_session(addr: SocketAddr) -> Result<Ws> {
+async fn ws_session(addr: SocketAddr) -> Result<WsClient> {
     let mut ws = ws_open(addr, "").await?;
     let open = ws_text(&mut ws).await?;
     assert!(open.starts_with("0{"), "{open}");
@@ -241,10 +187,24 @@ async fn ws_session(addr: SocketAddr) -> Result<Ws> {
     Ok(ws)
 }
 
+/// A server with `config` and one polling session on it: (server, sid, the
+/// session's request path).
+async fn polling_session(config: SioConfig) -> Result<(Server, String, String)> {
+    let srv = spawn_server(config).await?;
+    let (sid, path) = polling_handshake(srv.addr).await?;
+    Ok((srv, sid, path))
+}
+
+/// A server with the test configuration and one WebSocket session on it.
+async fn session() -> Result<(Server, WsClient)> {
+    let srv = spawn_server(test_config()).await?;
+    let ws = ws_session(srv.addr).await?;
+    Ok((srv, ws))
+}
+
 #[tokio::test]
 async fn connect_with_auth_event_and_acks_both_ways() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
-    let mut ws = ws_session(srv.addr).await?;
+    let (mut srv, mut ws) = session().await?;
     ws.send(Message::text(r#"40{"token":"t1"}"#)).await?;
     let (socket, auth, recovery) = srv.next_connect().await?;
     assert_eq!(auth, json!({"token": "t1"}));
@@ -294,8 +254,7 @@ async fn connect_with_auth_event_and_acks_both_ways() -> Result<()> {
 
 #[tokio::test]
 async fn refusals_and_unknown_namespaces() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
-    let mut ws = ws_session(srv.addr).await?;
+    let (mut srv, mut ws) = session().await?;
     ws.send(Message::text("40/nope,")).await?;
     assert_eq!(
         ws_text(&mut ws).await?,
@@ -322,7 +281,7 @@ async fn refusals_and_unknown_namespaces() -> Result<()> {
     // A malformed Socket.IO packet closes the whole session.
     ws.send(Message::text("42{}")).await?;
     loop {
-        match tokio::time::timeout(WAIT, ws.next()).await? {
+        match ws.next_item().await {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
             Some(Ok(_)) => {}
         }
@@ -368,8 +327,7 @@ async fn recovery_hands_pid_and_offset_to_the_application() -> Result<()> {
 
 #[tokio::test]
 async fn binary_events_are_reassembled_and_acked_with_attachments() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
-    let mut ws = ws_session(srv.addr).await?;
+    let (mut srv, mut ws) = session().await?;
     ws.send(Message::text("40")).await?;
     let (socket, _, _) = srv.next_connect().await?;
     ws_text(&mut ws).await?; // CONNECT answer
@@ -408,10 +366,8 @@ async fn binary_events_are_reassembled_and_acked_with_attachments() -> Result<()
 
 #[tokio::test]
 async fn polling_session_with_cors_and_payload_cap() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
+    let (mut srv, _, path) = polling_session(test_config()).await?;
     let addr = srv.addr;
-    let sid = polling_handshake(addr).await?;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
     let origin = [("Origin", "http://allowed.example")];
     let r = http(
         addr,
@@ -494,9 +450,7 @@ async fn polling_session_with_cors_and_payload_cap() -> Result<()> {
 async fn full_queue_disconnects_a_slow_consumer() -> Result<()> {
     let mut config = test_config();
     config.engine.max_queued_packets = 8;
-    let mut srv = spawn_server(config).await?;
-    let sid = polling_handshake(srv.addr).await?;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (mut srv, _, path) = polling_session(config).await?;
     http(srv.addr, "POST", &path, &[], b"40").await?;
     let (socket, _, _) = srv.next_connect().await?;
     let r = http(srv.addr, "GET", &path, &[], b"").await?;
@@ -520,10 +474,8 @@ async fn full_queue_disconnects_a_slow_consumer() -> Result<()> {
 
 #[tokio::test]
 async fn upgrade_from_polling_to_websocket() -> Result<()> {
-    let mut srv = spawn_server(test_config()).await?;
+    let (mut srv, sid, path) = polling_session(test_config()).await?;
     let addr = srv.addr;
-    let sid = polling_handshake(addr).await?;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
     http(addr, "POST", &path, &[], b"40").await?;
     let (socket, _, _) = srv.next_connect().await?;
     let r = http(addr, "GET", &path, &[], b"").await?;
@@ -567,7 +519,7 @@ async fn connect_timeout_closes_a_silent_session() -> Result<()> {
     config.connect_timeout = Duration::from_millis(100);
     let srv = spawn_server(config).await?;
     let mut ws = ws_session(srv.addr).await?;
-    match tokio::time::timeout(WAIT, ws.next()).await? {
+    match ws.next_item().await {
         None | Some(Err(_)) => {}
         Some(Ok(Message::Close(frame))) => {
             assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
@@ -586,8 +538,7 @@ async fn shutdown_closes_websockets_and_answers_polls() -> Result<()> {
     srv.next_connect().await?;
     ws_text(&mut ws).await?;
     ws_text(&mut ws).await?;
-    let sid = polling_handshake(addr).await?;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (_, path) = polling_handshake(addr).await?;
     let poll = tokio::spawn(async move { http(addr, "GET", &path, &[], b"").await });
     let layer = Arc::new(srv.layer);
     layer.shutdown(Duration::from_secs(2)).await;
@@ -613,10 +564,7 @@ async fn heartbeat_keeps_answering_clients_and_closes_silent_ones() -> Result<()
     // Answer three pings; the session stays up.
     let mut pings = 0;
     while pings < 3 {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await?
-            .context("ended")??
-        {
+        match ws.next_item().await.context("ended")?? {
             Message::Text(t) if t.as_str() == "2" => {
                 pings += 1;
                 ws.send(Message::text("3")).await?;

@@ -6,14 +6,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+
+use prise_testkit::process::PROCESS_WAIT;
+use prise_testkit::{ChildProcess, LineClient, TestDir};
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(20);
+/// The bound on each wait: a process and a restart take their time.
+const WAIT: Duration = PROCESS_WAIT;
 const ROOM: &str = "load";
 const PUBLISHERS: usize = 3;
 /// Acknowledged messages to wait for before the kill (under the 1000
@@ -21,70 +22,32 @@ const PUBLISHERS: usize = 3;
 const BEFORE_KILL: usize = 240;
 
 struct Hub {
-    child: Child,
+    process: ChildProcess,
     tcp: SocketAddr,
 }
 
-async fn start(data: &Path, tcp: &str) -> Hub {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prise"))
-        .args(["serve", "--http", "127.0.0.1:0", "--tcp", tcp, "--data"])
-        .arg(data)
-        .args(["--rate-messages", "0", "--log", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn prise serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let tcp = tokio::time::timeout(WAIT, async {
-        loop {
-            let l = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("hub prints its ports");
-            if let Some(a) = l.strip_prefix("listening tcp ") {
-                return a.parse().unwrap();
-            }
-        }
-    })
-    .await
-    .expect("hub starts in time");
-    Hub { child, tcp }
+/// Starts `prise serve` on `data` and waits for its listening lines.
+fn start(data: &Path, tcp: &str) -> Hub {
+    let process = ChildProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_prise"))
+            .args(["serve", "--http", "127.0.0.1:0", "--tcp", tcp, "--data"])
+            .arg(data)
+            .args(["--rate-messages", "0", "--log", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    )
+    .with_wait(WAIT);
+    let tcp = process.serve_addrs().tcp;
+    Hub { process, tcp }
 }
 
-struct Line {
-    r: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
-    w: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl Line {
-    async fn connect(addr: SocketAddr) -> std::io::Result<Self> {
-        let (r, w) = TcpStream::connect(addr).await?.into_split();
-        let mut c = Self {
-            r: BufReader::new(r).lines(),
-            w,
-        };
-        c.next()
-            .await
-            .filter(|l| l.starts_with("HELLO"))
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::ConnectionReset, "no greeting")
-            })?;
-        Ok(c)
-    }
-
-    async fn send(&mut self, l: &str) -> bool {
-        self.w.write_all(format!("{l}\n").as_bytes()).await.is_ok()
-    }
-
-    async fn next(&mut self) -> Option<String> {
-        tokio::time::timeout(WAIT, self.r.next_line())
-            .await
-            .expect("a line in time")
-            .ok()
-            .flatten()
-    }
+/// A line client past the hub's greeting; an error while the hub is down.
+async fn connect(addr: SocketAddr) -> std::io::Result<LineClient> {
+    LineClient::try_connect(addr)
+        .await?
+        .with_wait(WAIT)
+        .try_hello("HELLO")
+        .await
 }
 
 /// `MSG room offset user text` → (offset, text).
@@ -98,10 +61,10 @@ fn parse_msg(l: &str) -> Option<(u64, String)> {
 
 /// Publishes until the connection dies; reports every acknowledgement.
 async fn publisher(addr: SocketAddr, id: usize, acks: mpsc::UnboundedSender<(u64, String)>) {
-    let mut c = Line::connect(addr).await.unwrap();
-    assert!(c.send(&format!("JOIN {ROOM}")).await);
+    let mut c = connect(addr).await.unwrap();
+    assert!(c.try_send(&format!("JOIN {ROOM}")).await);
     loop {
-        match c.next().await {
+        match c.line().await {
             Some(l) if l.starts_with(&format!("OK {ROOM}")) => break,
             Some(_) => {}
             None => return,
@@ -109,11 +72,11 @@ async fn publisher(addr: SocketAddr, id: usize, acks: mpsc::UnboundedSender<(u64
     }
     for i in 0.. {
         let text = format!("p{id}-{i}");
-        if !c.send(&format!("SAY {ROOM} {text}")).await {
+        if !c.try_send(&format!("SAY {ROOM} {text}")).await {
             return;
         }
         loop {
-            match c.next().await {
+            match c.line().await {
                 Some(l) => {
                     if let Some(n) = l.strip_prefix("OK ").and_then(|n| n.parse().ok()) {
                         let _ = acks.send((n, text));
@@ -128,9 +91,9 @@ async fn publisher(addr: SocketAddr, id: usize, acks: mpsc::UnboundedSender<(u64
 }
 
 /// Reads MSG pushes until the connection dies or `max` arrived.
-async fn subscribe(c: &mut Line, seen: &mut Vec<(u64, String)>, max: usize) {
+async fn subscribe(c: &mut LineClient, seen: &mut Vec<(u64, String)>, max: usize) {
     while seen.len() < max {
-        let Some(l) = c.next().await else { return };
+        let Some(l) = c.line().await else { return };
         if let Some(m) = parse_msg(&l) {
             seen.push(m);
         }
@@ -139,13 +102,13 @@ async fn subscribe(c: &mut Line, seen: &mut Vec<(u64, String)>, max: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_publish_load_loses_no_acknowledged_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut hub = start(dir.path(), "127.0.0.1:0").await;
+    let dir = TestDir::new();
+    let mut hub = start(dir.path(), "127.0.0.1:0");
     let addr = hub.tcp;
 
-    let mut sub = Line::connect(addr).await.unwrap();
+    let mut sub = connect(addr).await.unwrap();
     sub.send(&format!("JOIN {ROOM}")).await;
-    assert!(sub.next().await.unwrap().starts_with("OK load offset=0"));
+    assert!(sub.line().await.unwrap().starts_with("OK load offset=0"));
     let subscriber = tokio::spawn(async move {
         // It drops out after 100 messages, so it surely misses some.
         let mut seen = Vec::new();
@@ -170,8 +133,7 @@ async fn kill_9_during_publish_load_loses_no_acknowledged_message() {
         );
     }
     // SIGKILL while the publishers are still sending.
-    hub.child.start_kill().unwrap();
-    hub.child.wait().await.unwrap();
+    hub.process.kill();
     for p in pubs {
         tokio::time::timeout(WAIT, p).await.unwrap().unwrap();
     }
@@ -190,14 +152,14 @@ async fn kill_9_during_publish_load_loses_no_acknowledged_message() {
 
     // Restart on the same data and the same TCP port; the subscriber comes
     // back with exponential backoff and asks for what it missed.
-    let restarted = tokio::spawn({
+    let restarted = tokio::task::spawn_blocking({
         let data = dir.path().to_owned();
-        async move { start(&data, &addr.to_string()).await }
+        move || start(&data, &addr.to_string())
     });
     let mut backoff = Duration::from_millis(10);
     let mut sub = tokio::time::timeout(WAIT, async {
         loop {
-            match Line::connect(addr).await {
+            match connect(addr).await {
                 Ok(c) => return c,
                 Err(_) => {
                     tokio::time::sleep(backoff).await;
@@ -209,8 +171,11 @@ async fn kill_9_during_publish_load_loses_no_acknowledged_message() {
     .await
     .expect("reconnects after the restart");
     let hub2 = restarted.await.unwrap();
-    assert!(sub.send(&format!("JOIN {ROOM} SINCE {last_seen}")).await);
-    let ok = sub.next().await.unwrap();
+    assert!(
+        sub.try_send(&format!("JOIN {ROOM} SINCE {last_seen}"))
+            .await
+    );
+    let ok = sub.line().await.unwrap();
     let head: u64 = ok
         .split(' ')
         .find_map(|w| w.strip_prefix("offset="))
@@ -218,7 +183,7 @@ async fn kill_9_during_publish_load_loses_no_acknowledged_message() {
         .unwrap_or_else(|| panic!("join answer: {ok}"));
     let mut after = Vec::new();
     while after.len() < (head - last_seen) as usize {
-        let l = sub.next().await.expect("replay");
+        let l = sub.line().await.expect("replay");
         if let Some(m) = parse_msg(&l) {
             after.push(m);
         }
@@ -246,11 +211,11 @@ async fn kill_9_during_publish_load_loses_no_acknowledged_message() {
     }
 
     // Publishing continues after the last stored offset.
-    let mut p = Line::connect(addr).await.unwrap();
+    let mut p = connect(addr).await.unwrap();
     p.send(&format!("JOIN {ROOM}")).await;
     p.send(&format!("SAY {ROOM} after-restart")).await;
     loop {
-        let l = p.next().await.expect("answer");
+        let l = p.line().await.expect("answer");
         assert!(!l.starts_with("ERR"), "{l}");
         if let Some(n) = l.strip_prefix("OK ").and_then(|n| n.parse::<u64>().ok()) {
             assert_eq!(n, head + 1);

@@ -2,109 +2,51 @@
 //! (openbsd), socat, openssl s_client/s_server, and prise itself. Every
 //! socket is on loopback; every wait is on an event with a bound.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use prise_testkit::process::PROCESS_WAIT;
+use prise_testkit::{ChildProcess, TestDir, free_tcp_port, free_udp_port};
+
 const PRISE: &str = env!("CARGO_BIN_EXE_prise");
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = PROCESS_WAIT;
+/// Quick retries while a peer started just before is still getting ready.
+const FAST_RETRY: [&str; 6] = [
+    "--retry",
+    "50",
+    "--retry-base",
+    "10ms",
+    "--retry-cap",
+    "50ms",
+];
 
-/// A process started by a test; killed (by its pid) when dropped.
-struct Proc {
-    child: Child,
-    stdout: Option<mpsc::Receiver<String>>,
-    stderr: mpsc::Receiver<String>,
+/// Starts `program` with stdout and stderr read line by line.
+fn spawn(program: &str, args: &[&str], stdin: Stdio) -> ChildProcess {
+    ChildProcess::spawn(
+        Command::new(program)
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn spawn(program: &str, args: &[&str], stdin: Stdio) -> Proc {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-    let stdout = Some(lines(child.stdout.take().unwrap()));
-    let stderr = lines(child.stderr.take().unwrap());
-    Proc {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-fn prise(args: &[&str]) -> Proc {
+fn prise(args: &[&str]) -> ChildProcess {
     spawn(PRISE, args, Stdio::null())
 }
 
-impl Proc {
-    /// Waits for the "listening on URL" line and returns the port.
-    fn port(&self) -> u16 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let line = self
-                .stderr
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("no 'listening on' line");
-            if let Some(url) = line.split("listening on ").nth(1) {
-                let port = url.trim_end_matches('/').rsplit(':').next().unwrap();
-                return port.parse().unwrap();
-            }
-        }
-    }
-
-    fn next_line(&self) -> String {
-        self.stdout
-            .as_ref()
-            .unwrap()
-            .recv_timeout(WAIT)
-            .expect("no output line")
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn rest_of_stdout(&mut self) -> String {
-        let rx = self.stdout.take().unwrap();
-        let mut s = String::new();
-        while let Ok(l) = rx.recv_timeout(WAIT) {
-            s.push_str(&l);
-            s.push('\n');
-        }
-        s
-    }
+/// `prise connect` with `flags`, [`FAST_RETRY`] and `url`.
+fn connect_args<'a>(flags: &[&'a str], url: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["connect"];
+    args.extend_from_slice(flags);
+    args.extend(FAST_RETRY);
+    args.push(url);
+    args
 }
 
 /// Runs a command to completion with `input` on stdin, bounded in time.
@@ -137,20 +79,11 @@ fn run(program: &str, args: &[&str], input: &[u8]) -> Output {
     out
 }
 
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `prise discover` succeeded and listed `entry`.
+fn assert_discovered(o: &Output, entry: &str) {
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(o);
+    assert!(text.contains(entry), "{text}");
 }
 
 fn stdout(o: &Output) -> String {
@@ -208,17 +141,28 @@ fn make_cert(dir: &Path) -> (String, String, String) {
     (ca_pem, cert, key)
 }
 
+/// `openssl s_server -rev` (each line answered reversed) with `flags`, on a
+/// free port: (port, server).
+fn s_server_rev(flags: &[&str], cert: &str, key: &str) -> (u16, ChildProcess) {
+    let port = free_tcp_port();
+    let accept = format!("127.0.0.1:{port}");
+    let mut args = vec!["s_server", "-rev"];
+    args.extend_from_slice(flags);
+    args.extend(["-accept", &accept, "-cert", cert, "-key", key]);
+    (port, spawn("openssl", &args, Stdio::null()))
+}
+
 #[test]
 fn connect_to_prise_echo_over_tcp_udp_ws() {
     let tcp = prise(&["echo", "tcp://127.0.0.1:0"]);
     let udp = prise(&["echo", "udp://127.0.0.1:0"]);
     let ws = prise(&["echo", "ws://127.0.0.1:0"]);
-    let url = format!("tcp://127.0.0.1:{}", tcp.port());
+    let url = format!("tcp://127.0.0.1:{}", tcp.listening_port());
     let o = run(PRISE, &["connect", &url], b"hello\nworld\n");
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o), "hello\nworld\n");
 
-    let url = format!("udp://127.0.0.1:{}", udp.port());
+    let url = format!("udp://127.0.0.1:{}", udp.listening_port());
     let o = run(
         PRISE,
         &["connect", "--udp-wait", "300ms", &url],
@@ -227,7 +171,7 @@ fn connect_to_prise_echo_over_tcp_udp_ws() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o), "one\ntwo\n");
 
-    let url = format!("ws://127.0.0.1:{}/echo", ws.port());
+    let url = format!("ws://127.0.0.1:{}/echo", ws.listening_port());
     let o = run(PRISE, &["connect", &url], "é\nsecond line\n".as_bytes());
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o), "é\nsecond line\n");
@@ -250,7 +194,7 @@ fn connect_to_prise_echo_over_tcp_udp_ws() {
 fn echo_serves_netcat_and_socat_clients() {
     let tcp = prise(&["echo", "tcp://127.0.0.1:0"]);
     let udp = prise(&["echo", "udp://127.0.0.1:0"]);
-    let port = tcp.port().to_string();
+    let port = tcp.listening_port().to_string();
     let o = run("nc", &["-N", "127.0.0.1", &port], b"from nc\n");
     assert_eq!(stdout(&o), "from nc\n");
     let o = run(
@@ -259,7 +203,7 @@ fn echo_serves_netcat_and_socat_clients() {
         b"from socat\n",
     );
     assert_eq!(stdout(&o), "from socat\n");
-    let target = format!("UDP:127.0.0.1:{}", udp.port());
+    let target = format!("UDP:127.0.0.1:{}", udp.listening_port());
     let o = run("socat", &["-t", "0.5", "-", &target], b"datagram\n");
     assert_eq!(stdout(&o), "datagram\n");
 }
@@ -267,7 +211,7 @@ fn echo_serves_netcat_and_socat_clients() {
 #[test]
 fn listen_takes_a_netcat_peer_and_exits_when_it_leaves() {
     let mut l = spawn(PRISE, &["listen", "tcp://127.0.0.1:0"], Stdio::piped());
-    let port = l.port().to_string();
+    let port = l.listening_port().to_string();
     let o = run("nc", &["-N", "127.0.0.1", &port], b"line one\nline two\n");
     assert!(o.status.success());
     assert_eq!(l.rest_of_stdout(), "line one\nline two\n");
@@ -287,20 +231,7 @@ fn connect_half_closes_and_reads_the_reply() {
         Stdio::null(),
     );
     let url = format!("tcp://127.0.0.1:{port}");
-    let o = run(
-        PRISE,
-        &[
-            "connect",
-            "--retry",
-            "50",
-            "--retry-base",
-            "10ms",
-            "--retry-cap",
-            "50ms",
-            &url,
-        ],
-        b"12345\n",
-    );
+    let o = run(PRISE, &connect_args(&[], &url), b"12345\n");
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o).trim(), "6");
 }
@@ -308,7 +239,7 @@ fn connect_half_closes_and_reads_the_reply() {
 #[test]
 fn length_framing_on_the_wire() {
     // A socat peer dumps what it receives to a file: 4-byte prefixes.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let dump = dir.path().join("wire");
     let port = free_tcp_port();
     let url = format!("tcp://127.0.0.1:{port}");
@@ -323,18 +254,7 @@ fn length_framing_on_the_wire() {
     );
     let o = run(
         PRISE,
-        &[
-            "connect",
-            "--framing",
-            "length",
-            "--retry",
-            "50",
-            "--retry-base",
-            "10ms",
-            "--retry-cap",
-            "50ms",
-            &url,
-        ],
+        &connect_args(&["--framing", "length"], &url),
         b"hi\nabc\n",
     );
     assert!(o.status.success(), "{o:?}");
@@ -345,7 +265,7 @@ fn length_framing_on_the_wire() {
 #[test]
 fn hex_dump_on_stderr() {
     let tcp = prise(&["echo", "tcp://127.0.0.1:0"]);
-    let url = format!("tcp://127.0.0.1:{}", tcp.port());
+    let url = format!("tcp://127.0.0.1:{}", tcp.listening_port());
     let o = run(PRISE, &["connect", "--hex", &url], b"Hi!\n");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("> sent 4 bytes"), "{err}");
@@ -356,36 +276,12 @@ fn hex_dump_on_stderr() {
 
 #[test]
 fn tls_interop_with_openssl() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (ca, cert, key) = make_cert(dir.path());
     // prise connect -> openssl s_server (-rev answers each line reversed).
-    let port = free_tcp_port();
-    let _server = spawn(
-        "openssl",
-        &[
-            "s_server",
-            "-rev",
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-            "-cert",
-            &cert,
-            "-key",
-            &key,
-        ],
-        Stdio::null(),
-    );
+    let (port, _server) = s_server_rev(&[], &cert, &key);
     let url = format!("tls://localhost:{port}");
-    let retry = [
-        "--retry",
-        "50",
-        "--retry-base",
-        "10ms",
-        "--retry-cap",
-        "50ms",
-    ];
-    let mut args = vec!["connect", "--ca", &ca, "--idle-timeout", "2s"];
-    args.extend(retry);
-    args.push(&url);
+    let args = connect_args(&["--ca", &ca, "--idle-timeout", "2s"], &url);
     let o = run(PRISE, &args, b"hello\n");
     assert!(stdout(&o).contains("olleh"), "{o:?}");
 
@@ -409,7 +305,7 @@ fn tls_interop_with_openssl() {
         ],
         Stdio::piped(),
     );
-    let port = l.port();
+    let port = l.listening_port();
     let o = run(
         "openssl",
         &[
@@ -427,7 +323,7 @@ fn tls_interop_with_openssl() {
         b"over tls\n",
     );
     assert!(o.status.success(), "{o:?}");
-    assert_eq!(l.next_line(), "over tls");
+    assert_eq!(l.stdout_line(), "over tls");
     assert!(l.wait().success());
 }
 
@@ -435,10 +331,10 @@ fn tls_interop_with_openssl() {
 fn self_signed_tls_and_wss_echo() {
     let tls = prise(&["echo", "tls://127.0.0.1:0", "--self-signed"]);
     let wss = prise(&["echo", "wss://127.0.0.1:0", "--self-signed"]);
-    let url = format!("tls://127.0.0.1:{}", tls.port());
+    let url = format!("tls://127.0.0.1:{}", tls.listening_port());
     let o = run(PRISE, &["connect", "--insecure", &url], b"secret\n");
     assert_eq!(stdout(&o), "secret\n", "{o:?}");
-    let url = format!("wss://127.0.0.1:{}/", wss.port());
+    let url = format!("wss://127.0.0.1:{}/", wss.listening_port());
     let o = run(PRISE, &["connect", "--insecure", &url], b"ws secret\n");
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o), "ws secret\n");
@@ -465,7 +361,7 @@ fn retry_reaches_a_port_that_opens_later() {
     // Wait until the client has failed at least twice, then open the port.
     let mut retries = 0;
     while retries < 2 {
-        let e: serde_json::Value = serde_json::from_str(&c.next_line()).unwrap();
+        let e: serde_json::Value = serde_json::from_str(&c.stdout_line()).unwrap();
         if e["event"] == "retry" {
             assert!(e["error"].as_str().unwrap().contains("refused"));
             retries += 1;
@@ -477,7 +373,7 @@ fn retry_reaches_a_port_that_opens_later() {
     drop(peer);
     let mut seen = Vec::new();
     loop {
-        let e: serde_json::Value = serde_json::from_str(&c.next_line()).unwrap();
+        let e: serde_json::Value = serde_json::from_str(&c.stdout_line()).unwrap();
         seen.push(e["event"].as_str().unwrap().to_owned());
         if e["event"] == "recv" {
             assert_eq!(e["text"], "welcome\n");
@@ -565,13 +461,13 @@ fn failures_have_one_line_and_an_exit_code() {
 
 #[test]
 fn send_and_recv_a_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let src = dir.path().join("notes.txt");
     std::fs::write(&src, b"some content\n".repeat(1000)).unwrap();
     let out = dir.path().join("in");
     let out_s = out.to_string_lossy().into_owned();
     let mut r = prise(&["recv", "tcp://127.0.0.1:0", "--out", &out_s]);
-    let url = format!("tcp://127.0.0.1:{}", r.port());
+    let url = format!("tcp://127.0.0.1:{}", r.listening_port());
     let o = run(PRISE, &["send", src.to_str().unwrap(), &url], b"");
     assert!(o.status.success(), "{o:?}");
     assert!(r.wait().success());
@@ -583,7 +479,7 @@ fn send_and_recv_a_file() {
 
 #[test]
 fn send_and_recv_a_file_over_tls() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let src = dir.path().join("data.bin");
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&src, &data).unwrap();
@@ -597,7 +493,7 @@ fn send_and_recv_a_file_over_tls() {
         &out_s,
         "--quiet",
     ]);
-    let url = format!("tls://127.0.0.1:{}", r.port());
+    let url = format!("tls://127.0.0.1:{}", r.listening_port());
     let o = run(
         PRISE,
         &["send", src.to_str().unwrap(), &url, "--insecure", "--quiet"],
@@ -611,7 +507,7 @@ fn send_and_recv_a_file_over_tls() {
 #[test]
 fn probe_reports_up_and_down() {
     let ws = prise(&["echo", "ws://127.0.0.1:0"]);
-    let up = format!("ws://127.0.0.1:{}/", ws.port());
+    let up = format!("ws://127.0.0.1:{}/", ws.listening_port());
     let o = run(
         PRISE,
         &["probe", "--json", "-c", "3", "-i", "10ms", &up],
@@ -642,7 +538,7 @@ fn discover_finds_an_announced_echo_server() {
         "--discovery-port",
         &dport,
     ]);
-    let port = echo.port();
+    let port = echo.listening_port();
     let o = run(
         PRISE,
         &[
@@ -656,12 +552,7 @@ fn discover_finds_an_announced_echo_server() {
         ],
         b"",
     );
-    assert!(o.status.success(), "{o:?}");
-    let text = stdout(&o);
-    assert!(
-        text.contains(&format!("lab-echo\techo\ttcp://127.0.0.1:{port}\t")),
-        "{text}"
-    );
+    assert_discovered(&o, &format!("lab-echo\techo\ttcp://127.0.0.1:{port}\t"));
 }
 
 /// Two network namespaces joined by a veth pair (10.213.7.1 and .2/24),
@@ -726,7 +617,7 @@ fn discover_across_two_network_namespaces() {
         ],
         Stdio::null(),
     );
-    let port = echo.port();
+    let port = echo.listening_port();
     let o = run(
         "ip",
         &[
@@ -742,13 +633,8 @@ fn discover_across_two_network_namespaces() {
         ],
         b"",
     );
-    assert!(o.status.success(), "{o:?}");
-    let text = stdout(&o);
     // The host comes from the answer's source address, across the link.
-    assert!(
-        text.contains(&format!("ns-echo\techo\ttcp://10.213.7.1:{port}\t")),
-        "{text}"
-    );
+    assert_discovered(&o, &format!("ns-echo\techo\ttcp://10.213.7.1:{port}\t"));
     // And the announced service is reachable from the other namespace.
     let url = format!("tcp://10.213.7.1:{port}");
     let o = run(
@@ -762,52 +648,23 @@ fn discover_across_two_network_namespaces() {
 
 #[test]
 fn client_certificate_for_openssl_s_server() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (ca, cert, key) = make_cert(dir.path());
-    let port = free_tcp_port();
     // -Verify: the server demands a client certificate signed by the CA.
-    let _server = spawn(
-        "openssl",
-        &[
-            "s_server",
-            "-rev",
-            "-Verify",
-            "1",
-            "-verify_return_error",
-            "-CAfile",
-            &ca,
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-            "-cert",
-            &cert,
-            "-key",
-            &key,
-        ],
-        Stdio::null(),
-    );
+    let verify = ["-Verify", "1", "-verify_return_error", "-CAfile", &ca];
+    let (port, _server) = s_server_rev(&verify, &cert, &key);
     let url = format!("tls://localhost:{port}");
-    let o = run(
-        PRISE,
-        &[
-            "connect",
-            "--ca",
-            &ca,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-            "--idle-timeout",
-            "2s",
-            "--retry",
-            "50",
-            "--retry-base",
-            "10ms",
-            "--retry-cap",
-            "50ms",
-            &url,
-        ],
-        b"mutual\n",
-    );
+    let flags = [
+        "--ca",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--idle-timeout",
+        "2s",
+    ];
+    let o = run(PRISE, &connect_args(&flags, &url), b"mutual\n");
     assert!(stdout(&o).contains("lautum"), "{o:?}");
 }
 
@@ -818,7 +675,7 @@ fn keep_open_serves_peers_at_once_and_broadcasts_input() {
         &["listen", "--keep-open", "--json", "tcp://127.0.0.1:0"],
         Stdio::piped(),
     );
-    let port = l.port();
+    let port = l.listening_port();
     let mut a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     a.write_all(b"from a\n").unwrap();
@@ -826,7 +683,7 @@ fn keep_open_serves_peers_at_once_and_broadcasts_input() {
     let mut accepted = 0;
     let mut texts = Vec::new();
     while accepted < 2 || texts.len() < 2 {
-        let e: serde_json::Value = serde_json::from_str(&l.next_line()).unwrap();
+        let e: serde_json::Value = serde_json::from_str(&l.stdout_line()).unwrap();
         match e["event"].as_str().unwrap() {
             "accepted" => accepted += 1,
             "recv" => texts.push(e["text"].as_str().unwrap().to_owned()),
@@ -836,12 +693,7 @@ fn keep_open_serves_peers_at_once_and_broadcasts_input() {
     texts.sort();
     assert_eq!(texts, ["from a\n", "from b\n"]);
     // What is typed goes to every connected peer.
-    l.child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"to all\n")
-        .unwrap();
+    l.stdin().write_all(b"to all\n").unwrap();
     for peer in [&mut a, &mut b] {
         peer.set_read_timeout(Some(WAIT)).unwrap();
         let mut got = [0u8; 7];

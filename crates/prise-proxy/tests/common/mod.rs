@@ -1,18 +1,20 @@
-//! Real backends and a proxy on 127.0.0.1:0 for the integration tests.
+//! Real backends and a proxy on 127.0.0.1:0 for the integration tests; the
+//! clients and bounded waits come from `prise-testkit`.
 #![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prise_proxy::{CheckKind, Proxy, ProxyConfig, ProxyHandle};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+// Each test binary uses its own part of these.
+#[allow(unused_imports)]
+pub(crate) use prise_testkit::{LineClient, WAIT, eventually};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Bound on every wait in the tests.
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// A backend that answers every line `x` with `name:x` and counts the clients that sent
 /// at least one line (health checks send nothing, so they are not counted).
@@ -108,101 +110,47 @@ pub(crate) async fn spawn_proxy(cfg: ProxyConfig) -> TestProxy {
     }
 }
 
-/// A client connection that speaks lines.
-pub(crate) struct LineClient {
-    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: tokio::net::tcp::OwnedWriteHalf,
+/// A backend and a proxy configuration for it.
+pub(crate) async fn one_backend(name: &str) -> (TestBackend, ProxyConfig) {
+    let b = TestBackend::start(name).await;
+    let cfg = config(&[b.addr]);
+    (b, cfg)
 }
 
-impl LineClient {
-    pub(crate) async fn connect(addr: SocketAddr) -> Self {
-        let s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .unwrap()
-            .unwrap();
-        Self::from_stream(s)
-    }
+/// Two backends and a proxy configuration for both, in that order.
+pub(crate) async fn two_backends(x: &str, y: &str) -> (TestBackend, TestBackend, ProxyConfig) {
+    let (x, y) = (TestBackend::start(x).await, TestBackend::start(y).await);
+    let cfg = config(&[x.addr, y.addr]);
+    (x, y, cfg)
+}
 
-    /// Connects from source address `src` (any of 127.0.0.0/8 works on Linux loopback).
-    pub(crate) async fn connect_from(addr: SocketAddr, src: std::net::IpAddr) -> Self {
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.bind(SocketAddr::new(src, 0)).unwrap();
-        let s = tokio::time::timeout(WAIT, sock.connect(addr))
-            .await
-            .unwrap()
-            .unwrap();
-        Self::from_stream(s)
-    }
-
-    pub(crate) fn from_stream(s: TcpStream) -> Self {
-        let (r, w) = s.into_split();
-        Self {
-            r: BufReader::new(r),
-            w,
-        }
-    }
-
-    /// Sends `line` and returns the reply line, or `None` if the connection closed.
-    pub(crate) async fn ask(&mut self, line: &str) -> Option<String> {
-        self.w
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .ok()?;
-        let mut reply = String::new();
-        let n = tokio::time::timeout(WAIT, self.r.read_line(&mut reply))
-            .await
-            .expect("reply within the wait bound")
-            .ok()?;
-        (n > 0).then(|| reply.trim_end().to_owned())
-    }
-
-    /// Reads one line as it comes (without sending anything); 0 at end of stream.
-    pub(crate) async fn read_line(&mut self, out: &mut String) -> usize {
-        self.r.read_line(out).await.unwrap_or(0)
-    }
-
-    /// Waits for the connection to be closed by the far side (bounded).
-    pub(crate) async fn closed(&mut self) -> bool {
-        let mut buf = [0u8; 64];
-        matches!(
-            tokio::time::timeout(WAIT, self.r.read(&mut buf)).await,
-            Ok(Ok(0) | Err(_))
-        )
-    }
+/// The value of one of the proxy's counters.
+pub(crate) fn count(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 /// Connects, sends one line and returns the name of the backend that answered.
 pub(crate) async fn which_backend(addr: SocketAddr) -> String {
     let mut c = LineClient::connect(addr).await;
-    let reply = c.ask("hi").await.expect("a reply through the proxy");
+    let reply = c.reply("hi").await.expect("a reply through the proxy");
     reply.split(':').next().unwrap().to_owned()
 }
 
 /// Like [`which_backend`], from source address `src`.
 pub(crate) async fn which_backend_from(addr: SocketAddr, src: std::net::IpAddr) -> String {
     let mut c = LineClient::connect_from(addr, src).await;
-    let reply = c.ask("hi").await.expect("a reply through the proxy");
+    let reply = c.reply("hi").await.expect("a reply through the proxy");
     reply.split(':').next().unwrap().to_owned()
 }
 
 /// Sends one HTTP/1.1 request and returns the status code and body.
 pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(out).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_owned())
+    let r = prise_testkit::HttpRequest::new(method, path)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send(addr)
+        .await;
+    (r.status, r.text().to_owned())
 }
 
 /// Waits (bounded) until a backend's up flag equals `up`.
@@ -210,15 +158,4 @@ pub(crate) async fn wait_state(rx: &mut watch::Receiver<bool>, up: bool, bound: 
     tokio::time::timeout(bound, rx.wait_for(|v| *v == up))
         .await
         .is_ok_and(|r| r.is_ok())
-}
-
-/// Waits (bounded) until `cond` holds, for state another thread updates without an event.
-pub(crate) async fn eventually(cond: impl Fn() -> bool) -> bool {
-    tokio::time::timeout(WAIT, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .is_ok()
 }
