@@ -63,6 +63,7 @@ pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod config;
+mod conn;
 pub mod control;
 pub mod ctl;
 pub mod health;
