@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+mod accept;
 pub mod config;
 pub mod config_file;
 mod http;

@@ -21,7 +21,6 @@ use prise_hub::Transport;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 use tracing::Instrument;
@@ -126,27 +125,13 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         .header_read_timeout(shared.security.header_timeout)
         .max_buf_size(64 * 1024);
     let builder = Arc::new(builder);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let Some(permit) = crate::security::ratelimit::admit(
-            &shared,
-            &stream,
-            peer,
-            crate::security::ratelimit::Listener::Http,
-        ) else {
-            continue;
-        };
+    while let Some((stream, peer, permit)) = crate::accept::admitted(
+        &listener,
+        &shared,
+        crate::security::ratelimit::Listener::Http,
+    )
+    .await
+    {
         let app = app.clone();
         // The permit travels with each request so an upgraded WebSocket
         // keeps holding it after the HTTP connection hands its socket over.

@@ -11,7 +11,7 @@ use super::client::{Client, Credentials, Deadline, Handshake};
 use super::reply::{Refusal, Reply};
 use super::request::Request;
 use crate::Shared;
-use crate::security::ratelimit::IpPermit;
+use crate::security::ratelimit::{IpPermit, Listener};
 use crate::security::tls::MaybeTls;
 use bytes::{Bytes, BytesMut};
 use prise_hub::{CloseReason, Outbound, Transport};
@@ -34,35 +34,12 @@ const CLOSE_WAIT: Duration = Duration::from_millis(200);
 
 /// Accepts connections until shutdown.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let Some(permit) = crate::security::ratelimit::admit(
-                    &shared,
-                    &stream,
-                    peer,
-                    crate::security::ratelimit::Listener::Tcp,
-                ) else {
-                    continue;
-                };
-                let shared2 = Arc::clone(&shared);
-                let span = tracing::info_span!("tcp", %peer);
-                shared
-                    .tracker
-                    .spawn(connection(stream, peer, shared2, permit).instrument(span));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off briefly
-                // instead of spinning.
-                tracing::warn!(error = %e, "tcp accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
+    while let Some((stream, peer, permit)) =
+        crate::accept::admitted(&listener, &shared, Listener::Tcp).await
+    {
+        let span = tracing::info_span!("tcp", %peer);
+        let task = connection(stream, peer, Arc::clone(&shared), permit);
+        shared.tracker.spawn(task.instrument(span));
     }
 }
 
