@@ -635,7 +635,7 @@ fn a_refused_token_is_counted_once() {
 
 #[test]
 fn every_close_reason_has_a_wording_per_transport() {
-    for transport in [Transport::Tcp, Transport::Ws, Transport::SocketIo] {
+    for transport in Transport::ALL {
         let slow = Refusal::for_close(CloseReason::SlowConsumer, transport).expect("slow");
         assert_eq!(slow.code, "SLOW_CONSUMER");
         let expired = Refusal::for_close(CloseReason::AuthExpired, transport).expect("exp");
