@@ -62,12 +62,13 @@ pub fn event(out: &mut String, id: Option<u64>, event: &str, data: &str) {
     out.push('\n');
 }
 
-/// Appends a comment line (`: text`), which clients ignore: a keep-alive
-/// that also tells proxies the stream is alive.
+/// Appends a comment (`: text`) and a blank line, which clients ignore (a
+/// block without data dispatches nothing): a keep-alive that keeps proxies
+/// from timing the stream out and finds peers that went away.
 pub fn comment(out: &mut String, text: &str) {
     out.push_str(": ");
     push_single_line(out, text);
-    out.push('\n');
+    out.push_str("\n\n");
 }
 
 /// Appends a `retry:` field: how long, in milliseconds, a client waits
@@ -214,7 +215,7 @@ mod tests {
         assert_eq!(one(None, "a\nid: 9", "x"), "event: a id: 9\ndata: x\n\n");
         let mut s = String::new();
         comment(&mut s, "keep\r\nalive");
-        assert_eq!(s, ": keep  alive\n");
+        assert_eq!(s, ": keep  alive\n\n");
         let mut s = String::new();
         retry(&mut s, 2000);
         assert_eq!(s, "retry: 2000\n\n");

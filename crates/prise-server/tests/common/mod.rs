@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod node;
+pub(crate) mod sse;
 
 use futures_util::{SinkExt, StreamExt};
 use prise_server::{Bound, CancellationToken, ServeArgs};
