@@ -258,7 +258,10 @@ mod tests {
         assert!(s.starts_with(
             "event: joined\ndata: {\"room\":\"a\",\"user\":{\"id\":\"u1\",\"name\":\"alice\"}}\n\n"
         ));
-        assert!(s.contains("event: typing\ndata: {\"room\":\"a\",\"typing\":true,"), "{s}");
+        assert!(
+            s.contains("event: typing\ndata: {\"room\":\"a\",\"typing\":true,"),
+            "{s}"
+        );
         assert!(s.contains("event: gap\ndata: {\"lastEventId\":7,"), "{s}");
         assert!(s.ends_with(
             "event: error\ndata: {\"code\":\"AUTH_EXPIRED\",\"message\":\"token expired\"}\n\n"

@@ -46,7 +46,11 @@ async fn say(c: &mut LineClient, room: &str, text: &str) {
 async fn message(s: &mut SseClient) -> (u64, String, Value) {
     let e = s.message().await;
     let m = e.json();
-    (e.seq(), m["roomId"].as_str().unwrap().to_owned(), m["content"].clone())
+    (
+        e.seq(),
+        m["roomId"].as_str().unwrap().to_owned(),
+        m["content"].clone(),
+    )
 }
 
 #[tokio::test]
@@ -128,10 +132,7 @@ async fn last_event_id_resumes_after_a_reconnect_and_after_a_restart() {
     let addr = server.bound.http;
     let mut s = SseClient::open(addr, "/sse?room=a&room=b", &[("Last-Event-ID", "7")]).await;
     assert_eq!(s.until("ready").await.json()["resumed"], true);
-    assert_eq!(
-        message(&mut s).await,
-        (8, "b".into(), json!("while away"))
-    );
+    assert_eq!(message(&mut s).await, (8, "b".into(), json!("while away")));
     let mut tcp = publisher(&server, &["a"]).await;
     say(&mut tcp, "a", "after the restart").await;
     assert_eq!(
@@ -260,14 +261,21 @@ async fn refusals_are_statuses_with_a_clear_body() {
         Some("http://app.example")
     );
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let origin = [("Origin", "http://app.example"), ("Access-Control-Request-Method", "GET")];
+    let origin = [
+        ("Origin", "http://app.example"),
+        ("Access-Control-Request-Method", "GET"),
+    ];
     let pre = SseClient::request(stream, "OPTIONS", "/sse", &origin).await;
     assert_eq!(pre.status, 204);
     assert_eq!(
         pre.header("access-control-allow-origin"),
         Some("http://app.example")
     );
-    assert!(pre.header("access-control-allow-headers").unwrap().contains("last-event-id"));
+    assert!(
+        pre.header("access-control-allow-headers")
+            .unwrap()
+            .contains("last-event-id")
+    );
     drop(s);
     server.stop().await;
 }
@@ -290,7 +298,10 @@ async fn a_stream_that_is_not_read_is_closed_as_a_slow_consumer() {
             assert_eq!(stats["connections"]["sse"], 0);
             break;
         }
-        assert!(sent < 20_000, "no slow-consumer close after {sent} messages");
+        assert!(
+            sent < 20_000,
+            "no slow-consumer close after {sent} messages"
+        );
         for _ in 0..50 {
             sent += 1;
             say(&mut tcp, "busy", &payload).await;

@@ -135,7 +135,9 @@ fn ask(
     };
     if let Some(id) = id.map(str::trim).filter(|id| !id.is_empty()) {
         let Ok(seq) = id.parse::<u64>() else {
-            return Err(bad("Last-Event-ID must be an id this server sent (a number)"));
+            return Err(bad(
+                "Last-Event-ID must be an id this server sent (a number)",
+            ));
         };
         a.last_event_id = Some(seq);
     }
@@ -449,7 +451,12 @@ mod tests {
     #[test]
     fn rooms_are_deduplicated_and_capped() {
         let h = HeaderMap::new();
-        let a = ask(&params(&[("room", "a"), ("room", "b"), ("room", "a")]), &h, 2).unwrap();
+        let a = ask(
+            &params(&[("room", "a"), ("room", "b"), ("room", "a")]),
+            &h,
+            2,
+        )
+        .unwrap();
         assert_eq!(a.rooms, ["a", "b"]);
         let q = params(&[("room", "a"), ("room", "b"), ("room", "c")]);
         assert_eq!(status(ask(&q, &h, 2)), StatusCode::BAD_REQUEST);

@@ -25,7 +25,11 @@ impl Event {
     }
 
     pub(crate) fn seq(&self) -> u64 {
-        self.id.as_deref().expect("an id").parse().expect("numeric id")
+        self.id
+            .as_deref()
+            .expect("an id")
+            .parse()
+            .expect("numeric id")
     }
 }
 
@@ -126,7 +130,7 @@ impl SseClient {
         let body = c.body().await;
         Refused {
             status: c.status,
-            body: serde_json::from_str(&body).unwrap_or_else(|_| Value::String(body)),
+            body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
         }
     }
 
@@ -174,7 +178,10 @@ impl SseClient {
                 (n > 0).then_some(buf)
             }
         };
-        match tokio::time::timeout(WAIT, read).await.expect("body in time") {
+        match tokio::time::timeout(WAIT, read)
+            .await
+            .expect("body in time")
+        {
             Some(bytes) => {
                 self.pending
                     .push_str(std::str::from_utf8(&bytes).expect("utf-8"));
