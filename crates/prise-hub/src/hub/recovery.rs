@@ -71,8 +71,8 @@ impl Hub {
     /// Messages also reach the session live from the moment it joined, so
     /// the two overlap. The store commits in seq order, so every live
     /// message with a seq up to the last one returned is among those
-    /// returned: a transport that sends the replay, then only live messages
-    /// with a greater seq, sends each message once and in seq order.
+    /// returned: a transport that sends the replay, then the live messages
+    /// with a greater seq, sends each message once, in seq order.
     ///
     /// # Errors
     /// A store failure.

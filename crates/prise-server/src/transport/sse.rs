@@ -17,10 +17,15 @@
 //! that does not read fills it, then the session's queue, and the hub
 //! closes it as a slow consumer, like on every other transport.
 //!
-//! Message events carry the hub-wide seq as `id`, in increasing order; the
-//! `ready` event carries the seq delivered before the joins, so a client
-//! that reconnects before any message resumes without a loss. An expired
-//! token ends the stream with `event: error` (`AUTH_EXPIRED`).
+//! Message events carry the hub-wide seq as `id`; the `ready` event carries
+//! the seq delivered before the joins, so a client that reconnects before
+//! any message resumes without a loss. The replay and the live queue
+//! overlap: live messages up to the replay's last seq were in it (the store
+//! commits in seq order, see [`prise_hub::Hub::missed_since`]) and are
+//! skipped, so ids increase. Nothing else is skipped: a message a cluster
+//! node catches up late is sent with its lower id, and a reconnect from
+//! there repeats messages rather than missing one. An expired token ends
+//! the stream with `event: error` (`AUTH_EXPIRED`).
 
 use super::client::{Client, Credentials, Deadline, Handshake};
 use super::reply::{Refusal, Reply};
@@ -255,13 +260,13 @@ pub(crate) async fn handler(
     response
 }
 
-/// An open stream: the client, its queue, and the last seq sent.
+/// An open stream: the client, its queue, and what the replay covered.
 struct Stream {
     client: Client,
     rx: mpsc::Receiver<Outbound>,
-    /// The greatest seq sent (or the resume point): messages at or below it
-    /// are not sent again.
-    last_seq: u64,
+    /// The greatest seq of the replay (0 without one): live messages at or
+    /// below it were in the replay and are not sent again.
+    replayed: u64,
 }
 
 /// Admits the client, joins its rooms and reads what it missed; returns the
@@ -325,17 +330,14 @@ async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
     let mut stream = Stream {
         client,
         rx,
-        last_seq: before,
+        replayed: 0,
     };
     match replay {
-        Some((after, Some(messages))) => {
+        Some((_, Some(messages))) => {
             encode::ready(&mut first, None, &user, &rooms, true);
-            stream.last_seq = after;
             for m in &messages {
-                if m.seq > stream.last_seq {
-                    encode::message(&mut first, m);
-                    stream.last_seq = m.seq;
-                }
+                encode::message(&mut first, m);
+                stream.replayed = stream.replayed.max(m.seq);
             }
         }
         Some((after, None)) => {
@@ -360,10 +362,9 @@ impl Stream {
     fn encode(&mut self, out: &mut String, ev: &Outbound) {
         match ev {
             Outbound::Message(d) => {
-                if d.message.seq <= self.last_seq {
+                if d.message.seq <= self.replayed {
                     return;
                 }
-                self.last_seq = d.message.seq;
                 let text = d.encoded(Transport::Sse, |m| {
                     let mut s = String::new();
                     encode::message(&mut s, m);
