@@ -115,17 +115,18 @@ test('chart scale: four round steps above the highest sample', () => {
 
 test('dashboard cards from a /stats answer', () => {
   const texts = cardTexts({
-    connections: { ws: 2, tcp: 1, socketio: 4, other: 'x' },
+    connections: { ws: 2, tcp: 1, socketio: 4, sse: 3, other: 'x' },
     messagesPerSecond: 1.25,
     messagesTotal: 999,
     uptimeSeconds: 65,
     slowConsumerDisconnects: 0,
   });
   assert.deepEqual(texts, {
-    'stat-conn-total': '7',
+    'stat-conn-total': '10',
     'stat-conn-ws': '2',
     'stat-conn-tcp': '1',
     'stat-conn-socketio': '4',
+    'stat-conn-sse': '3',
     'stat-mps': '1.3',
     'stat-messages-total': '999',
     'stat-uptime': '1m 5s',

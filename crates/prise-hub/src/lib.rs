@@ -49,13 +49,20 @@ pub enum Transport {
     Ws = 1,
     /// Socket.IO at `/socket.io/`.
     SocketIo = 2,
+    /// Server-Sent Events at `/sse` (receive only).
+    Sse = 3,
 }
 
 impl Transport {
     /// Number of transports.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
     /// Every transport.
-    pub const ALL: [Transport; 3] = [Transport::Tcp, Transport::Ws, Transport::SocketIo];
+    pub const ALL: [Transport; Self::COUNT] = [
+        Transport::Tcp,
+        Transport::Ws,
+        Transport::SocketIo,
+        Transport::Sse,
+    ];
 
     /// Label used in metrics and `/stats`.
     pub fn as_str(self) -> &'static str {
@@ -63,6 +70,7 @@ impl Transport {
             Self::Tcp => "tcp",
             Self::Ws => "ws",
             Self::SocketIo => "socketio",
+            Self::Sse => "sse",
         }
     }
 }

@@ -11,6 +11,7 @@
 //!  socket bytes ──▶ line::CommandLineDecoder ──▶ line::Command::parse ──▶ hub
 //!  hub event    ──▶ line::write_msg / wsjson::encode::* ──▶ socket bytes
 //!  text frame   ──▶ wsjson::Request::decode ──▶ hub
+//!  hub event    ──▶ sse::encode::* ──▶ text/event-stream bytes
 //!  Engine.IO / Socket.IO packets ──▶ engineio / socketio ──▶ prise-sio
 //!  toolkit streams ──▶ framing (lines, length prefix) ──▶ prise-net
 //!  file transfer   ──▶ transfer (header, resume, verdict) ──▶ prise-net
@@ -31,5 +32,6 @@ pub mod line;
 pub mod message;
 pub mod sio_events;
 pub mod socketio;
+pub mod sse;
 pub mod transfer;
 pub mod wsjson;

@@ -18,6 +18,7 @@ export function cardTexts(s) {
     'stat-conn-ws': num(c.ws).toLocaleString(),
     'stat-conn-tcp': num(c.tcp).toLocaleString(),
     'stat-conn-socketio': num(c.socketio).toLocaleString(),
+    'stat-conn-sse': num(c.sse).toLocaleString(),
     'stat-mps': formatRate(num(s.messagesPerSecond)),
     'stat-messages-total': num(s.messagesTotal).toLocaleString(),
     'stat-uptime': formatUptime(s.uptimeSeconds),

@@ -14,6 +14,8 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:7878";
 pub const DEFAULT_TCP: &str = "127.0.0.1:7879";
 /// Default data directory of the SQLite store.
 pub const DEFAULT_DATA: &str = "./prise-data";
+/// Default interval of the keep-alive comments on `/sse` streams.
+pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Default time given to connections to close on shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -79,6 +81,10 @@ pub struct ServeArgs {
     /// How long a disconnected Socket.IO session can be resumed (e.g. 2m).
     #[arg(long, env = "PRISE_RECOVERY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub recovery_window: Duration,
+    /// Interval of the keep-alive comments on `/sse` streams (e.g. 15s);
+    /// they keep proxies from closing an idle stream and find dead peers.
+    #[arg(long, env = "PRISE_SSE_KEEPALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub sse_keepalive: Duration,
     /// Redis URL (redis://HOST:PORT[/DB]): run as one node of a cluster sharing
     /// rooms, history, presence and recovery through Redis (replaces --store).
     #[arg(long, env = "PRISE_REDIS")]
@@ -187,6 +193,13 @@ impl ServeArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
+
+    #[test]
+    fn documented_defaults_are_the_flags_defaults() {
+        let args = ServeArgs::from_flags(["--store", "memory"]).unwrap();
+        assert_eq!(args.sse_keepalive, DEFAULT_SSE_KEEPALIVE);
+        assert_eq!(args.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+    }
 
     #[test]
     fn the_default_file_gives_the_default_settings() {

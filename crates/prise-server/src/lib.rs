@@ -3,8 +3,9 @@
 //! # Design
 //!
 //! ```text
-//!  --http  ──▶ hyper (h1/h2, upgrades) ──▶ axum routes: /  /ws  /stats  /metrics  /healthz  /readyz
-//!                                                         └──▶ ws.rs (WebSocket JSON) ─┐
+//!  --http  ──▶ hyper (h1/h2, upgrades) ──▶ axum routes: /  /ws  /sse  /stats  /metrics  /healthz  /readyz
+//!                                                         ├──▶ ws.rs (WebSocket JSON) ─┤
+//!                                                         └──▶ sse.rs (Server-Sent Events) ─┤
 //!  --tcp   ──▶ tcp.rs (line protocol, one task per connection) ──────────────────────┤
 //!                                                                                     ▼
 //!                                                                            prise_hub::Hub
@@ -103,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) security: Security,
     /// permessage-deflate on `/ws` (`--ws-deflate`).
     pub(crate) ws_deflate: Option<prise_ws::DeflateConfig>,
+    /// Interval of the keep-alive comments on `/sse` (`--sse-keepalive`).
+    pub(crate) sse_keepalive: Duration,
 }
 
 impl Shared {
@@ -205,6 +208,8 @@ pub async fn run(
         rate: Rate::default(),
         security,
         ws_deflate: args.ws_deflate(),
+        // A zero interval would be a busy loop.
+        sse_keepalive: args.sse_keepalive.max(Duration::from_millis(10)),
     });
     if let Some(cluster) = &cluster {
         join_cluster(&args, &shared, cluster, bound.http, poll_timeout).await;

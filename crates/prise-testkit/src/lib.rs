@@ -40,6 +40,7 @@ pub mod listener;
 pub mod process;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod sse;
 pub mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;

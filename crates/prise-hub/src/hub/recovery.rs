@@ -1,8 +1,13 @@
-//! Recovery across rooms, for Socket.IO's connection state recovery:
-//! [`Hub::suspend`] stores a session's user and rooms for the recovery
-//! window; [`Hub::resume`] rejoins them and replays what was published after
-//! the client's last seq, in publish order, or answers `None` when retention
-//! no longer covers the gap.
+//! Recovery across rooms by the hub-wide seq.
+//!
+//! For Socket.IO's connection state recovery, [`Hub::suspend`] stores a
+//! session's user and rooms for the recovery window; [`Hub::resume`] rejoins
+//! them and replays what was published after the client's last seq, in
+//! publish order, or answers `None` when retention no longer covers the gap.
+//!
+//! For Server-Sent Events, whose client names its rooms again on every
+//! reconnect, [`Hub::missed_since`] reads what the session's rooms received
+//! after a seq, once the session has joined them.
 
 use super::Hub;
 use crate::HubError;
@@ -55,6 +60,37 @@ impl Hub {
     pub async fn forget_suspended(&self, pid: &str) -> Result<(), HubError> {
         self.inner.store.take_session(pid, 0).await?;
         Ok(())
+    }
+
+    /// What the session's rooms received after `after_seq`, in seq order, read
+    /// once the session has joined them; `None` when retention (or the
+    /// hub's `max_history` per read) no longer covers the gap, or when
+    /// `after_seq` lies beyond every seq this hub has delivered (it belongs
+    /// to another history).
+    ///
+    /// Messages also reach the session live from the moment it joined, so
+    /// the two overlap. The store commits in seq order, so every live
+    /// message with a seq up to the last one returned is among those
+    /// returned: a transport that sends the replay, then the live messages
+    /// with a greater seq, sends each message once, in seq order.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn missed_since(
+        &self,
+        session: &Arc<Session>,
+        after_seq: u64,
+    ) -> Result<Option<Vec<Arc<Message>>>, HubError> {
+        if after_seq > self.delivered_seq() {
+            return Ok(None);
+        }
+        let rooms: Vec<String> = session.rooms().iter().map(|r| r.to_string()).collect();
+        let page = self
+            .inner
+            .store
+            .read_since_seq(&rooms, after_seq, self.inner.config.limits.max_history)
+            .await?;
+        Ok(page.complete.then_some(page.messages))
     }
 
     /// Resumes a suspended session: takes back its user and rooms and returns

@@ -1,4 +1,4 @@
-//! The HTTP listener: the page, `/ws`, `/stats`, `/metrics`, `/healthz`,
+//! The HTTP listener: the page, `/ws`, `/sse`, `/stats`, `/metrics`, `/healthz`,
 //! `/readyz`, on hyper with upgrades, one task per connection.
 
 pub(crate) mod api;
@@ -7,7 +7,7 @@ pub(crate) mod page;
 
 use crate::Shared;
 use crate::security::tls::MaybeTls;
-use crate::transport::ws;
+use crate::transport::{sse, ws};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -52,6 +52,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/app.js", get(page::app_js))
         .route("/style.css", get(page::style_css))
         .route("/ws", get(ws::handler))
+        .route("/sse", get(sse::handler).options(sse::preflight))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -96,7 +96,7 @@ pub struct SecurityArgs {
     /// Concurrent connections per client IP (0: unlimited).
     #[arg(long, env = "PRISE_MAX_CONNECTIONS_PER_IP", default_value_t = ratelimit::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
-    /// Browser origins allowed on /ws (comma-separated, `*` for any); the
+    /// Browser origins allowed on /ws and /sse (comma-separated, `*` for any); the
     /// page's own origin and clients sending no Origin are always allowed.
     #[arg(long, env = "PRISE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,

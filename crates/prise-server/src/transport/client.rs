@@ -31,7 +31,7 @@ pub(crate) struct Ctx<'a> {
 /// What a client presents when it connects.
 #[derive(Debug, Default)]
 pub(crate) struct Credentials {
-    /// A token (`/ws?token=`, Socket.IO `auth.token`).
+    /// A token (`/ws?token=`, Socket.IO `auth.token`, `/sse` `Authorization`).
     pub(crate) token: Option<String>,
     /// A display name for an anonymous session (Socket.IO `auth.name`).
     pub(crate) name: Option<String>,
@@ -40,7 +40,7 @@ pub(crate) struct Credentials {
 /// When a client without a token must have authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Handshake {
-    /// At the handshake itself: no token, no session (Socket.IO).
+    /// At the handshake itself: no token, no session (Socket.IO, SSE).
     Now,
     /// Within the listener's auth timeout, by a request (TCP, WebSocket).
     Later,
@@ -89,7 +89,7 @@ impl Client {
         let security = ctx.security;
         let anonymous_ok = match transport {
             Transport::Tcp => security.anonymous_tcp,
-            Transport::Ws | Transport::SocketIo => security.anonymous_http,
+            Transport::Ws | Transport::SocketIo | Transport::Sse => security.anonymous_http,
         };
         let identity = match credentials.token {
             Some(token) => match security.auth.verify(&token) {

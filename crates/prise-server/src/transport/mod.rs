@@ -1,10 +1,12 @@
 //! The hub's transports and the one request layer they share.
 //!
 //! ```text
-//!  socket ─▶ framing (tcp: lines; ws: text frames; sio: prise-sio events)
+//!  socket ─▶ framing (tcp: lines; ws: text frames; sio: prise-sio events;
+//!                     sse: the query of one GET, receive only)
 //!         ─▶ prise-proto decoder (line::Command, wsjson::ClientFrame, sio_events::ClientEvent)
 //!         ─▶ Request ─▶ Client::apply: rate, auth, refresh, room permission, hub call
-//!         ─▶ Reply ─▶ the transport's encoder (line::encode, wsjson::encode, sio_events) ─▶ socket
+//!         ─▶ Reply ─▶ the transport's encoder (line::encode, wsjson::encode, sio_events,
+//!                     sse::encode) ─▶ socket
 //!  hub push (Outbound) ─▶ the same encoders ─▶ socket
 //! ```
 //!
@@ -17,6 +19,7 @@ pub(crate) mod client;
 pub(crate) mod reply;
 pub(crate) mod request;
 pub(crate) mod sio;
+pub(crate) mod sse;
 pub(crate) mod tcp;
 pub(crate) mod ws;
 

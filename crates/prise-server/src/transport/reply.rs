@@ -95,6 +95,7 @@ impl Refusal {
             Transport::Tcp => "AUTH token",
             Transport::Ws => r#"{"type":"auth","token":…} or /ws?token="#,
             Transport::SocketIo => "auth.token in the handshake",
+            Transport::Sse => "Authorization: Bearer <token> or /sse?token=",
         };
         Self::new("AUTH_REQUIRED", format!("authenticate first ({how})"))
     }
@@ -126,7 +127,7 @@ impl Refusal {
     pub(crate) fn auth_timeout(transport: Transport) -> Self {
         let what = match transport {
             Transport::Tcp => "AUTH",
-            Transport::Ws | Transport::SocketIo => "token",
+            Transport::Ws | Transport::SocketIo | Transport::Sse => "token",
         };
         Self::new("AUTH_REQUIRED", format!("no {what} in time"))
     }
@@ -156,6 +157,7 @@ impl Refusal {
             Transport::Tcp => "reconnect and JOIN with SINCE",
             Transport::Ws => "reconnect and join with since",
             Transport::SocketIo => "reconnecting recovers them",
+            Transport::Sse => "reconnect with Last-Event-ID",
         };
         match reason {
             CloseReason::SlowConsumer => Some(Self::new(
