@@ -97,26 +97,20 @@ impl NamespacePolicy {
 }
 
 /// The policy of the rooms one `[[rooms]]` rule matches.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RoomPolicy {
     /// Stored or ephemeral (default [`History::Durable`]).
-    #[serde(default)]
     pub history: History,
     /// Members tracked and listed (default true): false lists no members in
     /// join answers and presence, and announces no joins and leaves.
-    #[serde(default = "yes")]
     pub presence: bool,
     /// Joins and leaves announced to the members (default true).
-    #[serde(default = "yes")]
     pub join_leave: bool,
     /// Clients may publish and emit (default true); false: only the HTTP API.
-    #[serde(default = "yes")]
     pub client_publish: bool,
     /// Most distinct users in the room on this node; 0 (the default): no
     /// limit. A join beyond it is refused `ROOM_FULL`.
-    #[serde(default)]
     pub max_members: usize,
 }
 
@@ -146,14 +140,49 @@ impl RoomPolicy {
 
 /// One `[[rooms]]` rule: a pattern and the policy of the rooms it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawRule")]
 #[non_exhaustive]
 pub struct RoomRule {
-    /// A glob on the full room name (`cursor:*`, `/game:*`).
-    #[serde(rename = "match")]
+    /// A glob on the full room name (`cursor:*`, `/game:*`), the `match`
+    /// key.
     pub pattern: String,
     /// The policy.
-    #[serde(flatten)]
     pub policy: RoomPolicy,
+}
+
+/// A `[[rooms]]` table as written: `match` beside the policy's keys, every
+/// other key refused (serde cannot refuse unknown keys of a flattened
+/// struct).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    pattern: String,
+    #[serde(default)]
+    history: History,
+    #[serde(default = "yes")]
+    presence: bool,
+    #[serde(default = "yes")]
+    join_leave: bool,
+    #[serde(default = "yes")]
+    client_publish: bool,
+    #[serde(default)]
+    max_members: usize,
+}
+
+impl From<RawRule> for RoomRule {
+    fn from(r: RawRule) -> Self {
+        Self {
+            pattern: r.pattern,
+            policy: RoomPolicy {
+                history: r.history,
+                presence: r.presence,
+                join_leave: r.join_leave,
+                client_publish: r.client_publish,
+                max_members: r.max_members,
+            },
+        }
+    }
 }
 
 impl RoomRule {
