@@ -74,6 +74,8 @@ impl Hub {
         room: &str,
         event: Event,
     ) -> Result<Arc<Message>, HubError> {
+        // An unknown namespace is told as such, before membership.
+        self.room_policy(room)?;
         self.require_member(session, room)?;
         let echo = self
             .inner
