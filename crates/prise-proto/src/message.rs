@@ -105,7 +105,7 @@ fn message_event() -> Cow<'static, str> {
     Cow::Borrowed(MESSAGE_EVENT)
 }
 
-fn is_message_event(e: &Cow<'static, str>) -> bool {
+fn is_message_event(e: &str) -> bool {
     e == MESSAGE_EVENT
 }
 
