@@ -12,7 +12,8 @@ fuzz_target!(|line: &str| {
             | Command::Leave(room)
             | Command::Who(room)
             | Command::History { room, .. }
-            | Command::Typing { room, .. } => assert!(line.contains(room.as_str())),
+            | Command::Typing { room, .. }
+            | Command::Emit { room, .. } => assert!(line.contains(room.as_str())),
             Command::Say { room, text } => {
                 assert!(line.contains(room.as_str()));
                 assert!(line.contains(text.as_str()));

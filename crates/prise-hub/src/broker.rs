@@ -17,9 +17,11 @@
 
 use crate::clock::Clock;
 use crate::presence::{PresenceApplied, PresenceEvent, PresenceSnapshot};
+use crate::session::SessionId;
 use crate::store::{HistoryStore, StoreError};
 use futures_util::future::{BoxFuture, FutureExt};
 use prise_proto::message::{Epoch, Message, Offset, User};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
@@ -39,8 +41,15 @@ pub struct Draft {
     pub room: String,
     /// Author.
     pub user: User,
+    /// The event name (`message` for chat).
+    pub event: Cow<'static, str>,
     /// Any JSON value.
     pub content: serde_json::Value,
+    /// `content` is a Socket.IO event's argument list (see [`Message::args`]).
+    pub args: bool,
+    /// A session of this node that does not get the message (the sender,
+    /// when its namespace does not echo).
+    pub except: Option<SessionId>,
 }
 
 /// What the hub did with an offered message.
@@ -63,6 +72,13 @@ pub enum Offered {
 pub trait DeliverySink: Send + Sync + 'static {
     /// Delivers one committed message of a room whose history has `epoch`.
     fn deliver(&self, epoch: &Epoch, message: Arc<Message>);
+
+    /// Delivers one committed message to every member but `except` (a
+    /// session of this node).
+    fn deliver_except(&self, epoch: &Epoch, message: Arc<Message>, except: Option<SessionId>) {
+        let _ = except;
+        self.deliver(epoch, message);
+    }
 
     /// Delivers a message that may arrive twice or after a gap (from pub/sub):
     /// duplicates are skipped, a gap is reported instead of delivered. Call
@@ -296,22 +312,24 @@ impl Sequencer {
                 content: draft.content,
                 timestamp: now,
                 offset,
+                event: draft.event,
+                args: draft.args,
                 seq: self.seq,
             });
             self.rooms
                 .insert(message.room_id.clone(), (epoch.clone(), offset));
-            ordered.push((epoch, message, reply));
+            ordered.push((epoch, message, draft.except, reply));
         }
         if ordered.is_empty() {
             return;
         }
-        let batch = ordered.iter().map(|(_, m, _)| Arc::clone(m)).collect();
+        let batch = ordered.iter().map(|(_, m, _, _)| Arc::clone(m)).collect();
         match self.store.append(batch).await {
             Ok(()) => {
                 let sink = self.sink.upgrade();
-                for (epoch, message, reply) in ordered {
+                for (epoch, message, except, reply) in ordered {
                     if let Some(sink) = &sink {
-                        sink.deliver(&epoch, Arc::clone(&message));
+                        sink.deliver_except(&epoch, Arc::clone(&message), except);
                     }
                     let _ = reply.send(Ok(message));
                 }
@@ -321,7 +339,7 @@ impl Sequencer {
                 // The offsets handed out are not stored: forget the cached
                 // heads so they are read again from the store.
                 self.rooms.clear();
-                for (_, _, reply) in ordered {
+                for (_, _, _, reply) in ordered {
                     let _ =
                         reply.send(Err(BrokerError::Store(StoreError::Database(e.to_string()))));
                 }

@@ -23,6 +23,7 @@
 pub mod broker;
 pub mod clock;
 mod hub;
+pub mod policy;
 pub mod presence;
 pub mod redis_broker;
 pub mod session;
@@ -31,7 +32,7 @@ pub mod store;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;
 
-pub use hub::{Hub, Joined, Resumed};
+pub use hub::{Event, Hub, Joined, Resumed};
 pub use session::{CloseReason, Delivery, Outbound, Session, SessionId};
 
 use prise_proto::limits::{Limits, NameError};
@@ -83,6 +84,8 @@ pub struct HubConfig {
     pub limits: Limits,
     /// How long a disconnected session can be resumed.
     pub recovery_window: Duration,
+    /// Namespaces and room policies.
+    pub policies: std::sync::Arc<policy::Policies>,
 }
 
 impl Default for HubConfig {
@@ -90,6 +93,7 @@ impl Default for HubConfig {
         Self {
             limits: Limits::default(),
             recovery_window: DEFAULT_RECOVERY_WINDOW,
+            policies: std::sync::Arc::default(),
         }
     }
 }
@@ -116,6 +120,18 @@ pub enum HubError {
     /// A room or user name is invalid.
     #[error("invalid name: {0}")]
     BadName(NameError),
+    /// An event name is invalid (empty, over 64 bytes, control characters).
+    #[error("invalid event name: {0}")]
+    BadEvent(NameError),
+    /// The room names a namespace this server does not serve.
+    #[error("no namespace {0} on this server")]
+    UnknownNamespace(String),
+    /// The room has as many members as its policy allows.
+    #[error("room {0} is full ({1} members)")]
+    RoomFull(String, usize),
+    /// The room is the personal room of another user.
+    #[error("room {0} is the personal room of another user")]
+    NotYours(String),
     /// The connection limit is reached.
     #[error("server is full")]
     Full,
@@ -134,7 +150,10 @@ impl HubError {
             Self::NoRoom(_) | Self::NotMember(_) => "NO_ROOM",
             Self::TooLarge(_) => "TOO_LARGE",
             Self::TooManyRooms(_) | Self::RoomLimit => "TOO_MANY_ROOMS",
-            Self::BadName(_) => "BAD_REQUEST",
+            Self::BadName(_) | Self::BadEvent(_) => "BAD_REQUEST",
+            Self::UnknownNamespace(_) => "UNKNOWN_NAMESPACE",
+            Self::RoomFull(..) => "ROOM_FULL",
+            Self::NotYours(_) => "FORBIDDEN",
             Self::Full => "SERVER_FULL",
             Self::Send(_) | Self::Store(_) => "SEND_ERROR",
         }

@@ -306,6 +306,8 @@ impl Broker for RedisBroker {
                 content: draft.content,
                 timestamp: s.now_ms(),
                 offset: Offset::ZERO,
+                event: draft.event,
+                args: draft.args,
                 seq: 0,
             };
             let mut conn = s.conn.clone();

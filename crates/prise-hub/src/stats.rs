@@ -13,6 +13,7 @@ pub struct Stats {
     messages: AtomicU64,
     deliveries: AtomicU64,
     slow_consumers: AtomicU64,
+    ephemeral_dropped: AtomicU64,
 }
 
 impl Default for Stats {
@@ -23,6 +24,7 @@ impl Default for Stats {
             messages: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            ephemeral_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -50,6 +52,18 @@ impl Stats {
         self.slow_consumers.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("prise_slow_consumer_disconnects_total", "transport" => t.as_str())
             .increment(1);
+    }
+
+    pub(crate) fn ephemeral_dropped(&self, n: usize) {
+        self.ephemeral_dropped
+            .fetch_add(n as u64, Ordering::Relaxed);
+        metrics::counter!("prise_ephemeral_dropped_total").increment(n as u64);
+    }
+
+    /// Ephemeral messages not delivered to a member whose queue was full,
+    /// since start.
+    pub fn ephemeral_drops(&self) -> u64 {
+        self.ephemeral_dropped.load(Ordering::Relaxed)
     }
 
     /// Open connections on one transport.

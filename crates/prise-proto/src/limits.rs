@@ -111,9 +111,37 @@ pub fn check_name(name: &str, max: usize) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Checks an event name: non-empty, at most
+/// [`crate::message::MAX_EVENT_NAME`] bytes, no control characters. Spaces
+/// are allowed (`chat message`); the line protocol quotes such names.
+///
+/// # Errors
+/// A [`NameError`] saying what is wrong.
+pub fn check_event(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > crate::message::MAX_EVENT_NAME {
+        return Err(NameError::TooLong(crate::message::MAX_EVENT_NAME));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameError::BadChar);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_names_are_checked() {
+        assert_eq!(check_event("chat message"), Ok(()));
+        assert_eq!(check_event(&"e".repeat(64)), Ok(()));
+        assert_eq!(check_event(&"e".repeat(65)), Err(NameError::TooLong(64)));
+        assert_eq!(check_event(""), Err(NameError::Empty));
+        assert_eq!(check_event("a\nb"), Err(NameError::BadChar));
+    }
 
     #[test]
     fn names_are_checked() {

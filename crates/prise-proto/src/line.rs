@@ -7,6 +7,8 @@
 //! JOIN general               →   OK general offset=41 members=2 epoch=…
 //! SAY general hello          →   OK 42
 //!                                MSG general 42 alice hello      (to every member)
+//! EMIT general move {"x":1}   →   OK 43
+//!                                EVENT general 43 alice move {"x":1}
 //! PING x                     →   PONG x
 //! QUIT                       →   BYE
 //! ```
@@ -132,6 +134,17 @@ pub enum Command {
         /// The message text (rest of the line).
         text: String,
     },
+    /// `EMIT room event json` → `OK offset`: publish a named event. The
+    /// event is one word, or a JSON string when it holds spaces
+    /// (`EMIT a "chat message" "hi"`).
+    Emit {
+        /// Room name.
+        room: String,
+        /// Event name.
+        event: String,
+        /// The event's data (the rest of the line, JSON).
+        data: serde_json::Value,
+    },
     /// `TYPING room [on|off]`.
     Typing {
         /// Room name.
@@ -189,12 +202,30 @@ pub const HELP: &[&str] = &[
     "JOIN room [SINCE n]      -> join; replay messages after offset n",
     "LEAVE room               -> leave a room",
     "SAY room text            -> publish; answered OK offset",
+    "EMIT room event json     -> publish a named event; answered OK offset",
     "TYPING room [on|off]     -> tell the room you are typing",
     "WHO room                 -> members of a room",
     "HISTORY room [n]         -> last n messages, oldest first",
     "ROOMS                    -> rooms with members",
     "QUIT                     -> BYE, then close",
 ];
+
+/// Reads the event word of `EMIT`: a bare word, or a JSON string.
+fn split_event(s: &str) -> Option<(String, &str)> {
+    let s = s.trim_start_matches([' ', '\t']);
+    if s.starts_with('"') {
+        let mut it = serde_json::Deserializer::from_str(s).into_iter::<String>();
+        let name = it.next()?.ok()?;
+        let rest = &s[it.byte_offset()..];
+        if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
+            return None;
+        }
+        Some((name, rest.trim_start_matches([' ', '\t'])))
+    } else {
+        let (word, rest) = split_word(s);
+        Some((word.to_owned(), rest))
+    }
+}
 
 fn split_word(s: &str) -> (&str, &str) {
     let s = s.trim_start_matches([' ', '\t']);
@@ -259,6 +290,20 @@ impl Command {
                 Ok(Command::Say {
                     room: room.to_owned(),
                     text: text.to_owned(),
+                })
+            }
+            "EMIT" => {
+                const USAGE: &str = "EMIT room event json";
+                let (room, tail) = split_word(rest_trimmed);
+                let (event, data) = split_event(tail).ok_or(ParseError::Usage(USAGE))?;
+                if room.is_empty() || event.is_empty() || data.is_empty() {
+                    return Err(ParseError::Usage(USAGE));
+                }
+                let data = serde_json::from_str(data).map_err(|_| ParseError::Usage(USAGE))?;
+                Ok(Command::Emit {
+                    room: room.to_owned(),
+                    event,
+                    data,
                 })
             }
             "TYPING" => {
@@ -440,6 +485,39 @@ mod tests {
     }
 
     #[test]
+    fn emit_reads_a_word_or_a_quoted_event() {
+        assert_eq!(
+            Command::parse(r#"EMIT /game:a move {"x": 1}"#),
+            Ok(Command::Emit {
+                room: "/game:a".into(),
+                event: "move".into(),
+                data: serde_json::json!({"x": 1}),
+            })
+        );
+        assert_eq!(
+            Command::parse(r#"emit a "chat message" "hi there""#),
+            Ok(Command::Emit {
+                room: "a".into(),
+                event: "chat message".into(),
+                data: "hi there".into(),
+            })
+        );
+        for bad in [
+            "EMIT a move",
+            "EMIT a move not-json",
+            r#"EMIT a "unterminated 1"#,
+            r#"EMIT a "x"1"#,
+            "EMIT",
+        ] {
+            assert_eq!(
+                Command::parse(bad).unwrap_err().code(),
+                "BAD_REQUEST",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_commands_get_codes() {
         assert_eq!(Command::parse(""), Err(ParseError::Empty));
         let e = Command::parse("FROB x").unwrap_err();
@@ -465,6 +543,8 @@ mod tests {
             content: "two\nlines".into(),
             timestamp: 0,
             offset: Offset(7),
+            event: crate::message::MESSAGE_EVENT.into(),
+            args: false,
             seq: 0,
         };
         let mut s = String::new();

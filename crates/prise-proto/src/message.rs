@@ -1,7 +1,13 @@
 //! The message object every transport carries, and the ids around it.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
+
+/// The event name of a chat message, and of every message published without one.
+pub const MESSAGE_EVENT: &str = "message";
+/// Longest event name, in bytes.
+pub const MAX_EVENT_NAME: usize = 64;
 
 /// A room's message offset: 1 for the first message, growing by one per message.
 #[derive(
@@ -12,7 +18,14 @@ pub struct Offset(pub u64);
 
 impl Offset {
     /// The offset before the first message: `since 0` replays everything.
+    /// It is also the offset of an ephemeral message (one that is never
+    /// stored, in a room whose policy says `history = "none"`).
     pub const ZERO: Offset = Offset(0);
+
+    /// Is this no offset at all (an ephemeral message)?
+    pub fn is_none(&self) -> bool {
+        self.0 == 0
+    }
 
     /// The next offset.
     #[must_use]
@@ -48,10 +61,12 @@ pub struct User {
     pub name: String,
 }
 
-/// A published message, as stored and delivered on every transport.
+/// A published message or event, as stored and delivered on every transport.
 ///
 /// JSON form (the protocol contract):
-/// `{id, roomId, userId, userName, content, timestamp, offset}`.
+/// `{id, roomId, userId, userName, content, timestamp, offset, event?, args?}`:
+/// `event` is left out for `message` (a chat message), `args` when false,
+/// `offset` for an ephemeral message (never stored, no offset).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
@@ -67,15 +82,39 @@ pub struct Message {
     pub content: serde_json::Value,
     /// Milliseconds since the Unix epoch, at the server.
     pub timestamp: u64,
-    /// Position in the room's history.
+    /// Position in the room's history; [`Offset::ZERO`] for an ephemeral
+    /// message.
+    #[serde(default, skip_serializing_if = "Offset::is_none")]
     pub offset: Offset,
+    /// The event name ([`MESSAGE_EVENT`] for chat), at most
+    /// [`MAX_EVENT_NAME`] bytes.
+    #[serde(default = "message_event", skip_serializing_if = "is_message_event")]
+    pub event: Cow<'static, str>,
+    /// `content` is the list of a Socket.IO event's arguments (zero or
+    /// several), to be emitted as separate arguments again; otherwise
+    /// `content` is the event's one argument.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub args: bool,
     /// Hub-wide sequence number, increasing over all rooms in publish order.
     /// Internal (recovery of a session in several rooms); not part of the JSON form.
     #[serde(skip)]
     pub seq: u64,
 }
 
+fn message_event() -> Cow<'static, str> {
+    Cow::Borrowed(MESSAGE_EVENT)
+}
+
+fn is_message_event(e: &str) -> bool {
+    e == MESSAGE_EVENT
+}
+
 impl Message {
+    /// Is this a chat message (event [`MESSAGE_EVENT`])?
+    pub fn is_chat(&self) -> bool {
+        self.event == MESSAGE_EVENT
+    }
+
     /// The content as one line of text: a string as is (newlines escaped), any
     /// other JSON value as compact JSON.
     pub fn content_text(&self) -> String {
@@ -111,6 +150,8 @@ mod tests {
             content: "hi".into(),
             timestamp: 5,
             offset: Offset(3),
+            event: MESSAGE_EVENT.into(),
+            args: false,
             seq: 99,
         };
         assert_eq!(
@@ -123,5 +164,24 @@ mod tests {
             ..m
         };
         assert_eq!(m.content_text(), r#"{"a":"x\ny"}"#);
+        let e = Message {
+            event: "move".into(),
+            args: true,
+            offset: Offset::ZERO,
+            content: serde_json::json!([1, 2]),
+            ..m
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":"01J","roomId":"general","userId":"u1","userName":"alice","content":[1,2],"timestamp":5,"event":"move","args":true}"#
+        );
+        let back: Message = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, Message { seq: 0, ..e });
+        let old: Message = serde_json::from_str(
+            r#"{"id":"1","roomId":"r","userId":"u","userName":"n","content":1,"timestamp":1,"offset":2}"#,
+        )
+        .unwrap();
+        assert!(old.is_chat() && !old.args && old.offset == Offset(2));
     }
 }

@@ -199,6 +199,30 @@ pub mod encode {
         ]
     }
 
+    /// A named event (any event but `message`): its arguments as they were
+    /// emitted (`content`, or the elements of `content` when the message
+    /// holds an argument list), resume offset last.
+    pub fn event(m: &Message, offset: u64) -> Vec<Value> {
+        let mut v = match (&m.content, m.args) {
+            (Value::Array(items), true) => items.clone(),
+            (c, _) => vec![c.clone()],
+        };
+        v.push(seq_arg(offset));
+        v
+    }
+
+    /// The ack of a relayed event: `{rooms: [{room, offset}]}`, one entry
+    /// per room it was published in (`offset` null when ephemeral).
+    pub fn relay_ack<'a>(published: impl Iterator<Item = (&'a str, Offset)>) -> Value {
+        let rooms: Vec<Value> = published
+            .map(|(room, o)| {
+                let offset = if o.is_none() { Value::Null } else { o.0.into() };
+                json!({"room": room, "offset": offset})
+            })
+            .collect();
+        json!({"rooms": rooms})
+    }
+
     /// `userJoined({id, name, roomId}, offset)`.
     pub fn user_joined(user: &User, room: &str, offset: u64) -> Vec<Value> {
         vec![
@@ -417,6 +441,29 @@ mod tests {
                 json!({"code": "RATE_LIMITED", "message": "slow down"}),
                 json!("3")
             ]
+        );
+    }
+
+    #[test]
+    fn events_keep_their_arguments() {
+        let mut m = Message {
+            id: "1".into(),
+            room_id: "a".into(),
+            user_id: "u".into(),
+            user_name: "n".into(),
+            content: json!([1, 2]),
+            timestamp: 0,
+            offset: Offset(1),
+            event: "move".into(),
+            args: true,
+            seq: 9,
+        };
+        assert_eq!(encode::event(&m, 9), vec![json!(1), json!(2), json!("9")]);
+        m.args = false;
+        assert_eq!(encode::event(&m, 9), vec![json!([1, 2]), json!("9")]);
+        assert_eq!(
+            encode::relay_ack([("a", Offset(3)), ("b", Offset::ZERO)].into_iter()),
+            json!({"rooms": [{"room": "a", "offset": 3}, {"room": "b", "offset": null}]})
         );
     }
 

@@ -107,10 +107,11 @@ fn push_single_line(out: &mut String, s: &str) {
 pub mod encode {
     use super::*;
 
-    /// `id: <seq>`, `event: message`, `data: <the message object>`.
+    /// `id: <seq>`, `event: <its event name>` (`message` for chat),
+    /// `data: <the message object>`.
     pub fn message(out: &mut String, m: &Message) {
         let data = serde_json::to_string(m).unwrap_or_default();
-        event(out, Some(m.seq), MESSAGE, &data);
+        event(out, Some(m.seq), &m.event, &data);
     }
 
     /// `event: joined`, `data: {"room","user":{id,name}}`.
@@ -232,6 +233,8 @@ mod tests {
             timestamp: 5,
             offset: Offset(3),
             seq: 99,
+            event: crate::message::MESSAGE_EVENT.into(),
+            args: false,
         };
         let mut s = String::new();
         encode::message(&mut s, &m);

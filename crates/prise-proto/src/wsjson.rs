@@ -2,10 +2,10 @@
 //! by `type`.
 //!
 //! Requests may carry an `id` (any JSON value) that the answer echoes
-//! unchanged. Requests: `auth`, `ping`, `join`, `leave`, `message`, `typing`,
-//! `history`, `presence`, `rooms`. Answers and pushes: `auth_success`,
-//! `auth_failed`, `pong`, `ack`, `message`, `joined`, `left`, `typing`,
-//! `history`, `presence`, `rooms`, `error`.
+//! unchanged. Requests: `auth`, `ping`, `join`, `leave`, `message`, `emit`,
+//! `typing`, `history`, `presence`, `rooms`. Answers and pushes:
+//! `auth_success`, `auth_failed`, `pong`, `ack`, `message`, `event`,
+//! `joined`, `left`, `typing`, `history`, `presence`, `rooms`, `error`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,6 +50,17 @@ pub enum ClientFrame {
         room: String,
         /// Any JSON value.
         content: Value,
+    },
+    /// `{"type":"emit","room","event","data"}` → `ack {room, offset}`: a
+    /// named event.
+    Emit {
+        /// Room name.
+        room: String,
+        /// Event name.
+        event: String,
+        /// Any JSON value (null when absent).
+        #[serde(default)]
+        data: Value,
     },
     /// `{"type":"typing","room","typing"}`.
     Typing {
@@ -178,9 +189,33 @@ pub mod encode {
         ack(id, f)
     }
 
-    /// `{"type":"message","message":{…}}`: a message push.
+    /// An offset as JSON: `null` for none (an ephemeral message).
+    pub fn offset(o: Offset) -> Value {
+        if o.is_none() { Value::Null } else { o.0.into() }
+    }
+
+    /// A message push, live or replayed: `{"type":"message","message":{…}}`
+    /// for a chat message, [`event`] for any other event.
     pub fn message(m: &Message) -> String {
-        json!({"type": "message", "message": m}).to_string()
+        if m.is_chat() {
+            json!({"type": "message", "message": m}).to_string()
+        } else {
+            event(m)
+        }
+    }
+
+    /// `{"type":"event","room","event","data","user":{id,name},"offset"}`:
+    /// a named event (`offset` null when it is ephemeral).
+    pub fn event(m: &Message) -> String {
+        json!({
+            "type": "event",
+            "room": m.room_id,
+            "event": m.event,
+            "data": m.content,
+            "user": {"id": m.user_id, "name": m.user_name},
+            "offset": offset(m.offset),
+        })
+        .to_string()
     }
 
     /// `{"type":"joined","room","user"}`.
@@ -279,6 +314,39 @@ mod tests {
     }
 
     #[test]
+    fn emit_decodes_and_events_encode() {
+        let r =
+            Request::decode(r#"{"type":"emit","room":"/g:a","event":"move","data":[1],"id":4}"#)
+                .unwrap();
+        assert_eq!(
+            r.frame,
+            ClientFrame::Emit {
+                room: "/g:a".into(),
+                event: "move".into(),
+                data: json!([1]),
+            }
+        );
+        let m = Message {
+            id: "1".into(),
+            room_id: "/g:a".into(),
+            user_id: "u".into(),
+            user_name: "bob".into(),
+            content: json!([1]),
+            timestamp: 0,
+            offset: Offset(2),
+            event: "move".into(),
+            args: false,
+            seq: 0,
+        };
+        let v: Value = serde_json::from_str(&encode::message(&m)).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"event","room":"/g:a","event":"move","data":[1],
+                   "user":{"id":"u","name":"bob"},"offset":2})
+        );
+    }
+
+    #[test]
     fn bad_requests_keep_the_id() {
         let e = Request::decode(r#"{"type":"frob","id":5}"#).unwrap_err();
         assert_eq!(e.id, Some(json!(5)));
@@ -300,6 +368,12 @@ mod tests {
         let s = encode::ack(Some(&json!("x")), json!({"room": "r", "offset": 4}));
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v, json!({"type":"ack","id":"x","room":"r","offset":4}));
+        let s = encode::ack(
+            Some(&json!(1)),
+            json!({"offset": encode::offset(Offset::ZERO)}),
+        );
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v, json!({"type":"ack","id":1,"offset":null}));
         let s = encode::pong(Some(&json!(99)));
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v, json!({"type":"pong","timestamp":99}));

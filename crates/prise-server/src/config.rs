@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// Authentication, rate limits, origins, TLS and HTTP timeouts.
     #[command(flatten)]
     pub security: Box<crate::security::SecurityArgs>,
+    /// Namespaces and room policies: the `[[namespaces]]` and `[[rooms]]`
+    /// tables of the `--config` file (no flag of their own).
+    #[arg(skip)]
+    pub policies: std::sync::Arc<prise_hub::policy::Policies>,
 }
 
 impl ServeArgs {
@@ -136,6 +140,7 @@ impl ServeArgs {
         let mut c = HubConfig::default();
         c.limits = self.limits();
         c.recovery_window = self.recovery_window;
+        c.policies = std::sync::Arc::clone(&self.policies);
         c
     }
 
@@ -183,9 +188,11 @@ impl ServeArgs {
         let Some(path) = args.config.clone() else {
             return Ok(args);
         };
-        let argv = crate::config_file::with_file(&Flags::command(), argv, 0, &path)
-            .map_err(|e| Flags::command().error(clap::error::ErrorKind::InvalidValue, e))?;
-        Flags::try_parse_from(argv).map(|f| f.args)
+        let bad = |e| Flags::command().error(clap::error::ErrorKind::InvalidValue, e);
+        let argv = crate::config_file::with_file(&Flags::command(), argv, 0, &path).map_err(bad)?;
+        let mut args = Flags::try_parse_from(argv)?.args;
+        args.policies = std::sync::Arc::new(crate::policy_file::policies(&path).map_err(bad)?);
+        Ok(args)
     }
 }
 

@@ -9,7 +9,8 @@
 //! [`file_flags`] turns a file into the flags it stands for (skipping those
 //! the command line or the environment already set); [`default_file`] writes
 //! the whole file with every key, its default and its help as comments
-//! (`prise config default`).
+//! (`prise config default`), followed by the policy tables
+//! (`[[namespaces]]`, `[[rooms]]`, see [`crate::policy_file`]) commented out.
 
 use clap::{Arg, ArgAction, Command};
 use std::ffi::OsString;
@@ -51,6 +52,14 @@ pub enum ConfigFileError {
         path: PathBuf,
         /// The key.
         key: String,
+    },
+    /// A `[[namespaces]]` or `[[rooms]]` table that is not a valid policy.
+    #[error("{path}: {message}")]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the table and the key.
+        message: String,
     },
     /// A value of the wrong shape for its key.
     #[error("{path}: `{key}` {problem}")]
@@ -155,6 +164,10 @@ fn flags_from_str(
         })?;
     let mut out = Vec::new();
     for (key, value) in &table {
+        if crate::policy_file::POLICY_KEYS.contains(&key.as_str()) {
+            // Policies, read by `crate::policy_file::policies`.
+            continue;
+        }
         let Some(arg) = command
             .get_arguments()
             .find(|a| is_setting(a) && key_of(a).as_deref() == Some(key.as_str()))
@@ -272,6 +285,7 @@ pub fn default_file(command: &Command) -> String {
             }
         }
     }
+    out.push_str(crate::policy_file::DEFAULT_POLICIES);
     out
 }
 

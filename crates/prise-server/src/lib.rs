@@ -22,6 +22,7 @@ mod accept;
 pub mod config;
 pub mod config_file;
 mod http;
+pub mod policy_file;
 pub mod security;
 mod transport;
 
@@ -304,6 +305,7 @@ fn sio_config(args: &ServeArgs) -> prise_sio::SioConfig {
     config.engine.cors.allowed_origins = args.security.allowed_origins.clone();
     config.engine.cors.credentials = false;
     config.engine.ws = prise_ws::WsConfig::capped(args.max_frame, args.ws_deflate());
+    config.namespaces = args.policies.namespaces().map(|n| n.name.clone()).collect();
     config
 }
 

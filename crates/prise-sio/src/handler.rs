@@ -122,4 +122,13 @@ pub trait SioHandler: Send + Sync + 'static {
 
     /// The socket left its namespace (called once per connected socket).
     fn disconnect<'a>(&'a self, socket: Socket, reason: DisconnectReason) -> BoxFuture<'a, ()>;
+
+    /// The refusal of a CONNECT to a namespace the server does not serve
+    /// (not in [`crate::SioConfig::namespaces`]). The default is the
+    /// reference server's `{"message": "Invalid namespace"}`; an
+    /// application may add `data` (a code, say).
+    fn unknown_namespace(&self, nsp: &str) -> ConnectRefusal {
+        let _ = nsp;
+        ConnectRefusal::new("Invalid namespace")
+    }
 }

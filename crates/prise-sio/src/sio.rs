@@ -232,11 +232,16 @@ async fn handle_packet(shared: &Arc<ClientShared>, config: &SioConfig, d: Decode
     match d.packet.kind {
         PacketKind::Connect => {
             if !config.namespaces.contains(&nsp) {
+                let refusal = shared.handler.unknown_namespace(&nsp);
+                let mut data = json!({"message": refusal.message});
+                if let Some(extra) = refusal.data {
+                    data["data"] = extra;
+                }
                 shared.send_packet(&Packet {
                     kind: PacketKind::ConnectError,
                     nsp,
                     id: None,
-                    data: Some(json!({"message": "Invalid namespace"})),
+                    data: Some(data),
                     attachments: 0,
                 });
                 return;

@@ -88,8 +88,16 @@ fn parse_cli() -> Cli {
         .iter()
         .position(|a| a == "serve")
         .map_or(argv.len(), |i| i + 1);
-    match prise_server::config_file::with_file(&serve_command(), argv, at, &path) {
-        Ok(argv) => Cli::parse_from(argv),
+    let parsed = prise_server::config_file::with_file(&serve_command(), argv, at, &path)
+        .and_then(|argv| Ok((argv, prise_server::policy_file::policies(&path)?)));
+    match parsed {
+        Ok((argv, policies)) => {
+            let mut cli = Cli::parse_from(argv);
+            if let Command::Serve(cmd) = &mut cli.command {
+                cmd.serve.policies = std::sync::Arc::new(policies);
+            }
+            cli
+        }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "prise: {e}");
             std::process::exit(2);
@@ -105,7 +113,9 @@ fn config(cmd: ConfigCmd) -> anyhow::Result<()> {
             std::io::stdout().write_all(text.as_bytes())?;
         }
         ConfigCmd::Check { file } => {
-            let flags = match prise_server::config_file::file_flags(&serve_command(), &file, &[]) {
+            let checked = prise_server::config_file::file_flags(&serve_command(), &file, &[])
+                .and_then(|f| prise_server::policy_file::policies(&file).map(|_| f));
+            let flags = match checked {
                 Ok(flags) => flags,
                 Err(e) => {
                     let _ = writeln!(std::io::stderr(), "prise: {e}");

@@ -4,10 +4,12 @@
 //! `Arc<Delivery>` (which caches its encoding per transport), `try_send`
 //! into each member's queue, then `delivered = offset`. A full queue closes
 //! that session as a slow consumer (counted); nothing waits on a slow client.
+//! An ephemeral message (a room with `history = "none"`) is not stored and
+//! has no offset: a full queue only misses it (counted), the session stays.
 
 use super::room::{Room, SHARDS, shard_of};
 use super::{Hub, Inner};
-use crate::session::{CloseReason, Delivery, Outbound, Session};
+use crate::session::{CloseReason, Delivery, Outbound, Session, SessionId};
 use prise_proto::message::{Epoch, Message, Offset};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -53,8 +55,8 @@ impl Inner {
     }
 
     /// [`crate::broker::DeliverySink::deliver`]: fans a committed message out
-    /// to the room's members on this node.
-    pub(super) fn fan_out(&self, epoch: &Epoch, message: Arc<Message>) {
+    /// to the room's members on this node but `except`.
+    pub(super) fn fan_out(&self, epoch: &Epoch, message: Arc<Message>, except: Option<SessionId>) {
         let delivery = Arc::new(Delivery::new(Arc::clone(&message)));
         let event = Outbound::Message(delivery);
         let mut slow = Vec::new();
@@ -82,6 +84,9 @@ impl Inner {
             };
             if fanout > 0 {
                 for s in room.sessions.values() {
+                    if Some(s.id) == except {
+                        continue;
+                    }
                     if let Err(TrySendError::Full(_)) = s.tx.try_send(event.clone()) {
                         slow.push(Arc::clone(s));
                     }
@@ -99,6 +104,32 @@ impl Inner {
                 self.stats.slow_consumer(s.transport);
             }
             s.close(CloseReason::SlowConsumer);
+        }
+    }
+
+    /// Fans an ephemeral message out to the room's members on this node but
+    /// `except`; a member whose queue is full misses it.
+    pub(super) fn fan_out_ephemeral(&self, message: &Arc<Message>, except: Option<SessionId>) {
+        let event = Outbound::Message(Arc::new(Delivery::new(Arc::clone(message))));
+        let (mut sent, mut dropped) = (0, 0);
+        {
+            let shard = self.lock_shard(&message.room_id);
+            if let Some(room) = shard.rooms.get(message.room_id.as_str()) {
+                for s in room.sessions.values() {
+                    if Some(s.id) == except {
+                        continue;
+                    }
+                    match s.tx.try_send(event.clone()) {
+                        Ok(()) => sent += 1,
+                        Err(TrySendError::Full(_)) => dropped += 1,
+                        Err(TrySendError::Closed(_)) => {}
+                    }
+                }
+            }
+        }
+        self.stats.published(sent);
+        if dropped > 0 {
+            self.stats.ephemeral_dropped(dropped);
         }
     }
 }

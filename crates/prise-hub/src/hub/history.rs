@@ -3,20 +3,30 @@
 
 use super::Hub;
 use crate::HubError;
+use crate::policy::EPHEMERAL_EPOCH;
 use crate::store::{HistoryPage, HistoryQuery};
 use prise_proto::message::{Epoch, Offset};
 
 impl Hub {
     /// A room's history: the last `count` messages, or those after `since`.
+    /// An ephemeral room has none: an empty, complete page.
     ///
     /// # Errors
-    /// [`HubError::NoRoom`] for a room that never existed; a store failure.
+    /// [`HubError::NoRoom`] for a room that never existed; a bad name or
+    /// an unknown namespace; a store failure.
     pub async fn history(
         &self,
         room: &str,
         since: Option<Offset>,
         count: usize,
     ) -> Result<(Epoch, HistoryPage), HubError> {
+        if !self.room_policy(room)?.durable() {
+            let page = HistoryPage {
+                messages: Vec::new(),
+                complete: true,
+            };
+            return Ok((Epoch(EPHEMERAL_EPOCH.to_owned()), page));
+        }
         let count = count.min(self.inner.config.limits.max_history);
         let known = {
             let shard = self.shard(room);

@@ -37,6 +37,7 @@ mod room;
 mod sink;
 mod typing;
 
+pub use publish::Event;
 pub use recovery::Resumed;
 pub use room::Joined;
 

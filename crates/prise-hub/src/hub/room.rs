@@ -7,9 +7,10 @@
 use super::presence::{JoinState, View};
 use super::{Hub, Inner};
 use crate::HubError;
+use crate::policy::{EPHEMERAL_EPOCH, RoomPolicy, personal_owner};
 use crate::presence::PresenceEvent;
 use crate::session::{Outbound, Session, SessionId};
-use crate::store::{HistoryQuery, StoreError};
+use crate::store::{HistoryQuery, RoomHead, StoreError};
 use prise_proto::limits::check_name;
 use prise_proto::message::RoomInfo;
 use prise_proto::message::{Epoch, Message, Offset, User};
@@ -114,13 +115,48 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The policy of a room, once its name is checked: a valid name of a
+    /// namespace this server serves.
+    ///
+    /// # Errors
+    /// [`HubError::BadName`], [`HubError::UnknownNamespace`].
+    pub fn room_policy(&self, room: &str) -> Result<&RoomPolicy, HubError> {
+        let policies = &self.inner.config.policies;
+        check_name(room, self.inner.config.limits.max_room_name).map_err(HubError::BadName)?;
+        if policies.namespace_of(room).is_none() {
+            let ns = room.split(':').next().unwrap_or(room);
+            return Err(HubError::UnknownNamespace(ns.to_owned()));
+        }
+        Ok(policies.room(room))
+    }
+
+    /// The head a join starts from: the store's, or none for an ephemeral
+    /// room (nothing of it is ever stored).
+    async fn join_head(&self, room: &str, durable: bool) -> Result<RoomHead, HubError> {
+        if !durable {
+            return Ok(RoomHead {
+                epoch: Epoch(EPHEMERAL_EPOCH.to_owned()),
+                last: Offset::ZERO,
+                first: Offset(1),
+            });
+        }
+        self.inner
+            .store
+            .room_head(room, true)
+            .await?
+            .ok_or(HubError::Store(StoreError::Closed))
+    }
+
     /// Joins a room; with `since`, also returns what was published after that
     /// offset. `epoch` is the epoch the client's `since` belongs to: when it
     /// differs from the room's, the whole retained history is replayed and
-    /// `recovered` is false.
+    /// `recovered` is false. The room's policy applies: a personal room
+    /// (`user:<id>`) admits only its user's sessions, `max_members` caps
+    /// the distinct users on this node, an ephemeral room replays nothing.
     ///
     /// # Errors
-    /// A bad room name, too many rooms, or a store failure.
+    /// A bad room name, an unknown namespace, another user's personal room,
+    /// a full room, too many rooms, or a store failure.
     pub async fn join(
         &self,
         session: &Arc<Session>,
@@ -129,12 +165,15 @@ impl Hub {
         epoch: Option<&Epoch>,
     ) -> Result<Joined, HubError> {
         let limits = &self.inner.config.limits;
-        check_name(room, limits.max_room_name).map_err(HubError::BadName)?;
+        let policy = self.room_policy(room)?;
+        let user = session.user();
+        if personal_owner(room).is_some_and(|owner| owner != user.id) {
+            return Err(HubError::NotYours(room.to_owned()));
+        }
         let already = session.rooms().iter().any(|r| &**r == room);
         if !already && session.rooms().len() >= limits.max_rooms_per_session {
             return Err(HubError::TooManyRooms(limits.max_rooms_per_session));
         }
-        let user = session.user();
         let Admission {
             name,
             epoch: room_epoch,
@@ -145,20 +184,15 @@ impl Hub {
             let generation = {
                 let mut shard = self.shard(room);
                 if let Some(r) = shard.rooms.get_mut(room) {
-                    break Self::add_member(r, session, &user);
+                    break Self::add_member(r, session, &user, policy)?;
                 }
                 shard.generation
             };
-            let head = self
-                .inner
-                .store
-                .room_head(room, true)
-                .await?
-                .ok_or(HubError::Store(StoreError::Closed))?;
+            let head = self.join_head(room, policy.durable()).await?;
             let total: usize = self.room_count();
             let mut shard = self.shard(room);
             if let Some(r) = shard.rooms.get_mut(room) {
-                break Self::add_member(r, session, &user);
+                break Self::add_member(r, session, &user, policy)?;
             }
             if shard.generation != generation {
                 continue;
@@ -175,7 +209,7 @@ impl Hub {
                 .rooms
                 .entry(Arc::clone(&name))
                 .or_insert_with(|| Room::new(name, head.epoch, head.last));
-            break Self::add_member(r, session, &user);
+            break Self::add_member(r, session, &user, policy)?;
         };
         if !already {
             session
@@ -191,7 +225,9 @@ impl Hub {
                 already_member: already,
             };
             members = self.join_shared(session, &name, &user, state).await?;
-        } else if let Some(others) = others {
+        } else if let Some(others) = others
+            && policy.announces()
+        {
             self.inner.announce(
                 &others,
                 &Outbound::Joined {
@@ -208,7 +244,9 @@ impl Hub {
             replay: Vec::new(),
             recovered: None,
         };
-        if let Some(since) = since {
+        if let Some(since) = since
+            && policy.durable()
+        {
             let same_epoch = epoch.is_none_or(|e| *e == room_epoch);
             let from = if same_epoch && since <= delivered {
                 since
@@ -253,7 +291,16 @@ impl Hub {
         }
     }
 
-    fn add_member(r: &mut Room, session: &Arc<Session>, user: &User) -> Admission {
+    fn add_member(
+        r: &mut Room,
+        session: &Arc<Session>,
+        user: &User,
+        policy: &RoomPolicy,
+    ) -> Result<Admission, HubError> {
+        let max = policy.max_members;
+        if max > 0 && !r.users.contains_key(&user.id) && r.users.len() >= max {
+            return Err(HubError::RoomFull(r.name.to_string(), max));
+        }
         let mut others = None;
         if r.sessions.insert(session.id, Arc::clone(session)).is_none() {
             let entry = r.users.entry(user.id.clone()).or_insert_with(|| RoomUser {
@@ -271,13 +318,13 @@ impl Hub {
                 );
             }
         }
-        Admission {
+        Ok(Admission {
             name: Arc::clone(&r.name),
             epoch: r.epoch.clone(),
             delivered: r.delivered,
             members: r.members(),
             announce_to: others,
-        }
+        })
     }
 
     /// Removes a session from a room; returns whether it was a member.
@@ -309,7 +356,7 @@ impl Hub {
         if let Some(user) = left {
             if self.inner.shared {
                 self.inner.broker.presence_changed(&name, &user);
-            } else {
+            } else if self.inner.config.policies.room(&name).announces() {
                 self.inner.announce(
                     &others,
                     &Outbound::Left {

@@ -7,6 +7,7 @@
 use super::Inner;
 use crate::broker::{DeliverySink, Offered};
 use crate::presence::{PresenceApplied, PresenceEvent, PresenceSnapshot};
+use crate::session::SessionId;
 use prise_proto::message::{Epoch, Message, Offset, User};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -84,6 +85,10 @@ impl DeliverySink for Inner {
     }
 
     fn deliver(&self, epoch: &Epoch, message: Arc<Message>) {
-        self.fan_out(epoch, message);
+        self.fan_out(epoch, message, None);
+    }
+
+    fn deliver_except(&self, epoch: &Epoch, message: Arc<Message>, except: Option<SessionId>) {
+        self.fan_out(epoch, message, except);
     }
 }

@@ -23,6 +23,8 @@ pub fn message(room: &str, offset: u64, seq: u64) -> Arc<Message> {
         content: serde_json::json!({"n": offset}),
         timestamp: 1_000 + seq,
         offset: Offset(offset),
+        event: prise_proto::message::MESSAGE_EVENT.into(),
+        args: false,
         seq,
     })
 }
@@ -175,6 +177,38 @@ pub async fn run(store: &dyn HistoryStore, durable: bool) {
     assert_eq!(offsets(&page), [1]);
     assert!(page.complete);
     assert_eq!(store.max_seq().await.unwrap(), 9);
+
+    // Event names and argument lists are stored with the message.
+    let mut named = (*message("r3", 1, 10)).clone();
+    named.event = "chat message".into();
+    named.args = true;
+    named.content = serde_json::json!([1, "two"]);
+    store.room_head("r3", true).await.unwrap();
+    store
+        .append(vec![Arc::new(named.clone()), message("r3", 2, 11)])
+        .await
+        .unwrap();
+    let page = store
+        .read(
+            "r3",
+            HistoryQuery::After {
+                after: Offset(0),
+                until: Offset(2),
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(*page.messages[0], named, "the event and its arguments");
+    assert!(page.messages[1].is_chat() && !page.messages[1].args);
+    let page = store
+        .read_since_seq(&["r3".to_owned()], 9, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.messages[0].event, "chat message",
+        "recovery reads it too"
+    );
 
     // Sessions.
     let snap = SessionSnapshot {

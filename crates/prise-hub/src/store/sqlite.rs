@@ -21,7 +21,7 @@ use super::{
     new_epoch,
 };
 use futures_util::future::{BoxFuture, FutureExt};
-use prise_proto::message::{Epoch, Message, Offset};
+use prise_proto::message::{Epoch, MESSAGE_EVENT, Message, Offset};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::path::Path;
@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS messages (
     user_id TEXT NOT NULL,
     user_name TEXT NOT NULL,
     content TEXT NOT NULL,
-    ts INTEGER NOT NULL
+    ts INTEGER NOT NULL,
+    event TEXT NOT NULL DEFAULT 'message',
+    args INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_room_offset ON messages(room, offset);
 CREATE INDEX IF NOT EXISTS messages_ts ON messages(ts);
@@ -59,6 +61,34 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at INTEGER NOT NULL
 );
 ";
+
+/// Columns added since the first schema, with their definitions: a
+/// database created before them gets them, with their defaults, when it is
+/// opened (every existing message is a chat message with one argument).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("event", "TEXT NOT NULL DEFAULT 'message'"),
+    ("args", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// Brings a database of an older schema up to this one.
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let mut have = Vec::new();
+    {
+        let mut info = conn.prepare("PRAGMA table_info(messages)")?;
+        let mut rows = info.query([])?;
+        while let Some(row) = rows.next()? {
+            have.push(row.get::<_, String>(1)?);
+        }
+    }
+    for (column, definition) in ADDED_COLUMNS {
+        if !have.iter().any(|c| c == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE messages ADD COLUMN {column} {definition};"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -104,6 +134,7 @@ impl SqliteStore {
     pub fn open(path: &Path, retention: Retention) -> Result<Self, StoreError> {
         let conn = open(path)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        migrate(&conn).map_err(db_err)?;
         let reader = open(path)?;
         let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE);
         std::thread::Builder::new()
@@ -186,10 +217,19 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> Result<Arc<Message>, rusqlite::Error
         user_name: r.get(5)?,
         content: serde_json::from_str(&content).unwrap_or(serde_json::Value::String(content)),
         timestamp: r.get(7)?,
+        event: {
+            let e: String = r.get(8)?;
+            if e == MESSAGE_EVENT {
+                MESSAGE_EVENT.into()
+            } else {
+                e.into()
+            }
+        },
+        args: r.get(9)?,
     }))
 }
 
-const COLUMNS: &str = "seq, room, offset, id, user_id, user_name, content, ts";
+const COLUMNS: &str = "seq, room, offset, id, user_id, user_name, content, ts, event, args";
 
 struct Writer {
     conn: Connection,
@@ -244,8 +284,9 @@ impl Writer {
         let mut rooms = HashSet::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (seq, room, offset, id, user_id, user_name, content, ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO messages
+                 (seq, room, offset, id, user_id, user_name, content, ts, event, args)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO rooms (name, epoch, last) VALUES (?1, ?2, ?3)
@@ -260,7 +301,9 @@ impl Writer {
                     m.user_id,
                     m.user_name,
                     m.content.to_string(),
-                    m.timestamp
+                    m.timestamp,
+                    m.event.as_ref(),
+                    m.args
                 ])?;
                 upsert.execute(params![m.room_id, new_epoch().0, m.offset.0])?;
                 rooms.insert(m.room_id.clone());
@@ -555,5 +598,58 @@ mod tests {
         assert_eq!(head.epoch, epoch, "the epoch is durable");
         assert_eq!(head.last, Offset(3));
         assert_eq!(store.max_seq().await.unwrap(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_database_of_the_first_schema_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prise.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE rooms (name TEXT PRIMARY KEY, epoch TEXT NOT NULL,
+                    last INTEGER NOT NULL DEFAULT 0, dropped_seq INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE messages (seq INTEGER PRIMARY KEY, room TEXT NOT NULL,
+                    offset INTEGER NOT NULL, id TEXT NOT NULL, user_id TEXT NOT NULL,
+                    user_name TEXT NOT NULL, content TEXT NOT NULL, ts INTEGER NOT NULL);
+                 INSERT INTO rooms VALUES ('r', 'E1', 1, 0);
+                 INSERT INTO messages VALUES (1, 'r', 1, 'm1', 'u', 'alice', '\"hi\"', 5);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, Retention::default()).unwrap();
+        let page = store
+            .read(
+                "r",
+                HistoryQuery::After {
+                    after: Offset(0),
+                    until: Offset(1),
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert!(page.messages[0].is_chat(), "old messages are chat messages");
+        assert_eq!(page.messages[0].content, serde_json::json!("hi"));
+        let mut next = (*super::super::conformance::message("r", 2, 2)).clone();
+        next.event = "move".into();
+        store.append(vec![Arc::new(next)]).await.unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path, Retention::default()).unwrap();
+        let page = store
+            .read(
+                "r",
+                HistoryQuery::Last {
+                    count: 5,
+                    until: Offset(2),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            page.messages[1].event, "move",
+            "opening twice migrates once"
+        );
     }
 }

@@ -25,16 +25,62 @@ pub fn hello(out: &mut String, version: &str, name: &str, auth_required: bool) {
     );
 }
 
-/// `MSG room offset user text`: a message, live or replayed.
+/// An offset as a word: `-` for none (an ephemeral message).
+fn offset_word(o: Offset) -> OffsetWord {
+    OffsetWord(o)
+}
+
+struct OffsetWord(Offset);
+
+impl std::fmt::Display for OffsetWord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_none() {
+            f.write_str("-")
+        } else {
+            self.0.fmt(f)
+        }
+    }
+}
+
+/// An event name as one word: bare when it is one already, else quoted as
+/// a JSON string (`"chat message"`), as [`super::Command::parse`] reads it.
+pub fn event_word(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.is_empty() || name.starts_with('"') || name.contains(char::is_whitespace) {
+        std::borrow::Cow::Owned(serde_json::Value::String(name.to_owned()).to_string())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// A message, live or replayed: `MSG room offset user text` for a chat
+/// message, `EVENT room offset user event json` for any other event. The
+/// offset of an ephemeral message is `-`.
 pub fn message(out: &mut String, m: &Message) {
-    let _ = writeln!(
-        out,
-        "MSG {} {} {} {}",
-        m.room_id,
-        m.offset,
-        m.user_name,
-        m.content_text()
-    );
+    if m.is_chat() {
+        let _ = writeln!(
+            out,
+            "MSG {} {} {} {}",
+            m.room_id,
+            offset_word(m.offset),
+            m.user_name,
+            m.content_text()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "EVENT {} {} {} {} {}",
+            m.room_id,
+            offset_word(m.offset),
+            m.user_name,
+            event_word(&m.event),
+            m.content
+        );
+    }
+}
+
+/// `OK offset`: published (`OK -` for an ephemeral message).
+pub fn published(out: &mut String, offset: Offset) {
+    let _ = writeln!(out, "OK {}", offset_word(offset));
 }
 
 /// `ERR CODE message`.
@@ -178,6 +224,34 @@ mod tests {
             PONG\nTIME 2026-11-22T00:41:07.120Z\nMEMBERS general 2 alice bob\nMEMBERS empty 0 \n\
             ROOM general 2 3\nJOINED general bob\nLEFT general bob\nTYPING general bob off\nBYE\n";
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn events_are_one_line_with_a_quoted_name_when_needed() {
+        let mut m = Message {
+            id: "x".into(),
+            room_id: "/game:a".into(),
+            user_id: "u".into(),
+            user_name: "bob".into(),
+            content: serde_json::json!({"t": "a\nb"}),
+            timestamp: 0,
+            offset: Offset(4),
+            event: "move".into(),
+            args: false,
+            seq: 0,
+        };
+        let mut out = String::new();
+        message(&mut out, &m);
+        m.event = "chat message".into();
+        m.offset = Offset::ZERO;
+        message(&mut out, &m);
+        published(&mut out, Offset(4));
+        published(&mut out, Offset::ZERO);
+        assert_eq!(
+            out,
+            "EVENT /game:a 4 bob move {\"t\":\"a\\nb\"}\n\
+             EVENT /game:a - bob \"chat message\" {\"t\":\"a\\nb\"}\nOK 4\nOK -\n"
+        );
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! (`Authorization: Bearer <key>` or `X-API-Key: <key>`).
 //!
 //! ```text
-//! POST /api/publish                    {"room","content","user"?:{"id","name"}} → {"room","offset","messageId","timestamp"}
+//! POST /api/publish                    {"room","content","event"?,"user"?:{"id","name"}} → {"room","offset","messageId","timestamp"}
 //! GET  /api/rooms                      → {"rooms":[{name,members,offset}]}
 //! GET  /api/rooms/{room}/history       ?since=n&limit=n → {"room","epoch","messages","complete"}
 //! GET  /api/rooms/{room}/presence      → {"room","members":[{id,name}]}
 //! ```
 //!
-//! Errors are `{"error":{"code","message"}}` with 400, 401, 404, 413, 429,
-//! 500. Bodies are capped at `--max-body`; every request counts against the
+//! `event` names the event (default `message`); a room of another namespace
+//! is `/ns:room`, a user's personal room `user:<id>`; `offset` is null in an
+//! ephemeral room. Errors are `{"error":{"code","message"}}` with 400, 401,
+//! 404, 413, 429, 500. Bodies are capped at `--max-body`; every request counts against the
 //! connection's rate limit like any other client.
 
 use crate::Shared;
@@ -53,9 +55,12 @@ fn hub_error(e: &HubError) -> Response {
     let status = match e {
         HubError::NoRoom(_) | HubError::NotMember(_) => StatusCode::NOT_FOUND,
         HubError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        HubError::BadName(_) | HubError::TooManyRooms(_) | HubError::RoomLimit => {
-            StatusCode::BAD_REQUEST
-        }
+        HubError::BadName(_)
+        | HubError::BadEvent(_)
+        | HubError::UnknownNamespace(_)
+        | HubError::TooManyRooms(_)
+        | HubError::RoomLimit => StatusCode::BAD_REQUEST,
+        HubError::RoomFull(..) | HubError::NotYours(_) => StatusCode::FORBIDDEN,
         HubError::Full => StatusCode::SERVICE_UNAVAILABLE,
         HubError::Send(_) | HubError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -120,6 +125,8 @@ struct PublishBody {
     room: String,
     content: Value,
     #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
     user: Option<User>,
 }
 
@@ -161,10 +168,14 @@ async fn publish(
             "user id and name must be 1-64 bytes without whitespace",
         );
     }
-    match shared.hub.publish_as(user, &req.room, req.content).await {
+    let event = match req.event {
+        Some(name) => prise_hub::Event::named(name, req.content),
+        None => prise_hub::Event::message(req.content),
+    };
+    match shared.hub.publish_event_as(user, &req.room, event).await {
         Ok(m) => axum::Json(json!({
             "room": m.room_id,
-            "offset": m.offset,
+            "offset": prise_proto::wsjson::encode::offset(m.offset),
             "messageId": m.id,
             "timestamp": m.timestamp,
         }))

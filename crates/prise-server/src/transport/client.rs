@@ -3,8 +3,14 @@
 //!
 //! Every check lives here once, in this order: the connection's rate,
 //! authentication (anonymous access, token, refresh), the room permission
-//! of the token, then the hub's own checks (names, sizes, membership). Each
-//! refusal is counted once, under one reason.
+//! of the token, the room's policy (who may publish) and the namespace's
+//! (whether Socket.IO events are relayed), then the hub's own checks
+//! (names, sizes, membership, member caps, personal rooms). Each refusal is
+//! counted once, under one reason.
+//!
+//! A Socket.IO socket names the rooms of its namespace (`a` in `/game`);
+//! [`Client::apply`] qualifies them into the hub's names (`/game:a`)
+//! first. TCP and WebSocket clients use the hub's names as they are.
 
 use super::DEFAULT_HISTORY;
 use super::reply::{Refusal, Reply};
@@ -12,7 +18,9 @@ use super::request::{Request, Target};
 use crate::security::Security;
 use crate::security::auth::{AuthError, Claims, Denied, Identity};
 use crate::security::ratelimit::MessageLimiter;
-use prise_hub::{Hub, HubError, Outbound, Session, Transport};
+use prise_hub::policy::{PERSONAL_PREFIX, ROOT_NAMESPACE, Relay, full_room, personal_owner};
+use prise_hub::{Event, Hub, HubError, Outbound, Session, Transport};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
@@ -35,6 +43,9 @@ pub(crate) struct Credentials {
     pub(crate) token: Option<String>,
     /// A display name for an anonymous session (Socket.IO `auth.name`).
     pub(crate) name: Option<String>,
+    /// The Socket.IO namespace whose rooms the client names (`None`: the
+    /// hub's own names, as TCP and WebSocket clients use them).
+    pub(crate) namespace: Option<String>,
 }
 
 /// When a client without a token must have authenticated.
@@ -67,6 +78,8 @@ pub(crate) struct Client {
     deadline: Option<Instant>,
     /// The room of the single-room API (`joinRoom`).
     current: Option<Arc<str>>,
+    /// The Socket.IO namespace the client's room names belong to.
+    namespace: Option<String>,
 }
 
 fn until(claims: &Claims) -> Instant {
@@ -118,6 +131,7 @@ impl Client {
             limiter: MessageLimiter::new(&security.rate),
             deadline,
             current: None,
+            namespace: credentials.namespace,
         };
         if let Some(name) = credentials.name
             && client.identity.claims().is_none()
@@ -159,6 +173,34 @@ impl Client {
         self.current = room;
     }
 
+    /// The hub's name of a room the client names.
+    fn qualify(&self, room: &mut String) -> Result<(), Refusal> {
+        let Some(ns) = &self.namespace else {
+            return Ok(());
+        };
+        if room.starts_with('/') {
+            return Err(Refusal::prefixed_room(room));
+        }
+        if ns != ROOT_NAMESPACE {
+            *room = full_room(ns, room);
+        }
+        Ok(())
+    }
+
+    /// The session's own personal room: its token's room list does not
+    /// apply to it.
+    fn is_own_room(&self, room: &str) -> bool {
+        personal_owner(room).is_some_and(|owner| owner == self.session.user().id)
+    }
+
+    /// The room's policy lets clients publish?
+    fn check_client_publish(ctx: Ctx<'_>, room: &str) -> Result<(), Refusal> {
+        match ctx.hub.room_policy(room) {
+            Ok(p) if !p.client_publish => Err(Refusal::client_publish(room)),
+            _ => Ok(()),
+        }
+    }
+
     fn denied(&self, d: Denied, room: &str) -> Refusal {
         match d {
             Denied::AuthRequired => Refusal::auth_required(self.session.transport),
@@ -167,8 +209,9 @@ impl Client {
     }
 
     /// The checks that come before the hub: rate, authentication, the
-    /// token's room permissions. Synchronous, so a refusal costs no wait.
-    fn admit(&mut self, req: &Request) -> Result<(), Refusal> {
+    /// token's room permissions, the room's and the namespace's policy.
+    /// Synchronous, so a refusal costs no wait.
+    fn admit(&mut self, ctx: Ctx<'_>, req: &Request) -> Result<(), Refusal> {
         if !self.limiter.check() {
             return Err(Refusal::rate_limited());
         }
@@ -179,14 +222,39 @@ impl Client {
         let check = match req {
             Request::Join { room, .. }
             | Request::History { room, .. }
+            | Request::Presence(room)
+                if self.is_own_room(room) =>
+            {
+                Ok(())
+            }
+            Request::Join { room, .. }
+            | Request::History { room, .. }
             | Request::Presence(room) => self
                 .identity
                 .check_join(anon, room)
                 .map_err(|d| (d, room.as_str())),
             Request::Publish { room, .. } => match self.target(room) {
-                Some(r) => self.identity.check_publish(anon, r).map_err(|d| (d, r)),
+                Some(r) => {
+                    Self::check_client_publish(ctx, r)?;
+                    self.identity.check_publish(anon, r).map_err(|d| (d, r))
+                }
                 None => Ok(()),
             },
+            Request::Emit { room, .. } => {
+                Self::check_client_publish(ctx, room)?;
+                self.identity
+                    .check_publish(anon, room)
+                    .map_err(|d| (d, room.as_str()))
+            }
+            Request::Relay { event, .. } => {
+                let ns = self.namespace.as_deref().unwrap_or(ROOT_NAMESPACE);
+                let relay = ctx.hub.config().policies.namespace(ns).map(|n| n.relay);
+                return match relay {
+                    Some(Relay::Rooms) => Ok(()),
+                    Some(Relay::Hook) => Err(Refusal::relay_hook()),
+                    Some(Relay::Deny) | None => Err(Refusal::unknown_event(event)),
+                };
+            }
             _ => Ok(()),
         };
         check.map_err(|(d, room)| self.denied(d, room))
@@ -200,8 +268,13 @@ impl Client {
     }
 
     /// Answers one request: the checks, then the hub call.
-    pub(crate) async fn apply(&mut self, ctx: Ctx<'_>, req: Request) -> Reply {
-        if let Err(r) = self.admit(&req) {
+    pub(crate) async fn apply(&mut self, ctx: Ctx<'_>, mut req: Request) -> Reply {
+        if let Some(room) = req.room_mut()
+            && let Err(r) = self.qualify(room)
+        {
+            req = Request::Malformed(r);
+        }
+        if let Err(r) = self.admit(ctx, &req) {
             return Reply::Refused(r);
         }
         match self.call(ctx, req).await {
@@ -250,9 +323,12 @@ impl Client {
                 {
                     let _ = hub.leave(session, &previous);
                 }
-                let joined = hub.join(session, &room, since, epoch.as_ref()).await?;
+                let mut joined = hub.join(session, &room, since, epoch.as_ref()).await?;
                 if switch {
                     self.current = Some(Arc::clone(&joined.room));
+                }
+                if !hub.room_policy(&room).is_ok_and(|p| p.presence) {
+                    joined.members.clear();
                 }
                 Reply::Joined(joined)
             }
@@ -269,6 +345,11 @@ impl Client {
                 };
                 Reply::Published(hub.publish(session, room, content).await?)
             }
+            Request::Emit { room, event, data } => Reply::Published(
+                hub.publish_event(session, &room, Event::named(event, data))
+                    .await?,
+            ),
+            Request::Relay { event, args } => self.relay(ctx, event, args).await?,
             Request::Typing { room, on } => {
                 if let Some(room) = self.target(&room) {
                     hub.typing(session, room, on)?;
@@ -276,7 +357,11 @@ impl Client {
                 Reply::Nothing
             }
             Request::Presence(room) => {
-                let members = hub.presence(&room);
+                let members = if hub.room_policy(&room)?.presence {
+                    hub.presence(&room)
+                } else {
+                    Vec::new()
+                };
                 Reply::Presence { room, members }
             }
             Request::History { room, since, limit } => {
@@ -292,6 +377,53 @@ impl Client {
                 Reply::Rooms(rooms)
             }
         })
+    }
+
+    /// Relays a Socket.IO event to every room the session is in where
+    /// clients may publish, its personal rooms excepted (those are for the
+    /// API). One argument is the event's data; zero or several are kept as
+    /// a list. Answered once every message is committed.
+    async fn relay(
+        &mut self,
+        ctx: Ctx<'_>,
+        event: String,
+        mut args: Vec<Value>,
+    ) -> Result<Reply, HubError> {
+        let hub = ctx.hub;
+        let rooms: Vec<Arc<str>> = self
+            .session
+            .rooms()
+            .into_iter()
+            .filter(|r| {
+                !prise_hub::policy::split_room(r)
+                    .is_some_and(|(_, local)| local.starts_with(PERSONAL_PREFIX))
+            })
+            .collect();
+        let open: Vec<&Arc<str>> = rooms
+            .iter()
+            .filter(|r| hub.room_policy(r).is_ok_and(|p| p.client_publish))
+            .collect();
+        if open.is_empty() {
+            return Ok(Reply::Refused(match rooms.first() {
+                Some(r) => Refusal::client_publish(r),
+                None => Refusal::no_rooms(),
+            }));
+        }
+        let event = if args.len() == 1 {
+            Event::named(event, args.pop().unwrap_or_default())
+        } else {
+            let mut e = Event::named(event, Value::Array(args));
+            e.args = true;
+            e
+        };
+        let mut sent = Vec::with_capacity(open.len());
+        for room in open {
+            sent.push(
+                hub.publish_event(&self.session, room, event.clone())
+                    .await?,
+            );
+        }
+        Ok(Reply::Relayed(sent))
     }
 
     /// A first authentication, or a refresh of the session's token.

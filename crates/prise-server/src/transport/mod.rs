@@ -24,6 +24,8 @@ pub(crate) mod tcp;
 pub(crate) mod ws;
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;
 
 /// Messages a history request returns when it names no limit, on every

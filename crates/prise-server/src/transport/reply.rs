@@ -30,8 +30,11 @@ pub(crate) enum Reply {
     Joined(Joined),
     /// Left the room.
     Left(String),
-    /// Published: the stored message.
+    /// Published: the stored message (or the ephemeral one, without an
+    /// offset).
     Published(Arc<Message>),
+    /// A Socket.IO event relayed: one message per room it went to.
+    Relayed(Vec<Arc<Message>>),
     /// A room's members.
     Presence {
         /// Room name.
@@ -135,6 +138,49 @@ impl Refusal {
     /// The hub refused.
     pub(crate) fn hub(e: &HubError) -> Self {
         Self::new(e.code(), e.to_string())
+    }
+
+    /// A Socket.IO event outside the vocabulary where the namespace does
+    /// not relay (`relay = "deny"`, the default).
+    pub(crate) fn unknown_event(name: &str) -> Self {
+        let mut end = name.len().min(64);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::bad_request(format!("unknown event {}", &name[..end]))
+    }
+
+    /// `relay = "hook"`: accepted in the configuration, not served yet.
+    pub(crate) fn relay_hook() -> Self {
+        Self::new(
+            "NOT_AVAILABLE",
+            "relay = \"hook\" needs a backend hook, which this server does not have yet",
+        )
+    }
+
+    /// The room's policy says `client_publish = false`.
+    pub(crate) fn client_publish(room: &str) -> Self {
+        Self::new(
+            "FORBIDDEN",
+            format!("clients may not publish in room {room}; only the HTTP API publishes there"),
+        )
+    }
+
+    /// A relayed event from a socket in no room it may publish in.
+    pub(crate) fn no_rooms() -> Self {
+        Self::new("NO_ROOM", "not in any room to relay to; join one first")
+    }
+
+    /// A Socket.IO room name with a namespace prefix of its own.
+    pub(crate) fn prefixed_room(room: &str) -> Self {
+        Self::bad_request(format!(
+            "room {room}: a Socket.IO socket names rooms of its own namespace, without a / prefix"
+        ))
+    }
+
+    /// A CONNECT to a namespace that is not configured.
+    pub(crate) fn unknown_namespace(nsp: &str) -> Self {
+        Self::hub(&HubError::UnknownNamespace(nsp.to_owned()))
     }
 
     /// A join's `since` reaches back past what is retained.

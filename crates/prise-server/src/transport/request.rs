@@ -53,6 +53,23 @@ pub(crate) enum Request {
         /// Any JSON value.
         content: Value,
     },
+    /// Publish a named event in a room (TCP `EMIT`, WebSocket `emit`).
+    Emit {
+        /// Room name.
+        room: String,
+        /// Event name.
+        event: String,
+        /// Any JSON value.
+        data: Value,
+    },
+    /// A Socket.IO event outside the hub's vocabulary: relayed to the
+    /// rooms the sender is in when its namespace says `relay = "rooms"`.
+    Relay {
+        /// Event name, as the client sent it.
+        event: String,
+        /// Its arguments.
+        args: Vec<Value>,
+    },
     /// Typing on or off in a room.
     Typing {
         /// Where.
@@ -83,6 +100,27 @@ pub(crate) enum Request {
 }
 
 impl Request {
+    /// The room name of the request, to be qualified with the client's
+    /// namespace.
+    pub(crate) fn room_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Self::Join { room, .. }
+            | Self::Leave(room)
+            | Self::Publish {
+                room: Target::Room(room),
+                ..
+            }
+            | Self::Emit { room, .. }
+            | Self::Typing {
+                room: Target::Room(room),
+                ..
+            }
+            | Self::Presence(room)
+            | Self::History { room, .. } => Some(room),
+            _ => None,
+        }
+    }
+
     /// May an unauthenticated session send this where the listener
     /// requires a token?
     pub(crate) fn is_open(&self) -> bool {
@@ -119,6 +157,7 @@ impl From<prise_proto::line::Command> for Request {
                 room: Target::Room(room),
                 content: Value::String(text),
             },
+            Command::Emit { room, event, data } => Self::Emit { room, event, data },
             Command::Typing { room, on } => Self::Typing {
                 room: Target::Room(room),
                 on,
@@ -162,6 +201,7 @@ impl From<prise_proto::wsjson::ClientFrame> for Request {
                 room: Target::Room(room),
                 content,
             },
+            ClientFrame::Emit { room, event, data } => Self::Emit { room, event, data },
             ClientFrame::Typing { room, typing } => Self::Typing {
                 room: Target::Room(room),
                 on: typing,

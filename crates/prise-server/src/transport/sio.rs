@@ -23,7 +23,15 @@
 //! | `join(room \| {room, since, epoch}, ack)` | `ack({room, epoch, offset, members, recovered?})`, then the replay |
 //! | `leave(room, ack)`, `publish({room, content}, ack)`, `history({room, since?, limit?}, ack)`, `presence(room, ack)` | multi-room API |
 //!
-//! Pushes: `message(msg, offset)`, `userJoined({id, name, roomId}, offset)`,
+//! | any other event (where the namespace says `relay = "rooms"`) | broadcast to the socket's rooms, name and arguments unchanged; `ack({rooms: [{room, offset}]})` once committed |
+//!
+//! Each namespace is a room space: a socket of `/game` names its rooms as
+//! they are (`a`), the hub knows them as `/game:a`; every name the socket
+//! is shown is its own namespace's. On connect, the socket joins the
+//! namespace's `auto_join` rooms (`user:{user}`: its personal room).
+//!
+//! Pushes: `message(msg, offset)`, any named event `name(...args, offset)`,
+//! `userJoined({id, name, roomId}, offset)`,
 //! `userLeft(userId, offset)`, `typing({userId, userName, roomId, typing}, offset)`,
 //! `error({code, message}, offset)`. Acks of the multi-room API answer
 //! `{error: {code, message}}` on failure.
@@ -32,6 +40,7 @@ use super::client::{Client, Credentials, Handshake};
 use super::reply::{Refusal, Reply};
 use super::request::Request;
 use crate::Shared;
+use prise_hub::policy::{ROOT_NAMESPACE, USER_PLACEHOLDER};
 use prise_hub::{CloseReason, Outbound, Session, Transport};
 use prise_proto::message::Message;
 use prise_proto::sio_events::{ClientEvent, ack, encode, error_value, names};
@@ -126,21 +135,42 @@ impl HubSio {
     }
 }
 
-/// A `message` event whose resume offset is the message's own seq (live
-/// fan-out and recovery replay, where seqs only grow).
-fn message_packet(nsp: &str, m: &Message) -> EncodedPacket {
-    message_packet_at(nsp, m, m.seq)
+/// A room's name as a socket of namespace `nsp` knows it: without the
+/// namespace prefix.
+fn local<'a>(nsp: &str, room: &'a str) -> &'a str {
+    if nsp == ROOT_NAMESPACE {
+        return room;
+    }
+    room.strip_prefix(nsp)
+        .and_then(|r| r.strip_prefix(':'))
+        .unwrap_or(room)
 }
 
-/// A `message` event with a given resume offset. A join replay sends older
+/// A message's event (`message`, or its own name) whose resume offset is
+/// the message's own seq, or the socket's newest when the message is
+/// ephemeral (live fan-out and recovery replay, where seqs only grow).
+fn message_packet(nsp: &str, m: &Message, newest: u64) -> EncodedPacket {
+    let seq = if m.seq == 0 { newest } else { m.seq };
+    message_packet_at(nsp, m, seq)
+}
+
+/// A message's event with a given resume offset. A join replay sends older
 /// messages; they carry the socket's newest seq so the client's resume
-/// offset never moves back.
+/// offset never moves back. A chat message is `message(msg, offset)`
+/// (`roomId` in the socket's namespace); any other event is emitted under
+/// its own name with its own arguments.
 fn message_packet_at(nsp: &str, m: &Message, offset: u64) -> EncodedPacket {
-    EncodedPacket::event(
-        nsp,
-        names::MESSAGE,
-        &Payload::new(encode::message(m, offset)),
-    )
+    if !m.is_chat() {
+        return EncodedPacket::event(nsp, &m.event, &Payload::new(encode::event(m, offset)));
+    }
+    let args = if nsp == ROOT_NAMESPACE {
+        encode::message(m, offset)
+    } else {
+        let mut shown = m.clone();
+        shown.room_id = local(nsp, &m.room_id).to_owned();
+        encode::message(&shown, offset)
+    };
+    EncodedPacket::event(nsp, names::MESSAGE, &Payload::new(args))
 }
 
 /// Keeps the session's recovery record current while it lives (see
@@ -232,14 +262,19 @@ async fn pump(
 /// Emits one hub push on the socket.
 fn emit_push(socket: &Socket, conn: &Conn, nsp: &str, ev: &Outbound) -> Result<(), EmitError> {
     match ev {
+        Outbound::Message(d) if d.message.seq == 0 => {
+            // Ephemeral: no seq of its own, so the socket's newest is its
+            // resume offset, which differs per socket: not cached.
+            socket.emit_encoded(&message_packet(nsp, &d.message, conn.seq()))
+        }
         Outbound::Message(d) => {
-            let packet = d.encoded(Transport::SocketIo, |m| message_packet(nsp, m));
+            let packet = d.encoded(Transport::SocketIo, |m| message_packet(nsp, m, m.seq));
             conn.last_seq.fetch_max(d.message.seq, Ordering::AcqRel);
             socket.emit_encoded(&packet)
         }
         Outbound::Joined { room, user } => socket.emit(
             names::USER_JOINED,
-            &Payload::new(encode::user_joined(user, room, conn.seq())),
+            &Payload::new(encode::user_joined(user, local(nsp, room), conn.seq())),
         ),
         Outbound::Left { user, .. } => socket.emit(
             names::USER_LEFT,
@@ -247,7 +282,7 @@ fn emit_push(socket: &Socket, conn: &Conn, nsp: &str, ev: &Outbound) -> Result<(
         ),
         Outbound::Typing { room, user, typing } => socket.emit(
             names::TYPING,
-            &Payload::new(encode::typing(user, room, *typing, conn.seq())),
+            &Payload::new(encode::typing(user, local(nsp, room), *typing, conn.seq())),
         ),
     }
 }
@@ -279,6 +314,7 @@ impl HubSio {
         let credentials = Credentials {
             token: text("token"),
             name: text("name"),
+            namespace: Some(socket.namespace().to_owned()),
         };
         let (mut client, rx) = Client::connect(
             shared.ctx(),
@@ -296,7 +332,8 @@ impl HubSio {
             match hub.resume(&session, &req.pid, after).await {
                 Ok(Some(resumed)) => {
                     for m in &resumed.replay {
-                        let _ = socket.emit_encoded(&message_packet(socket.namespace(), m));
+                        let newest = last_seq.load(Ordering::Acquire);
+                        let _ = socket.emit_encoded(&message_packet(socket.namespace(), m, newest));
                         last_seq.fetch_max(m.seq, Ordering::AcqRel);
                     }
                     client.set_current_room(resumed.rooms.first().cloned());
@@ -308,6 +345,10 @@ impl HubSio {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "socket.io recovery failed"),
             }
+        }
+        auto_join(&shared, &mut client, socket.namespace()).await;
+        if !client.session().rooms().is_empty() {
+            checkpoint(hub, &session, &socket.pid()).await;
         }
         let expiry = client.deadline();
         let conn = Arc::new(Conn {
@@ -367,12 +408,18 @@ impl HubSio {
         hub.disconnect(&conn.session);
     }
 
-    async fn do_event(&self, socket: Socket, event: String, payload: Payload, ack: Option<Ack>) {
+    async fn do_event(
+        &self,
+        socket: Socket,
+        event_name: String,
+        payload: Payload,
+        ack: Option<Ack>,
+    ) {
         let (Some(conn), Some(shared)) = (self.conn(&socket), self.shared.upgrade()) else {
             return;
         };
         let decoded = if payload.attachments.is_empty() {
-            ClientEvent::decode(&event, &payload.args)
+            ClientEvent::decode(&event_name, &payload.args)
                 .map_err(|e| Refusal::new(e.code(), e.to_string()))
         } else {
             Err(Refusal::bad_request(
@@ -384,8 +431,16 @@ impl HubSio {
                 let req = Request::from(e.clone());
                 (Some(e), req)
             }
+            Err(_) if payload.attachments.is_empty() => (
+                None,
+                Request::Relay {
+                    event: event_name,
+                    args: payload.args,
+                },
+            ),
             Err(r) => (None, Request::Malformed(r)),
         };
+        let is_relay = matches!(req, Request::Relay { .. });
         if ack.is_some() && event.as_ref().is_some_and(|e| !e.has_ack()) {
             // The contract defines no ack for this event: a client asking
             // for one is the official client's retry queue, which reads the
@@ -409,15 +464,26 @@ impl HubSio {
         let answer = match reply {
             Reply::Refused(r) | Reply::Ended(r) => {
                 // The seed chat's events, and what is not an event of the
-                // hub or too many of them, report failures as `error` events.
-                if event.as_ref().is_none_or(ClientEvent::is_chat) || r.code == "RATE_LIMITED" {
+                // hub or too many of them, report failures as `error` events;
+                // a relayed event does in its ack when it asked for one.
+                let in_ack = is_relay && ack.is_some();
+                if (event.as_ref().is_none_or(ClientEvent::is_chat) && !in_ack)
+                    || r.code == "RATE_LIMITED"
+                {
                     conn.emit_error(&socket, &r);
                 }
                 Err(error_value(r.code, &r.message))
             }
             Reply::Joined(j) if matches!(event, Some(ClientEvent::Join { .. })) => {
                 // The ack first, then the replay, then live messages.
-                let value = encode::join_ack(&j.room, &j.epoch, j.offset, &j.members, j.recovered);
+                let nsp = socket.namespace();
+                let value = encode::join_ack(
+                    local(nsp, &j.room),
+                    &j.epoch,
+                    j.offset,
+                    &j.members,
+                    j.recovered,
+                );
                 if let Some(ack) = ack {
                     conn.ack(ack, Ok(Some(value)));
                 }
@@ -428,7 +494,7 @@ impl HubSio {
                 drop(emitting);
                 return;
             }
-            other => Ok(ack_value(event.as_ref(), other)),
+            other => Ok(ack_value(socket.namespace(), event.as_ref(), other)),
         };
         drop(emitting);
         // Every event that asked for an ack gets one (the official client
@@ -439,21 +505,42 @@ impl HubSio {
     }
 }
 
-/// The ack value of a successful request.
-fn ack_value(event: Option<&ClientEvent>, reply: Reply) -> Option<Value> {
+/// The ack value of a successful request, room names as the socket of
+/// namespace `nsp` knows them.
+fn ack_value(nsp: &str, event: Option<&ClientEvent>, reply: Reply) -> Option<Value> {
     match reply {
-        Reply::Left(room) => Some(encode::leave_ack(&room)),
+        Reply::Left(room) => Some(encode::leave_ack(local(nsp, &room))),
         Reply::Published(m) => Some(match event {
             Some(ClientEvent::SendMessage(_)) => encode::send_message_ack(&m.id),
-            _ => encode::publish_ack(&m.room_id, m.offset, &m.id),
+            _ => encode::publish_ack(local(nsp, &m.room_id), m.offset, &m.id),
         }),
-        Reply::History { room, epoch, page } => Some(encode::history(
-            &room,
-            &epoch,
-            &page.messages,
-            page.complete,
+        Reply::Relayed(sent) => Some(encode::relay_ack(
+            sent.iter().map(|m| (local(nsp, &m.room_id), m.offset)),
         )),
-        Reply::Presence { room, members } => Some(encode::presence(&room, &members)),
+        Reply::History { room, epoch, page } => {
+            let shown: Vec<Arc<Message>>;
+            let messages = if nsp == ROOT_NAMESPACE {
+                &page.messages
+            } else {
+                shown = page
+                    .messages
+                    .iter()
+                    .map(|m| {
+                        let mut m = (**m).clone();
+                        m.room_id = local(nsp, &m.room_id).to_owned();
+                        Arc::new(m)
+                    })
+                    .collect();
+                &shown
+            };
+            Some(encode::history(
+                local(nsp, &room),
+                &epoch,
+                messages,
+                page.complete,
+            ))
+        }
+        Reply::Presence { room, members } => Some(encode::presence(local(nsp, &room), &members)),
         // `joinRoom` and typing answer nothing; the rest are not events of
         // this vocabulary.
         _ => None,
@@ -482,5 +569,37 @@ impl SioHandler for HubSio {
 
     fn disconnect<'a>(&'a self, socket: Socket, reason: DisconnectReason) -> BoxFuture<'a, ()> {
         Box::pin(self.do_disconnect(socket, reason))
+    }
+
+    fn unknown_namespace(&self, nsp: &str) -> ConnectRefusal {
+        let r = Refusal::unknown_namespace(nsp);
+        ConnectRefusal::new("Invalid namespace")
+            .with_data(json!({"code": r.code, "reason": r.message}))
+    }
+}
+
+/// Joins the namespace's `auto_join` rooms (`{user}`: the user's id)
+/// through the request layer, like a `join` of the client's. A room that
+/// cannot be joined is logged and skipped: the socket is still served.
+async fn auto_join(shared: &Shared, client: &mut Client, nsp: &str) {
+    let Some(policy) = shared.hub.config().policies.namespace(nsp) else {
+        return;
+    };
+    if policy.auto_join.is_empty() {
+        return;
+    }
+    let id = client.session().user().id;
+    for room in &policy.auto_join {
+        let room = room.replace(USER_PLACEHOLDER, &id);
+        let req = Request::Join {
+            room: room.clone(),
+            since: None,
+            epoch: None,
+            name: None,
+            switch: false,
+        };
+        if let Reply::Refused(r) = client.apply(shared.ctx(), req).await {
+            tracing::info!(room, code = r.code, reason = %r.message, "auto_join refused");
+        }
     }
 }

@@ -279,7 +279,7 @@ async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
     let before = hub.delivered_seq();
     let credentials = Credentials {
         token: ask.token,
-        name: None,
+        ..Credentials::default()
     };
     let (mut client, rx) = Client::connect(ctx, Transport::Sse, credentials, Handshake::Now)?;
     let session = Arc::clone(client.session());

@@ -87,7 +87,9 @@ fn encode_reply(out: &mut String, reply: &Reply) -> bool {
             }
         }
         Reply::Left(room) => encode::ok_with(out, room),
-        Reply::Published(m) => encode::ok_with(out, m.offset),
+        Reply::Published(m) => encode::published(out, m.offset),
+        // Not a request of this protocol: its decoder never makes one.
+        Reply::Relayed(_) => encode::error(out, "BAD_REQUEST", "not a request of this protocol"),
         Reply::Presence { room, members } => {
             encode::members(out, room, members.iter().map(|u| u.name.as_str()));
         }

@@ -20,14 +20,14 @@ use tokio::sync::mpsc;
 const SECRET: &str = "request-layer-secret";
 
 /// A hub and the security state of one listener policy.
-struct Server {
-    hub: Hub,
+pub(super) struct Server {
+    pub(super) hub: Hub,
     security: Security,
 }
 
 /// Who may come in without a token, and how many requests a connection
 /// may send in a burst.
-struct Policy {
+pub(super) struct Policy {
     anonymous: bool,
     burst: u32,
     max_connections: usize,
@@ -45,8 +45,14 @@ impl Default for Policy {
 
 impl Server {
     async fn start(policy: Policy) -> Self {
+        Self::start_with(policy, prise_hub::policy::Policies::default()).await
+    }
+
+    /// A server with these namespaces and room policies.
+    pub(super) async fn start_with(policy: Policy, policies: prise_hub::policy::Policies) -> Self {
         let mut config = HubConfig::default();
         config.limits.max_connections = policy.max_connections;
+        config.policies = Arc::new(policies);
         let store = Arc::new(MemoryStore::new(Retention::default()));
         let hub = Hub::start(config, store, Arc::new(SystemClock))
             .await
@@ -76,14 +82,14 @@ impl Server {
         Self { hub, security }
     }
 
-    fn ctx(&self) -> Ctx<'_> {
+    pub(super) fn ctx(&self) -> Ctx<'_> {
         Ctx {
             hub: &self.hub,
             security: &self.security,
         }
     }
 
-    fn client(&self, transport: Transport) -> (Client, mpsc::Receiver<Outbound>) {
+    pub(super) fn client(&self, transport: Transport) -> (Client, mpsc::Receiver<Outbound>) {
         Client::connect(
             self.ctx(),
             transport,
@@ -112,7 +118,7 @@ fn token(sub: &str, claims: Value) -> String {
     .expect("sign")
 }
 
-fn join(room: &str) -> Request {
+pub(super) fn join(room: &str) -> Request {
     Request::Join {
         room: room.into(),
         since: None,
@@ -132,14 +138,14 @@ fn switch(room: &str) -> Request {
     }
 }
 
-fn publish(room: &str, content: Value) -> Request {
+pub(super) fn publish(room: &str, content: Value) -> Request {
     Request::Publish {
         room: Target::Room(room.into()),
         content,
     }
 }
 
-fn refusal(reply: &Reply) -> &Refusal {
+pub(super) fn refusal(reply: &Reply) -> &Refusal {
     match reply {
         Reply::Refused(r) | Reply::Ended(r) => r,
         other => panic!("expected a refusal, got {other:?}"),
@@ -513,6 +519,7 @@ async fn the_handshake_checks_token_name_and_capacity() {
             Credentials {
                 token,
                 name: name.map(str::to_owned),
+                namespace: None,
             },
             handshake,
         )
@@ -546,6 +553,7 @@ async fn the_handshake_checks_token_name_and_capacity() {
         Credentials {
             token: None,
             name: Some("carol".into()),
+            namespace: None,
         },
         Handshake::Now,
     )
@@ -558,6 +566,7 @@ async fn the_handshake_checks_token_name_and_capacity() {
         Credentials {
             token: None,
             name: Some("two words".into()),
+            namespace: None,
         },
         Handshake::Now,
     );
@@ -632,6 +641,7 @@ fn a_refused_token_is_counted_once() {
                 Credentials {
                     token: Some("x".into()),
                     name: None,
+                    namespace: None,
                 },
                 Handshake::Now,
             );

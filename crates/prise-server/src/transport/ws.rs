@@ -151,7 +151,7 @@ fn encode_reply(id: Option<&Value>, reply: Reply) -> (Vec<Message>, Option<Messa
         Reply::Left(room) => one(text(encode::ack(id, json!({"room": room})))),
         Reply::Published(m) => one(text(encode::ack(
             id,
-            json!({"room": m.room_id, "offset": m.offset, "messageId": m.id}),
+            json!({"room": m.room_id, "offset": encode::offset(m.offset), "messageId": m.id}),
         ))),
         Reply::Presence { room, members } => one(text(encode::presence(id, &room, &members))),
         Reply::History { room, epoch, page } => one(text(encode::history(
@@ -168,7 +168,7 @@ fn encode_reply(id: Option<&Value>, reply: Reply) -> (Vec<Message>, Option<Messa
             (vec![answer], Some(close))
         }
         // Not requests of this protocol: its decoder never makes them.
-        Reply::Time(_) | Reply::Help | Reply::Bye => one(error(
+        Reply::Time(_) | Reply::Help | Reply::Bye | Reply::Relayed(_) => one(error(
             id,
             &Refusal::bad_request("not a request of this protocol"),
         )),
