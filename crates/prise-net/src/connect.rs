@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::backoff::{Backoff, BackoffConfig, DEFAULT_BASE, DEFAULT_CAP};
 use crate::endpoint::Endpoint;
 use crate::error::NetError;
+use crate::proxy_client::ProxyUrl;
 use crate::relay::{Events, Input, RelayArgs, RelayOptions, relay};
 use crate::tls::ClientTlsArgs;
 use crate::transport::{self, Conn, ConnectOptions, SocketArgs, WsClientArgs};
@@ -38,6 +39,9 @@ pub struct ConnectArgs {
     #[command(flatten)]
     /// WebSocket options.
     pub ws: WsClientArgs,
+    /// Connect through a proxy: socks5://[user:pass@]host:port or http://host:port (CONNECT).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<ProxyUrl>,
 }
 
 /// `--retry` and its backoff.
@@ -147,6 +151,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
             ..prise_ws::WsConfig::default()
         },
         timeout: args.timeout,
+        proxy: args.proxy.clone(),
     };
     let backoff = Backoff::new(args.retry.config(), StdRng::from_os_rng());
     let conn = connect_with_retry(&args.url, &opts, backoff, &events).await?;

@@ -42,6 +42,7 @@ pub mod endpoint;
 pub mod error;
 pub mod listen;
 pub mod probe;
+pub mod proxy_client;
 pub mod relay;
 pub mod tls;
 pub mod transfer;

@@ -135,6 +135,8 @@ pub struct ConnectOptions {
     pub ws_config: prise_ws::WsConfig,
     /// Bound on the whole connect, including the handshakes.
     pub timeout: Option<Duration>,
+    /// SOCKS5 or HTTP CONNECT proxy for the TCP stream (`--proxy`).
+    pub proxy: Option<crate::proxy_client::ProxyUrl>,
 }
 
 /// Resolves `host:port` to socket addresses.
@@ -263,10 +265,12 @@ pub async fn unix_connect(ep: &Endpoint) -> Result<tokio::net::UnixStream, NetEr
 }
 
 async fn connect_once(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetError> {
+    crate::proxy_client::check_scheme(ep, opts.proxy.as_ref())?;
+    let dial = || crate::proxy_client::dial(ep, &opts.socket, opts.proxy.as_ref());
     match ep.scheme {
-        Scheme::Tcp => Ok(Conn::Stream(Box::new(tcp_connect(ep, &opts.socket).await?))),
+        Scheme::Tcp => Ok(Conn::Stream(Box::new(dial().await?))),
         Scheme::Tls => {
-            let tcp = tcp_connect(ep, &opts.socket).await?;
+            let tcp = dial().await?;
             Ok(Conn::Stream(Box::new(
                 tls_handshake(tcp, ep, &opts.tls, &[]).await?,
             )))
@@ -288,7 +292,7 @@ async fn connect_once(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetE
             Ok(Conn::Udp(sock))
         }
         Scheme::Ws | Scheme::Wss => {
-            let tcp = tcp_connect(ep, &opts.socket).await?;
+            let tcp = dial().await?;
             let stream: BoxStream = if ep.scheme == Scheme::Wss {
                 Box::new(tls_handshake(tcp, ep, &opts.tls, &[b"http/1.1"]).await?)
             } else {
