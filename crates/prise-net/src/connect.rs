@@ -7,8 +7,11 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 
 use crate::backoff::{Backoff, BackoffConfig, DEFAULT_BASE, DEFAULT_CAP};
+use crate::bridge::{UrlTarget, url_session};
 use crate::endpoint::Endpoint;
 use crate::error::NetError;
+use crate::exec;
+use crate::listen::exec_settings;
 use crate::proxy_client::ProxyUrl;
 use crate::relay::{Events, Input, RelayArgs, RelayOptions, relay};
 use crate::tls::ClientTlsArgs;
@@ -42,6 +45,14 @@ pub struct ConnectArgs {
     /// Connect through a proxy: socks5://[user:pass@]host:port or http://host:port (CONNECT).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<ProxyUrl>,
+    /// Run `sh -c CMD` with its stdin and stdout wired to the socket (instead
+    /// of prise's own stdin and stdout).
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// When the connection drops while input is still open, dial again
+    /// (backoff of --retry-base and --retry-cap, until it answers).
+    #[arg(long)]
+    pub reconnect: bool,
 }
 
 /// `--retry` and its backoff.
@@ -153,18 +164,67 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
         timeout: args.timeout,
         proxy: args.proxy.clone(),
     };
+    if let Some(command) = &args.exec {
+        return run_exec(command, &args, opts).await;
+    }
     let backoff = Backoff::new(args.retry.config(), StdRng::from_os_rng());
-    let conn = connect_with_retry(&args.url, &opts, backoff, &events).await?;
-    let relay_opts = RelayOptions::new(&args.relay, &conn);
+    let mut conn = connect_with_retry(&args.url, &opts, backoff, &events).await?;
     let mut input = Input::stdin();
     let mut stdout = tokio::io::stdout();
-    relay(
-        conn,
-        &args.url.to_string(),
-        &mut input,
-        &mut stdout,
-        &events,
-        &relay_opts,
-    )
-    .await
+    let redial = BackoffConfig {
+        max_retries: None,
+        ..args.retry.config()
+    };
+    let mut redials = Backoff::new(redial, StdRng::from_os_rng());
+    loop {
+        let relay_opts = RelayOptions::new(&args.relay, &conn);
+        let up_since = tokio::time::Instant::now();
+        let result = relay(
+            conn,
+            &args.url.to_string(),
+            &mut input,
+            &mut stdout,
+            &events,
+            &relay_opts,
+        )
+        .await;
+        let worth_redialling = match &result {
+            Ok(()) => true,
+            Err(e) => e.is_retryable(),
+        };
+        if !args.reconnect || input.ended() || !worth_redialling {
+            return result;
+        }
+        if up_since.elapsed() >= args.retry.retry_cap {
+            redials = Backoff::new(redial, StdRng::from_os_rng());
+        }
+        // The redial backoff has no retry limit.
+        let delay = redials.next_delay().unwrap_or(crate::backoff::MIN_DELAY);
+        tracing::info!(url = %args.url, delay = ?delay, "connection dropped; redialling");
+        events.emit(
+            "reconnect",
+            json!({ "delay_ms": delay.as_secs_f64() * 1000.0 }),
+        );
+        tokio::time::sleep(delay).await;
+        conn = connect_with_retry(
+            &args.url,
+            &opts,
+            Backoff::new(redial, StdRng::from_os_rng()),
+            &events,
+        )
+        .await?;
+    }
+}
+
+/// `connect --exec`: the process's pipes in place of stdin and stdout.
+async fn run_exec(command: &str, args: &ConnectArgs, opts: ConnectOptions) -> Result<(), NetError> {
+    // exec_settings names the socket "first"; here the process comes first.
+    let mut settings = exec_settings(&args.relay, args.url.scheme);
+    std::mem::swap(&mut settings.first, &mut settings.second);
+    let (mut process, child) = exec::spawn(command, &args.url.to_string(), settings.first)?;
+    let target = UrlTarget::new(args.url.clone(), opts, &args.retry, args.reconnect);
+    let result = url_session(&mut process, &target, settings).await;
+    drop(process);
+    child.end().await;
+    result
 }

@@ -34,12 +34,14 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod bridge;
 pub mod codec;
 pub mod connect;
 pub mod discover;
 pub mod echo;
 pub mod endpoint;
 pub mod error;
+pub mod exec;
 pub mod listen;
 pub mod probe;
 pub mod proxy_client;
