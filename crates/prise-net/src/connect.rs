@@ -8,12 +8,13 @@ use serde_json::json;
 
 use crate::backoff::{Backoff, BackoffConfig, DEFAULT_BASE, DEFAULT_CAP};
 use crate::bridge::{UrlTarget, url_session};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Scheme};
 use crate::error::NetError;
 use crate::exec;
 use crate::listen::exec_settings;
 use crate::proxy_client::ProxyUrl;
 use crate::relay::{Events, Input, RelayArgs, RelayOptions, relay};
+use crate::sio_client::{self, SioArgs};
 use crate::tls::ClientTlsArgs;
 use crate::transport::{self, Conn, ConnectOptions, SocketArgs, WsClientArgs};
 
@@ -53,6 +54,9 @@ pub struct ConnectArgs {
     /// (backoff of --retry-base and --retry-cap, until it answers).
     #[arg(long)]
     pub reconnect: bool,
+    #[command(flatten)]
+    /// Socket.IO options (sio:// URLs).
+    pub sio: SioArgs,
 }
 
 /// `--retry` and its backoff.
@@ -164,6 +168,14 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
         timeout: args.timeout,
         proxy: args.proxy.clone(),
     };
+    if args.url.scheme == Scheme::Sio {
+        if args.exec.is_some() || args.reconnect {
+            return Err(NetError::Usage(
+                "sio:// takes neither --exec nor --reconnect".into(),
+            ));
+        }
+        return sio_client::run(&args.url, &opts, &args.sio, args.relay.max_message).await;
+    }
     if let Some(command) = &args.exec {
         return run_exec(command, &args, opts).await;
     }

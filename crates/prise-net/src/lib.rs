@@ -46,6 +46,7 @@ pub mod listen;
 pub mod probe;
 pub mod proxy_client;
 pub mod relay;
+pub mod sio_client;
 pub mod tls;
 pub mod transfer;
 pub mod transport;

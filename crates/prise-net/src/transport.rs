@@ -276,6 +276,9 @@ async fn connect_once(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetE
             )))
         }
         Scheme::Unix => Ok(Conn::Stream(Box::new(unix_connect(ep).await?))),
+        Scheme::Sio => Err(NetError::Usage(
+            "sio:// is a Socket.IO server: only prise connect speaks it".into(),
+        )),
         Scheme::Udp => {
             let addr = resolve(ep).await?[0];
             let bind: SocketAddr = if addr.is_ipv4() {
@@ -427,6 +430,7 @@ impl Listener {
             Scheme::Unix => Ok(Self::Unix(
                 tokio::net::UnixListener::bind(ep.unix_path()).map_err(bind_err)?,
             )),
+            Scheme::Sio => Err(NetError::Usage(format!("cannot listen on {ep}"))),
             scheme => {
                 let tls = if scheme.is_tls() {
                     let config = tls.ok_or_else(|| {
