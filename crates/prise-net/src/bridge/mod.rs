@@ -230,6 +230,11 @@ impl Settings {
 /// Binding or TLS setup failed, or a usage error; failures of single
 /// connections are logged and do not end the bridge.
 pub async fn run(args: BridgeArgs) -> Result<(), NetError> {
+    if args.target.scheme == Scheme::Sio {
+        return Err(NetError::Usage(
+            "a bridge target is a byte or message transport, not sio://".into(),
+        ));
+    }
     crate::proxy_client::check_scheme(&args.target, args.proxy.as_ref())?;
     let tls = if args.listen.scheme.is_tls() {
         Some(server_config(&args.server_tls)?)
