@@ -235,7 +235,11 @@ async fn run_exec(command: &str, args: &ConnectArgs, opts: ConnectOptions) -> Re
     std::mem::swap(&mut settings.first, &mut settings.second);
     let (mut process, child) = exec::spawn(command, &args.url.to_string(), settings.first)?;
     let target = UrlTarget::new(args.url.clone(), opts, &args.retry, args.reconnect);
-    let result = url_session(&mut process, &target, settings).await;
+    let shutdown = crate::echo::shutdown_on_signal();
+    let result = tokio::select! {
+        r = url_session(&mut process, &target, settings) => r,
+        () = shutdown.cancelled() => Ok(()),
+    };
     drop(process);
     child.end().await;
     result

@@ -8,9 +8,14 @@
 //! The process runs in a process group of its own, so a pipeline is one
 //! unit: when the connection is over (both directions ended, or a failure)
 //! the group gets SIGTERM, then SIGKILL after [`KILL_GRACE`], and the shell
-//! is reaped. A process that already exited is only reaped.
+//! is reaped. A process that already exited is only reaped. When prise
+//! itself shuts down (SIGINT, SIGTERM), [`terminate_all`] sends SIGTERM to
+//! every group still running, since the process exits without dropping its
+//! connection tasks.
 
+use std::collections::BTreeSet;
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
@@ -21,6 +26,23 @@ use crate::error::NetError;
 
 /// Time a process group has between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// Process groups started and not yet reaped. An entry is removed before
+/// its shell is reaped, so a group id here never names a reused pid.
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn live() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends SIGTERM to every `--exec` process group still running.
+pub fn terminate_all() {
+    for &group in live().iter() {
+        if let Some(pid) = Pid::from_raw(group) {
+            let _ = kill_process_group(pid, Signal::TERM);
+        }
+    }
+}
 
 /// A running `--exec` process.
 #[derive(Debug)]
@@ -51,6 +73,9 @@ pub fn spawn(command: &str, peer: &str, opts: SideOptions) -> Result<(Side, Exec
         return Err(NetError::Usage("the process has no pipes".into()));
     };
     tracing::debug!(pid = child.id(), %peer, command, "started");
+    if let Some(id) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        live().insert(id);
+    }
     let side = Side::from_pipes(
         Box::new(stdout),
         Box::new(stdin),
@@ -67,8 +92,15 @@ pub fn spawn(command: &str, peer: &str, opts: SideOptions) -> Result<(Side, Exec
 }
 
 impl ExecChild {
+    fn forget(&self) {
+        if let Some(id) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+            live().remove(&id);
+        }
+    }
+
     /// Ends the process group (if it still runs) and reaps the shell.
     pub async fn end(mut self) {
+        self.forget();
         if let Ok(Some(status)) = self.child.try_wait() {
             tracing::debug!(%status, command = self.command, "exited");
             return;
@@ -90,5 +122,13 @@ impl ExecChild {
                 let _ = self.child.kill().await;
             }
         }
+    }
+}
+
+/// A child dropped without [`ExecChild::end`] (its task was cancelled) is
+/// killed by tokio (`kill_on_drop`); it leaves the registry first.
+impl Drop for ExecChild {
+    fn drop(&mut self) {
+        self.forget();
     }
 }

@@ -93,10 +93,12 @@ pub async fn run(args: ListenArgs) -> Result<(), NetError> {
         let settings = exec_settings(&args.relay, args.url.scheme);
         let target = Arc::new(Target::Exec(command.clone()));
         let (max_peers, keep_open) = (args.max_peers, args.keep_open);
-        tokio::select! {
+        let r = tokio::select! {
             r = bridge::serve(listener, target, settings, max_peers, keep_open, &args.url) => r,
             () = shutdown.cancelled() => Ok(()),
-        }
+        };
+        crate::exec::terminate_all();
+        r
     } else if args.keep_open && !matches!(listener, Listener::Udp(_)) {
         let chunks = read_chunks(tokio::io::stdin());
         tokio::select! {

@@ -114,13 +114,20 @@ fn listen_exec_runs_a_shell_pipeline_per_connection() {
     eventually("the pipelines to be reaped", || children(pid).is_empty());
 }
 
-/// Direct children of `pid` (from /proc).
+/// Direct children of `pid`, started by any of its threads (from /proc).
 fn children(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect()
 }
 
@@ -302,4 +309,35 @@ fn bridge_refuses_bad_usage_and_reports_an_unreachable_target() {
         s.set_read_timeout(Some(WAIT)).unwrap();
         assert_eq!(s.read(&mut [0u8; 8]).unwrap_or(0), 0);
     }
+}
+
+#[test]
+fn exec_children_end_when_listen_is_terminated() {
+    let mut listen = prise(&[
+        "listen",
+        "--keep-open",
+        "--exec",
+        "echo started; sleep 60",
+        "tcp://127.0.0.1:0",
+    ]);
+    let s = TcpStream::connect(("127.0.0.1", listen.port())).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let shell = children(listen.child.id());
+    let group: Vec<u32> = shell.iter().copied().chain(children(shell[0])).collect();
+    let pid = listen.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = listen.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    eventually("the process group to end", || {
+        !group.iter().any(|&p| is_running(p))
+    });
 }

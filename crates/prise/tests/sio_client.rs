@@ -52,12 +52,11 @@ fn field(line: &str, event: &str) -> serde_json::Value {
     let rest = line
         .strip_prefix(event)
         .unwrap_or_else(|| panic!("{line:?} is not a {event} line"));
-    let first = serde_json::Deserializer::from_str(rest.trim())
+    serde_json::Deserializer::from_str(rest.trim())
         .into_iter::<serde_json::Value>()
         .next()
         .unwrap()
-        .unwrap();
-    first
+        .unwrap()
 }
 
 #[test]

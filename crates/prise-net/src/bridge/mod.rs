@@ -148,7 +148,7 @@ pub struct BridgeArgs {
 #[derive(Debug)]
 pub enum Target {
     /// A connection to a URL.
-    Url(UrlTarget),
+    Url(Box<UrlTarget>),
     /// A process per connection (`listen --exec`).
     Exec(String),
 }
@@ -255,12 +255,12 @@ pub async fn run(args: BridgeArgs) -> Result<(), NetError> {
         timeout: args.timeout,
         proxy: args.proxy.clone(),
     };
-    let target = Target::Url(UrlTarget::new(
+    let target = Target::Url(Box::new(UrlTarget::new(
         args.target.clone(),
         opts,
         &args.retry,
         args.reconnect,
-    ));
+    )));
     let settings = Settings::new(
         &args.framing,
         args.max_message,
@@ -303,22 +303,74 @@ pub async fn serve(
             .acquire_owned()
             .await
             .map_err(|_| NetError::Usage("listener closed".into()))?;
-        let Some((conn, peer)) = listener.accept_stream(keep_open, &url.path).await? else {
-            continue;
+        let accepted = match &listener {
+            Listener::Tcp(tcp, upgrader) => tcp
+                .accept()
+                .await
+                .map(|(s, addr)| (Accepted::Tcp(s, addr, upgrader.clone()), addr.to_string())),
+            Listener::Unix(unix) => unix
+                .accept()
+                .await
+                .map(|(s, _)| (Accepted::Ready(Conn::Stream(Box::new(s))), url.path.clone())),
+            Listener::Udp(_) => return Err(NetError::Usage("udp has no streams to accept".into())),
+        };
+        let (accepted, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if keep_open => {
+                // Out of descriptors, or a connection aborted before accept:
+                // the listener itself is fine. The pause keeps this from spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+            Err(e) => return Err(NetError::io("accepting", e)),
         };
         tracing::info!(%peer, "accepted");
-        let first = Side::from_conn(conn, &peer, settings.first);
         if !keep_open {
+            let first = Side::from_conn(accepted.upgrade().await?, &peer, settings.first);
             return session(first, &peer, &target, settings).await;
         }
         let target = target.clone();
         tracker.spawn(async move {
             let _permit = permit;
+            let conn = match accepted.upgrade().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "handshake failed");
+                    return;
+                }
+            };
+            let first = Side::from_conn(conn, &peer, settings.first);
             match session(first, &peer, &target, settings).await {
                 Ok(()) => tracing::info!(%peer, "closed"),
                 Err(e) => tracing::warn!(%peer, error = %e, "connection failed"),
             }
         });
+    }
+}
+
+/// Pause after a failed accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Bound on the TLS and WebSocket handshakes of an accepted connection.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An accepted connection before its handshakes, which run in the
+/// connection's own task so that a slow peer never holds up the accept loop.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr, transport::Upgrader),
+    Ready(Conn),
+}
+
+impl Accepted {
+    async fn upgrade(self) -> Result<Conn, NetError> {
+        match self {
+            Self::Ready(conn) => Ok(conn),
+            Self::Tcp(s, addr, upgrader) => {
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrader.upgrade(s, addr))
+                    .await
+                    .map_err(|_| NetError::TimedOut(format!("handshake of {addr}")))?
+            }
+        }
     }
 }
 

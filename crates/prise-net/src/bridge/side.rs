@@ -195,8 +195,7 @@ impl MessageReader {
     /// The next message, or `None` at the end of the stream.
     ///
     /// # Cancel safety
-    /// Not cancel safe for byte streams in `raw` framing only in the sense
-    /// that nothing is lost: bytes read stay in the buffer.
+    /// Cancel safe: bytes read and not yet returned stay in the buffer.
     ///
     /// # Errors
     /// The connection failed, or a message broke a framing cap.

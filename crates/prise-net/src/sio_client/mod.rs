@@ -217,13 +217,13 @@ pub async fn run(
                 if d.packet.nsp != nsp {
                     continue;
                 }
-                match on_packet(&engine, d, &nsp, &mut awaiting, &peer).await? {
-                    Some(text) => {
-                        stdout.write_all(format!("{text}\n").as_bytes()).await
-                            .and(stdout.flush().await)
-                            .map_err(|e| NetError::io("writing output", e))?;
-                    }
-                    None => {}
+                if let Some(text) = on_packet(&engine, d, &nsp, &mut awaiting, &peer).await? {
+                    let out = format!("{text}\n");
+                    let written = match stdout.write_all(out.as_bytes()).await {
+                        Ok(()) => stdout.flush().await,
+                        Err(e) => Err(e),
+                    };
+                    written.map_err(|e| NetError::io("writing output", e))?;
                 }
             }
             () = ack_deadline => {
