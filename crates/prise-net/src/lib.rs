@@ -1,6 +1,6 @@
-//! prise-net: the prise network toolkit — `connect`, `listen`, `echo`,
-//! `send`/`recv`, `probe` and `discover` over TCP, TLS, UDP, WebSocket and
-//! Unix sockets.
+//! prise-net: the prise network toolkit — `connect`, `listen`, `bridge`,
+//! `echo`, `send`/`recv`, `probe` and `discover` over TCP, TLS, UDP,
+//! WebSocket and Unix sockets, and a Socket.IO client.
 //!
 //! # Design
 //!
@@ -16,6 +16,12 @@
 //! - [`backoff`] computes retry delays with full jitter from an injected RNG.
 //! - [`relay`] moves bytes between stdin/stdout and a `Conn`, with framing
 //!   ([`codec`], over `prise_proto::framing`), hex dumps and JSON events.
+//! - [`proxy_client`] opens TCP streams through SOCKS5 or HTTP CONNECT
+//!   (`--proxy`), with sans-IO handshakes.
+//! - [`bridge`] accepts on one URL and pumps each connection to another
+//!   (messages both ways, half-close); [`exec`] makes a process one side of
+//!   it (`--exec`).
+//! - [`sio_client`] is `connect sio://`, over the hub's packet codecs.
 //! - [`echo`], [`transfer`], [`probe`] and [`discover`] are the servers and
 //!   tools built on those; [`zerocopy`] holds the `sendfile`/`splice` data
 //!   paths of [`transfer`] over plain sockets.

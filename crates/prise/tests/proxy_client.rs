@@ -27,33 +27,26 @@ fn connect_probe_and_send_through_microsocks() {
     let (_socks, sport) = microsocks(&[]);
     let proxy = format!("socks5://127.0.0.1:{sport}");
     let echo = tcp_echo(2);
-    // The name goes to the proxy, which resolves it.
-    let o = run(
-        PRISE,
-        &[
-            "connect",
-            "--proxy",
-            &proxy,
-            &format!("tcp://localhost:{echo}"),
-        ],
-        b"through socks\n",
-    );
-    assert!(o.status.success(), "{o:?}");
-    assert_eq!(stdout(&o), "through socks\n");
-
+    // The name goes to the proxy, which resolves it. microsocks closes both
+    // directions at the first end of stream, so each client keeps its
+    // input open until the answer is back.
+    let roundtrip = |url: &str, extra: &[&str], line: &str| {
+        let mut args = vec!["connect", "--proxy", &proxy];
+        args.extend(extra);
+        args.push(url);
+        let mut c = spawn(PRISE, &args, std::process::Stdio::piped());
+        c.send(format!("{line}\n").as_bytes());
+        c.next_line()
+    };
+    let url = format!("tcp://localhost:{echo}");
+    assert_eq!(roundtrip(&url, &[], "through socks"), "through socks");
     // TLS and WebSocket through the tunnel.
     let tls = prise(&["echo", "tls://127.0.0.1:0", "--self-signed"]);
     let url = format!("tls://localhost:{}", tls.port());
-    let o = run(
-        PRISE,
-        &["connect", "--insecure", "--proxy", &proxy, &url],
-        b"tls\n",
-    );
-    assert_eq!(stdout(&o), "tls\n", "{o:?}");
+    assert_eq!(roundtrip(&url, &["--insecure"], "tls"), "tls");
     let ws = prise(&["echo", "ws://127.0.0.1:0"]);
     let url = format!("ws://localhost:{}/", ws.port());
-    let o = run(PRISE, &["connect", "--proxy", &proxy, &url], b"ws\n");
-    assert_eq!(stdout(&o), "ws\n", "{o:?}");
+    assert_eq!(roundtrip(&url, &[], "ws"), "ws");
 
     let o = run(
         PRISE,
@@ -140,9 +133,15 @@ fn socks5_refusals_have_documented_exit_codes() {
         !stderr(&o).contains("secret"),
         "the password never shows: {o:?}"
     );
-    // Right password, open target.
-    let o = connect(&format!("socks5://alice:secret@127.0.0.1:{sport}"), &target);
-    assert_eq!(stdout(&o), "x\n", "{o:?}");
+    // Right password, open target (input kept open until the answer: see above).
+    let proxy = format!("socks5://alice:secret@127.0.0.1:{sport}");
+    let mut c = spawn(
+        PRISE,
+        &["connect", "--proxy", &proxy, &target],
+        std::process::Stdio::piped(),
+    );
+    c.send(b"x\n");
+    assert_eq!(c.next_line(), "x");
     // No proxy listening at all.
     let o = connect(&format!("socks5://127.0.0.1:{}", free_tcp_port()), &target);
     assert_eq!(o.status.code(), Some(3), "{o:?}");

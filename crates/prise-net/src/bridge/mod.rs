@@ -197,7 +197,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Framings from `--framing` values, on top of `default`.
+    /// Settings from `--framing` values (the last one naming a side wins;
+    /// raw when none does).
     pub fn new(
         framings: &[SideFraming],
         max_message: usize,

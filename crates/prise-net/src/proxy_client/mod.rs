@@ -154,7 +154,7 @@ impl ProxyUrl {
     }
 
     fn socks_error(&self, err: socks5::HandshakeError, via: &str) -> NetError {
-        use socks5::Socks5Error as E;
+        use prise_proto::socks5::Socks5Error as E;
         match err {
             socks5::HandshakeError::Io(e) => self.io_error(e),
             socks5::HandshakeError::Socks(e) => match e {
@@ -173,7 +173,7 @@ impl ProxyUrl {
     }
 
     fn http_error(&self, err: http_connect::HandshakeError, via: &str) -> NetError {
-        use http_connect::ConnectError as E;
+        use prise_proto::http_connect::ConnectError as E;
         match err {
             http_connect::HandshakeError::Io(e) => self.io_error(e),
             http_connect::HandshakeError::Http(e) => match e {
