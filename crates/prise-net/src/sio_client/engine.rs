@@ -106,30 +106,40 @@ pub async fn websocket(ep: &Endpoint, opts: &ConnectOptions) -> Result<Engine, N
     })
 }
 
+/// One HTTP/1.1 connection for polling requests. A server may close an
+/// idle keep-alive connection at any time, so a request that finds its
+/// connection closed (and was therefore never sent) goes out once more on
+/// a new one.
 struct Http {
     sender: SendRequest<Full<Bytes>>,
-    authority: String,
-    peer: String,
+    ep: Endpoint,
+    opts: ConnectOptions,
 }
 
 impl Http {
     async fn new(ep: &Endpoint, opts: &ConnectOptions) -> Result<Self, NetError> {
+        Ok(Self {
+            sender: Self::open(ep, opts).await?,
+            ep: ep.clone(),
+            opts: opts.clone(),
+        })
+    }
+
+    async fn open(
+        ep: &Endpoint,
+        opts: &ConnectOptions,
+    ) -> Result<SendRequest<Full<Bytes>>, NetError> {
         let tcp = transport::bounded(
             ep,
             opts.timeout,
             crate::proxy_client::dial(ep, &opts.socket, opts.proxy.as_ref()),
         )
         .await?;
-        let peer = ep.authority();
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
-            .map_err(|e| NetError::Protocol(format!("{peer}: {e}")))?;
+            .map_err(|e| NetError::Protocol(format!("{}: {e}", ep.authority())))?;
         tokio::spawn(conn);
-        Ok(Self {
-            sender,
-            authority: ep.authority(),
-            peer,
-        })
+        Ok(sender)
     }
 
     /// One request; the answer's body, capped at `max` bytes.
@@ -140,16 +150,35 @@ impl Http {
         body: Bytes,
         max: usize,
     ) -> Result<Bytes, NetError> {
-        let peer = &self.peer;
-        let err = |e: &dyn std::fmt::Display| NetError::Protocol(format!("{peer}: {e}"));
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, &self.authority)
-            .header(http::header::CONTENT_TYPE, "text/plain;charset=UTF-8")
-            .body(Full::new(body))
-            .map_err(|e| err(&e))?;
-        let resp = self.sender.send_request(req).await.map_err(|e| err(&e))?;
+        let peer = self.ep.authority();
+        let err = |e: &dyn std::fmt::Display| NetError::Protocol(format!("{peer}: {method} {e}"));
+        let mut reopened = false;
+        let resp = loop {
+            if self.sender.ready().await.is_err() {
+                if reopened {
+                    return Err(err(&"the connection closed"));
+                }
+                self.sender = Self::open(&self.ep, &self.opts).await?;
+                reopened = true;
+                continue;
+            }
+            let req = http::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header(http::header::HOST, &peer)
+                .header(http::header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+                .body(Full::new(body.clone()))
+                .map_err(|e| err(&e))?;
+            match self.sender.send_request(req).await {
+                Ok(resp) => break resp,
+                // Canceled: the connection closed before the request went out.
+                Err(e) if e.is_canceled() && !reopened => {
+                    self.sender = Self::open(&self.ep, &self.opts).await?;
+                    reopened = true;
+                }
+                Err(e) => return Err(err(&e)),
+            }
+        };
         let status = resp.status();
         let body = Limited::new(resp.into_body(), max)
             .collect()
@@ -158,7 +187,7 @@ impl Http {
             .to_bytes();
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(NetError::Protocol(format!("{peer}: HTTP {status}: {text}")));
+            return Err(err(&format!("HTTP {status}: {text}")));
         }
         Ok(body)
     }
