@@ -160,3 +160,71 @@ pub async fn pump(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::side::SideOptions;
+    use crate::codec::Framing;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// A side over one end of an in-memory pipe, and the other end.
+    fn side(framing: Framing) -> (Side, DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let (r, w) = tokio::io::split(ours);
+        let opts = SideOptions {
+            framing,
+            max_message: 64,
+            text: false,
+        };
+        (
+            Side::from_pipes(Box::new(r), Box::new(w), "peer", opts),
+            theirs,
+        )
+    }
+
+    #[tokio::test]
+    async fn half_close_passes_through_and_answers_still_arrive() {
+        let (mut a, mut a_peer) = side(Framing::Raw);
+        let (mut b, mut b_peer) = side(Framing::Lines);
+        let run = tokio::spawn(async move { pump(&mut a, &mut b, PumpOptions::default()).await });
+        a_peer.write_all(b"question").await.unwrap();
+        a_peer.shutdown().await.unwrap();
+        // b sees the message as a line, then the end of its input.
+        let mut got = Vec::new();
+        b_peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"question\n");
+        // b answers after a's half-close, and ends.
+        b_peer.write_all(b"answer\n").await.unwrap();
+        b_peer.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        a_peer.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"answer");
+        assert!(matches!(run.await.unwrap(), Ok(PumpEnd::Done)));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_second_side_is_handed_back_for_a_redial() {
+        let (mut a, _a_peer) = side(Framing::Raw);
+        let (mut b, b_peer) = side(Framing::Raw);
+        drop(b_peer);
+        let opts = PumpOptions {
+            idle: None,
+            redial_second: true,
+        };
+        let end = pump(&mut a, &mut b, opts).await.unwrap();
+        assert!(matches!(end, PumpEnd::SecondDropped(None)), "{end:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_moving_ends_with_the_idle_timeout() {
+        let (mut a, _a_peer) = side(Framing::Raw);
+        let (mut b, _b_peer) = side(Framing::Raw);
+        let opts = PumpOptions {
+            idle: Some(Duration::from_secs(5)),
+            redial_second: false,
+        };
+        let err = pump(&mut a, &mut b, opts).await.unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit_code::TIMED_OUT);
+    }
+}
