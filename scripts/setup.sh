@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # System packages used by the test suite (real peers, real browser).
-APT_PACKAGES=(netcat-openbsd socat openssl iperf3 chromium redis-server redis-tools iproute2 curl)
+APT_PACKAGES=(netcat-openbsd socat openssl iperf3 chromium redis-server redis-tools iproute2 curl microsocks)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,9 +7,14 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 
 use crate::backoff::{Backoff, BackoffConfig, DEFAULT_BASE, DEFAULT_CAP};
-use crate::endpoint::Endpoint;
+use crate::bridge::{UrlTarget, url_session};
+use crate::endpoint::{Endpoint, Scheme};
 use crate::error::NetError;
+use crate::exec;
+use crate::listen::exec_settings;
+use crate::proxy_client::ProxyUrl;
 use crate::relay::{Events, Input, RelayArgs, RelayOptions, relay};
+use crate::sio_client::{self, SioArgs};
 use crate::tls::ClientTlsArgs;
 use crate::transport::{self, Conn, ConnectOptions, SocketArgs, WsClientArgs};
 
@@ -38,6 +43,20 @@ pub struct ConnectArgs {
     #[command(flatten)]
     /// WebSocket options.
     pub ws: WsClientArgs,
+    /// Connect through a proxy: socks5://[user:pass@]host:port or http://host:port (CONNECT).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<ProxyUrl>,
+    /// Run `sh -c CMD` with its stdin and stdout wired to the socket (instead
+    /// of prise's own stdin and stdout).
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// When the connection drops while input is still open, dial again
+    /// (backoff of --retry-base and --retry-cap, until it answers).
+    #[arg(long)]
+    pub reconnect: bool,
+    #[command(flatten)]
+    /// Socket.IO options (sio:// URLs).
+    pub sio: SioArgs,
 }
 
 /// `--retry` and its backoff.
@@ -145,19 +164,78 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
             args.relay.deflate.then(prise_ws::DeflateConfig::default),
         ),
         timeout: args.timeout,
+        proxy: args.proxy.clone(),
     };
+    if args.url.scheme == Scheme::Sio {
+        if args.exec.is_some() || args.reconnect {
+            return Err(NetError::Usage(
+                "sio:// takes neither --exec nor --reconnect".into(),
+            ));
+        }
+        return sio_client::run(&args.url, &opts, &args.sio, args.relay.max_message).await;
+    }
+    if let Some(command) = &args.exec {
+        return run_exec(command, &args, opts).await;
+    }
     let backoff = Backoff::new(args.retry.config(), StdRng::from_os_rng());
-    let conn = connect_with_retry(&args.url, &opts, backoff, &events).await?;
-    let relay_opts = RelayOptions::new(&args.relay, &conn);
+    let mut conn = connect_with_retry(&args.url, &opts, backoff, &events).await?;
     let mut input = Input::stdin();
     let mut stdout = tokio::io::stdout();
-    relay(
-        conn,
-        &args.url.to_string(),
-        &mut input,
-        &mut stdout,
-        &events,
-        &relay_opts,
-    )
-    .await
+    let redial = args.retry.config().forever();
+    let mut redials = Backoff::new(redial, StdRng::from_os_rng());
+    loop {
+        let relay_opts = RelayOptions::new(&args.relay, &conn);
+        let up_since = tokio::time::Instant::now();
+        let result = relay(
+            conn,
+            &args.url.to_string(),
+            &mut input,
+            &mut stdout,
+            &events,
+            &relay_opts,
+        )
+        .await;
+        let worth_redialling = match &result {
+            Ok(()) => true,
+            Err(e) => e.is_retryable(),
+        };
+        if !args.reconnect || input.ended() || !worth_redialling {
+            return result;
+        }
+        if up_since.elapsed() >= args.retry.retry_cap {
+            redials = Backoff::new(redial, StdRng::from_os_rng());
+        }
+        // The redial backoff has no retry limit.
+        let delay = redials.next_delay().unwrap_or(crate::backoff::MIN_DELAY);
+        tracing::info!(url = %args.url, delay = ?delay, "connection dropped; redialling");
+        events.emit(
+            "reconnect",
+            json!({ "delay_ms": delay.as_secs_f64() * 1000.0 }),
+        );
+        tokio::time::sleep(delay).await;
+        conn = connect_with_retry(
+            &args.url,
+            &opts,
+            Backoff::new(redial, StdRng::from_os_rng()),
+            &events,
+        )
+        .await?;
+    }
+}
+
+/// `connect --exec`: the process's pipes in place of stdin and stdout.
+async fn run_exec(command: &str, args: &ConnectArgs, opts: ConnectOptions) -> Result<(), NetError> {
+    // exec_settings names the socket "first"; here the process comes first.
+    let mut settings = exec_settings(&args.relay, args.url.scheme);
+    std::mem::swap(&mut settings.first, &mut settings.second);
+    let (mut process, child) = exec::spawn(command, &args.url.to_string(), settings.first)?;
+    let target = UrlTarget::new(args.url.clone(), opts, &args.retry, args.reconnect);
+    let shutdown = crate::echo::shutdown_on_signal();
+    let result = tokio::select! {
+        r = url_session(&mut process, &target, settings) => r,
+        () = shutdown.cancelled() => Ok(()),
+    };
+    drop(process);
+    child.end().await;
+    result
 }

@@ -27,6 +27,8 @@ pub enum Scheme {
     Wss,
     /// A Unix domain stream socket.
     Unix,
+    /// A Socket.IO v4 server (`prise connect` only); the path is the namespace.
+    Sio,
 }
 
 impl Scheme {
@@ -39,6 +41,7 @@ impl Scheme {
             Self::Ws => "ws",
             Self::Wss => "wss",
             Self::Unix => "unix",
+            Self::Sio => "sio",
         }
     }
 
@@ -107,7 +110,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.scheme {
             Scheme::Unix => write!(f, "unix:{}", self.path),
-            Scheme::Ws | Scheme::Wss => f.write_str(&self.ws_url()),
+            Scheme::Ws | Scheme::Wss | Scheme::Sio => f.write_str(&self.ws_url()),
             s => write!(f, "{}://{}", s.as_str(), self.authority()),
         }
     }
@@ -138,7 +141,8 @@ impl FromStr for Endpoint {
                     "udp" => Scheme::Udp,
                     "ws" => Scheme::Ws,
                     "wss" => Scheme::Wss,
-                    _ => return Err(bad("unknown scheme (tcp, tls, udp, ws, wss, unix)")),
+                    "sio" => Scheme::Sio,
+                    _ => return Err(bad("unknown scheme (tcp, tls, udp, ws, wss, unix, sio)")),
                 };
                 (scheme, rest)
             }
@@ -148,8 +152,8 @@ impl FromStr for Endpoint {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        if !path.is_empty() && !scheme.is_ws() {
-            return Err(bad("only ws:// and wss:// take a path"));
+        if !path.is_empty() && !scheme.is_ws() && scheme != Scheme::Sio {
+            return Err(bad("only ws://, wss:// and sio:// take a path"));
         }
         let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
             let (host, after) = inner.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
@@ -165,11 +169,17 @@ impl FromStr for Endpoint {
         }
         let port = match (port, scheme) {
             (Some(p), _) => p.parse::<u16>().map_err(|_| bad("invalid port"))?,
-            (None, Scheme::Ws) => 80,
+            (None, Scheme::Ws | Scheme::Sio) => 80,
             (None, Scheme::Wss) => 443,
             (None, _) => return Err(bad("missing port")),
         };
-        let path = if scheme.is_ws() && path.is_empty() {
+        let path = if scheme == Scheme::Sio {
+            // The namespace: `/` unless a path names another.
+            match path.split(['?', '#']).next().unwrap_or("") {
+                "" | "/" => "/".to_owned(),
+                nsp => nsp.trim_end_matches('/').to_owned(),
+            }
+        } else if scheme.is_ws() && path.is_empty() {
             "/".to_owned()
         } else if path.starts_with('?') {
             format!("/{path}")
@@ -213,6 +223,13 @@ mod tests {
         let u = ep("unix:/tmp/s.sock");
         assert_eq!((u.scheme, u.path.as_str()), (Scheme::Unix, "/tmp/s.sock"));
         assert_eq!(ep("unix:///tmp/s").path, "/tmp/s");
+        let s = ep("sio://h:3000/chat/");
+        assert_eq!(
+            (s.scheme, s.port, s.path.as_str()),
+            (Scheme::Sio, 3000, "/chat")
+        );
+        assert_eq!(ep("sio://h:1").path, "/");
+        assert_eq!(ep("sio://h:1").to_string(), "sio://h:1/");
     }
 
     #[test]

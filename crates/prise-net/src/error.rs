@@ -57,6 +57,15 @@ pub enum NetError {
     /// TLS failed for another reason (alert, protocol, local files).
     #[error("tls: {0}")]
     Tls(String),
+    /// A proxy (`--proxy`) refused the tunnel: authentication, its rules,
+    /// or an answer that is not a plain refusal of the target.
+    #[error("proxy {proxy} refused: {reason}")]
+    ProxyRefused {
+        /// The proxy URL, without its password.
+        proxy: String,
+        /// What the proxy answered.
+        reason: String,
+    },
     /// The peer reset the connection.
     #[error("connection reset by {0}")]
     Reset(String),
@@ -96,7 +105,7 @@ impl NetError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => exit_code::USAGE,
-            Self::Refused(_) => exit_code::REFUSED,
+            Self::Refused(_) | Self::ProxyRefused { .. } => exit_code::REFUSED,
             Self::TimedOut(_) => exit_code::TIMED_OUT,
             Self::NameNotFound(_) => exit_code::NAME_NOT_FOUND,
             Self::CertificateInvalid { .. } | Self::Tls(_) => exit_code::TLS,

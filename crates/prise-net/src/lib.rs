@@ -1,6 +1,6 @@
-//! prise-net: the prise network toolkit — `connect`, `listen`, `echo`,
-//! `send`/`recv`, `probe` and `discover` over TCP, TLS, UDP, WebSocket and
-//! Unix sockets.
+//! prise-net: the prise network toolkit — `connect`, `listen`, `bridge`,
+//! `echo`, `send`/`recv`, `probe` and `discover` over TCP, TLS, UDP,
+//! WebSocket and Unix sockets, and a Socket.IO client.
 //!
 //! # Design
 //!
@@ -17,6 +17,12 @@
 //!   from an injected RNG.
 //! - [`relay`] moves bytes between stdin/stdout and a `Conn`, with framing
 //!   ([`codec`], over `prise_proto::framing`), hex dumps and JSON events.
+//! - [`proxy_client`] opens TCP streams through SOCKS5 or HTTP CONNECT
+//!   (`--proxy`), with sans-IO handshakes.
+//! - [`bridge`] accepts on one URL and pumps each connection to another
+//!   (messages both ways, half-close); [`exec`] makes a process one side of
+//!   it (`--exec`).
+//! - [`sio_client`] is `connect sio://`, over the hub's packet codecs.
 //! - [`echo`], [`transfer`], [`probe`] and [`discover`] are the servers and
 //!   tools built on those; [`zerocopy`] holds the `sendfile`/`splice` data
 //!   paths of [`transfer`] over plain sockets.
@@ -35,15 +41,19 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+pub mod bridge;
 pub mod codec;
 pub mod connect;
 pub mod discover;
 pub mod echo;
 pub mod endpoint;
 pub mod error;
+pub mod exec;
 pub mod listen;
 pub mod probe;
+pub mod proxy_client;
 pub mod relay;
+pub mod sio_client;
 pub mod tls;
 pub mod transfer;
 pub mod transport;

@@ -18,6 +18,8 @@ use tokio::io::AsyncWrite;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_util::task::TaskTracker;
 
+use crate::bridge::side::SideOptions;
+use crate::bridge::{self, Settings, Target};
 use crate::codec::{FrameCodec, Framing};
 use crate::discover::AnnounceArgs;
 use crate::echo::{report_listening, shutdown_on_signal, start_announcer};
@@ -60,6 +62,10 @@ pub struct ListenArgs {
     #[command(flatten)]
     /// Discovery.
     pub announce: AnnounceArgs,
+    /// Run `sh -c CMD` for each peer, its stdin and stdout wired to the socket
+    /// (instead of prise's own stdin and stdout).
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
 }
 
 /// Runs `prise listen`.
@@ -81,7 +87,17 @@ pub async fn run(args: ListenArgs) -> Result<(), NetError> {
     report_listening("prise", &args.url, &listener);
     start_announcer(&args.announce, "listen", &args.url, &listener, &shutdown)?;
     let events = Arc::new(Events::new(args.relay.json, args.relay.hex));
-    let result = if args.keep_open && !matches!(listener, Listener::Udp(_)) {
+    let result = if let Some(command) = &args.exec {
+        let settings = exec_settings(&args.relay, args.url.scheme);
+        let target = Arc::new(Target::Exec(command.clone()));
+        let (max_peers, keep_open) = (args.max_peers, args.keep_open);
+        let r = tokio::select! {
+            r = bridge::serve(listener, target, settings, max_peers, keep_open, &args.url) => r,
+            () = shutdown.cancelled() => Ok(()),
+        };
+        crate::exec::terminate_all();
+        r
+    } else if args.keep_open && !matches!(listener, Listener::Udp(_)) {
         let chunks = read_chunks(tokio::io::stdin());
         tokio::select! {
             r = serve_many(&listener, &args, &events, chunks) => r,
@@ -99,6 +115,32 @@ pub async fn run(args: ListenArgs) -> Result<(), NetError> {
         let _ = std::fs::remove_file(args.url.unix_path());
     }
     result
+}
+
+/// The two sides of an `--exec` session: the socket (first) and the
+/// process (second), framed as `relay` would frame the socket and stdio.
+pub fn exec_settings(relay: &RelayArgs, scheme: Scheme) -> Settings {
+    let stream = !(scheme.is_ws() || scheme == Scheme::Udp);
+    let (socket, local) = if stream {
+        let wire = relay.framing.unwrap_or(Framing::Raw);
+        let local = if wire == Framing::Length {
+            Framing::Lines
+        } else {
+            wire
+        };
+        (wire, local)
+    } else {
+        (Framing::Raw, relay.framing.unwrap_or(Framing::Lines))
+    };
+    let side = |framing| SideOptions {
+        framing,
+        max_message: relay.max_message,
+        text: !relay.binary,
+    };
+    let mut settings = Settings::new(&[], relay.max_message, !relay.binary, relay.idle_timeout);
+    settings.first = side(socket);
+    settings.second = side(local);
+    settings
 }
 
 async fn serve<W: AsyncWrite + Unpin + Send>(

@@ -42,6 +42,9 @@ pub struct ProbeArgs {
     #[command(flatten)]
     /// WebSocket options.
     pub ws: WsClientArgs,
+    /// Connect through a proxy: socks5://[user:pass@]host:port or http://host:port (CONNECT).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<crate::proxy_client::ProxyUrl>,
 }
 
 /// Latency summary of one phase, in milliseconds.
@@ -113,7 +116,8 @@ async fn attempt(ep: &Endpoint, opts: &ConnectOptions) -> Result<Attempt, NetErr
         a.connect = start.elapsed();
         return Ok(a);
     }
-    let tcp = transport::tcp_connect(ep, &opts.socket).await?;
+    // Through a proxy, "connect" includes the proxy's handshake.
+    let tcp = crate::proxy_client::dial(ep, &opts.socket, opts.proxy.as_ref()).await?;
     a.connect = start.elapsed();
     let stream: BoxStream = if ep.scheme.is_tls() {
         let t = Instant::now();
@@ -213,6 +217,9 @@ fn line(r: &ProbeResult) -> String {
 /// # Errors
 /// [`NetError::TargetsDown`] (exit 1) when any target is down; usage errors.
 pub async fn run(args: ProbeArgs) -> Result<(), NetError> {
+    for url in &args.urls {
+        crate::proxy_client::check_scheme(url, args.proxy.as_ref())?;
+    }
     if let Some(udp) = args.urls.iter().find(|u| u.scheme == Scheme::Udp) {
         return Err(NetError::Usage(format!(
             "cannot probe {udp}: udp has no handshake"
@@ -223,6 +230,7 @@ pub async fn run(args: ProbeArgs) -> Result<(), NetError> {
         tls: args.tls.clone(),
         ws: args.ws.clone(),
         timeout: Some(args.timeout),
+        proxy: args.proxy.clone(),
         ..ConnectOptions::default()
     };
     let results = join_all(

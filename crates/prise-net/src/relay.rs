@@ -230,6 +230,11 @@ impl Input {
         }
     }
 
+    /// Has input ended, with every message taken?
+    pub fn ended(&self) -> bool {
+        self.eof && self.buf.is_empty()
+    }
+
     /// The next message, or `None` at end of input.
     ///
     /// # Cancel safety

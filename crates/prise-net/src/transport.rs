@@ -135,6 +135,8 @@ pub struct ConnectOptions {
     pub ws_config: prise_ws::WsConfig,
     /// Bound on the whole connect, including the handshakes.
     pub timeout: Option<Duration>,
+    /// SOCKS5 or HTTP CONNECT proxy for the TCP stream (`--proxy`).
+    pub proxy: Option<crate::proxy_client::ProxyUrl>,
 }
 
 /// Resolves `host:port` to socket addresses.
@@ -263,15 +265,20 @@ pub async fn unix_connect(ep: &Endpoint) -> Result<tokio::net::UnixStream, NetEr
 }
 
 async fn connect_once(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetError> {
+    crate::proxy_client::check_scheme(ep, opts.proxy.as_ref())?;
+    let dial = || crate::proxy_client::dial(ep, &opts.socket, opts.proxy.as_ref());
     match ep.scheme {
-        Scheme::Tcp => Ok(Conn::Stream(Box::new(tcp_connect(ep, &opts.socket).await?))),
+        Scheme::Tcp => Ok(Conn::Stream(Box::new(dial().await?))),
         Scheme::Tls => {
-            let tcp = tcp_connect(ep, &opts.socket).await?;
+            let tcp = dial().await?;
             Ok(Conn::Stream(Box::new(
                 tls_handshake(tcp, ep, &opts.tls, &[]).await?,
             )))
         }
         Scheme::Unix => Ok(Conn::Stream(Box::new(unix_connect(ep).await?))),
+        Scheme::Sio => Err(NetError::Usage(
+            "sio:// is a Socket.IO server: only prise connect speaks it".into(),
+        )),
         Scheme::Udp => {
             let addr = resolve(ep).await?[0];
             let bind: SocketAddr = if addr.is_ipv4() {
@@ -288,7 +295,7 @@ async fn connect_once(ep: &Endpoint, opts: &ConnectOptions) -> Result<Conn, NetE
             Ok(Conn::Udp(sock))
         }
         Scheme::Ws | Scheme::Wss => {
-            let tcp = tcp_connect(ep, &opts.socket).await?;
+            let tcp = dial().await?;
             let stream: BoxStream = if ep.scheme == Scheme::Wss {
                 Box::new(tls_handshake(tcp, ep, &opts.tls, &[b"http/1.1"]).await?)
             } else {
@@ -423,6 +430,7 @@ impl Listener {
             Scheme::Unix => Ok(Self::Unix(
                 tokio::net::UnixListener::bind(ep.unix_path()).map_err(bind_err)?,
             )),
+            Scheme::Sio => Err(NetError::Usage(format!("cannot listen on {ep}"))),
             scheme => {
                 let tls = if scheme.is_tls() {
                     let config = tls.ok_or_else(|| {

@@ -56,6 +56,14 @@ impl BackoffConfig {
         }
     }
 
+    /// The same ceilings, retried forever.
+    pub const fn forever(self) -> Self {
+        Self {
+            max_retries: None,
+            ..self
+        }
+    }
+
     /// The ceiling of the delay before retry number `attempt` (from 0):
     /// `min(cap, base · 2^attempt)`, never below [`MIN_DELAY`].
     pub fn ceiling(&self, attempt: u32) -> Duration {

@@ -15,6 +15,7 @@
 //!  Engine.IO / Socket.IO packets ──▶ engineio / socketio ──▶ prise-sio
 //!  toolkit streams ──▶ framing (lines, length prefix) ──▶ prise-net
 //!  file transfer   ──▶ transfer (header, resume, verdict) ──▶ prise-net
+//!  proxy answers   ──▶ socks5 / http_connect (sized, capped) ──▶ prise-net --proxy
 //! ```
 //!
 //! Every size a peer controls is capped by [`limits::Limits`]. Retry delays
@@ -26,12 +27,15 @@
 pub mod backoff;
 pub mod engineio;
 pub mod framing;
+pub mod glob;
 pub mod hexdump;
+pub mod http_connect;
 pub mod limits;
 pub mod line;
 pub mod message;
 pub mod sio_events;
 pub mod socketio;
+pub mod socks5;
 pub mod sse;
 pub mod transfer;
 pub mod wsjson;

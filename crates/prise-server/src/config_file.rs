@@ -118,6 +118,15 @@ pub fn file_flags(
     path: &Path,
     argv: &[OsString],
 ) -> Result<Vec<OsString>, ConfigFileError> {
+    flags_from_str(command, &read_file(path)?, path, argv)
+}
+
+/// The text of the file at `path`, refused when larger than
+/// [`MAX_FILE_SIZE`].
+///
+/// # Errors
+/// An unreadable or oversized file.
+pub(crate) fn read_file(path: &Path) -> Result<String, ConfigFileError> {
     let read = |source| ConfigFileError::Read {
         path: path.to_owned(),
         source,
@@ -128,8 +137,7 @@ pub fn file_flags(
             path: path.to_owned(),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(read)?;
-    flags_from_str(command, &text, path, argv)
+    std::fs::read_to_string(path).map_err(read)
 }
 
 /// `argv` with the flags of the file at `path` inserted at `insert_at` (just

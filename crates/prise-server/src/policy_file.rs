@@ -4,7 +4,7 @@
 //! the settings, checked by `prise config check`, and shown with their
 //! defaults by `prise config default`.
 
-use crate::config_file::{ConfigFileError, MAX_FILE_SIZE};
+use crate::config_file::ConfigFileError;
 use prise_hub::policy::{NamespacePolicy, Policies, RoomRule};
 use std::path::Path;
 
@@ -60,18 +60,7 @@ pub const DEFAULT_POLICIES: &str = r#"
 /// An unreadable, oversized or invalid file; a policy table with an
 /// unknown key or a bad value.
 pub fn policies(path: &Path) -> Result<Policies, ConfigFileError> {
-    let read = |source| ConfigFileError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(read)?.len();
-    if size > MAX_FILE_SIZE {
-        return Err(ConfigFileError::TooLarge {
-            path: path.to_owned(),
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(read)?;
-    policies_from_str(&text, path)
+    policies_from_str(&crate::config_file::read_file(path)?, path)
 }
 
 /// The policies of a file's text.

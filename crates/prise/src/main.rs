@@ -30,10 +30,12 @@ struct ServeCmd {
 enum Command {
     /// Run the hub: Socket.IO, WebSocket, TCP lines, the web page, history and metrics.
     Serve(ServeCmd),
-    /// Connect stdin/stdout to tcp://, tls://, udp://, ws://, wss:// or unix: URLs.
+    /// Connect stdin/stdout (or a process, --exec) to tcp://, tls://, udp://, ws://, wss:// or unix: URLs.
     Connect(prise_net::connect::ConnectArgs),
     /// Listen on a URL and relay peers with stdin/stdout.
     Listen(prise_net::listen::ListenArgs),
+    /// Accept on one URL and relay each connection to another (e.g. ws:// to tcp://).
+    Bridge(prise_net::bridge::BridgeArgs),
     /// Echo server for TCP, TLS, UDP, WebSocket and Unix sockets.
     Echo(prise_net::echo::EchoArgs),
     /// Send a file (name, size, BLAKE3 hash; resumable).
@@ -156,6 +158,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Connect(a) => toolkit(prise_net::connect::run(a).await),
             Command::Listen(a) => toolkit(prise_net::listen::run(a).await),
+            Command::Bridge(a) => toolkit(prise_net::bridge::run(a).await),
             Command::Echo(a) => toolkit(prise_net::echo::run(a).await),
             Command::Send(a) => toolkit(prise_net::transfer::send_run(a).await),
             Command::Recv(a) => toolkit(prise_net::transfer::recv_run(a).await),

@@ -14,6 +14,7 @@ use super::digest::{file_id, hash_file, shrank};
 use super::{CHUNK, TransferStream, WRITE_QUEUE, check_scheme, progress, read_msg};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::NetError;
+use crate::proxy_client::{ProxyUrl, dial};
 use crate::tls::ClientTlsArgs;
 use crate::transport::{self, Conn, ConnectOptions, SocketArgs};
 
@@ -42,6 +43,9 @@ pub struct SendArgs {
     #[command(flatten)]
     /// TCP socket options.
     pub socket: SocketArgs,
+    /// Connect through a proxy: socks5://[user:pass@]host:port or http://host:port (CONNECT).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<ProxyUrl>,
 }
 
 /// What a completed send did.
@@ -251,18 +255,23 @@ pub async fn send_run(args: SendArgs) -> Result<(), NetError> {
         socket: args.socket.clone(),
         tls: args.tls.clone(),
         timeout: args.timeout,
+        proxy: args.proxy.clone(),
         ..ConnectOptions::default()
     };
     let url = &args.url;
+    crate::proxy_client::check_scheme(url, opts.proxy.as_ref())?;
     let peer = url.to_string();
     let bar = progress(0, args.quiet);
     let start = Instant::now();
     // Plain sockets keep their type, so the file can go out with sendfile.
     let report = match url.scheme {
         Scheme::Tcp => {
-            let s =
-                transport::bounded(url, args.timeout, transport::tcp_connect(url, &opts.socket))
-                    .await?;
+            let s = transport::bounded(
+                url,
+                args.timeout,
+                dial(url, &opts.socket, opts.proxy.as_ref()),
+            )
+            .await?;
             send_file(s, &args.file, &name, &peer, &bar).await?
         }
         Scheme::Unix => {
