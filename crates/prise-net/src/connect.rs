@@ -150,7 +150,8 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
     };
     let backoff = Backoff::new(args.retry.config(), StdRng::from_os_rng());
     let conn = connect_with_retry(&args.url, &opts, backoff, &events).await?;
-    let relay_opts = RelayOptions::new(&args.relay, &conn);
+    let mut relay_opts = RelayOptions::new(&args.relay, &conn);
+    relay_opts.reset_on_eof = args.socket.linger0;
     let mut input = Input::stdin();
     let mut stdout = tokio::io::stdout();
     relay(
