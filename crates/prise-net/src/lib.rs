@@ -16,6 +16,7 @@
 //! - [`backoff`] computes retry delays with full jitter from an injected RNG.
 //! - [`relay`] moves bytes between stdin/stdout and a `Conn`, with framing
 //!   ([`codec`], over `prise_proto::framing`), hex dumps and JSON events.
+//! - [`http_proxy`] is an HTTP/1.1 forward proxy with an access log.
 //! - [`echo`], [`transfer`], [`probe`] and [`discover`] are the servers and
 //!   tools built on those; [`zerocopy`] holds the `sendfile`/`splice` data
 //!   paths of [`transfer`] over plain sockets.
@@ -40,6 +41,7 @@ pub mod discover;
 pub mod echo;
 pub mod endpoint;
 pub mod error;
+pub mod http_proxy;
 pub mod listen;
 pub mod probe;
 pub mod relay;
