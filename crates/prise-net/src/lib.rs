@@ -17,6 +17,7 @@
 //! - [`relay`] moves bytes between stdin/stdout and a `Conn`, with framing
 //!   ([`codec`], over `prise_proto::framing`), hex dumps and JSON events.
 //! - [`http_proxy`] is an HTTP/1.1 forward proxy with an access log.
+//! - [`ss`] lists this machine's sockets (sock_diag netlink, or `/proc/net`).
 //! - [`echo`], [`transfer`], [`probe`] and [`discover`] are the servers and
 //!   tools built on those; [`zerocopy`] holds the `sendfile`/`splice` data
 //!   paths of [`transfer`] over plain sockets.
@@ -45,6 +46,7 @@ pub mod http_proxy;
 pub mod listen;
 pub mod probe;
 pub mod relay;
+pub mod ss;
 pub mod tls;
 pub mod transfer;
 pub mod transport;

@@ -45,6 +45,8 @@ enum Command {
     Proxy(prise_proxy::ProxyArgs),
     /// Check that endpoints are up and measure connect/handshake latency.
     Probe(prise_net::probe::ProbeArgs),
+    /// This machine's TCP, UDP and Unix sockets: state, queues, rtt; --summary counts per state.
+    Ss(prise_net::ss::SsArgs),
     /// Find prise services on the LAN (UDP broadcast).
     Discover(prise_net::discover::DiscoverArgs),
     /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
@@ -205,6 +207,7 @@ fn main() -> anyhow::Result<()> {
             Command::Recv(a) => toolkit(prise_net::transfer::recv_run(a).await),
             Command::HttpProxy(a) => toolkit(prise_net::http_proxy::run(a).await),
             Command::Probe(a) => toolkit(prise_net::probe::run(a).await),
+            Command::Ss(a) => toolkit(prise_net::ss::run(a).await),
             Command::Discover(a) => toolkit(prise_net::discover::run(a).await),
             Command::Config(cmd) => config(cmd),
             Command::Completions { shell } => completions(shell),
