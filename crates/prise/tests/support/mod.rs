@@ -1,0 +1,205 @@
+//! Helpers shared by the toolkit tests: processes killed by pid when
+//! dropped, output read line by line with a bound, free loopback ports.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const PRISE: &str = env!("CARGO_BIN_EXE_prise");
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A process started by a test; killed (by its pid) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: mpsc::Receiver<String>,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Starts `program` with piped stdin, stdout and stderr.
+pub fn spawn(program: &str, args: &[&str]) -> Proc {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    Proc {
+        stdin: child.stdin.take(),
+        stdout: lines(child.stdout.take().unwrap()),
+        stderr: lines(child.stderr.take().unwrap()),
+        child,
+    }
+}
+
+/// Starts a Python 3 script given as text, with `args`.
+pub fn python(script: &str, args: &[&str]) -> Proc {
+    let mut all = vec!["-c", script];
+    all.extend(args);
+    spawn("python3", &all)
+}
+
+impl Proc {
+    /// The next line on stdout.
+    pub fn line(&self) -> String {
+        self.stdout.recv_timeout(WAIT).expect("no output line")
+    }
+
+    /// The first stderr line containing `needle`.
+    pub fn err_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .stderr
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no stderr line with '{needle}'"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits for the "listening on ADDR" line and returns the port.
+    pub fn port(&self) -> u16 {
+        let line = self.err_line("listening on ");
+        let url = line.split("listening on ").nth(1).unwrap();
+        url.trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Writes to stdin.
+    pub fn send(&mut self, data: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin closed");
+        stdin.write_all(data).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the exit code, bounded.
+    pub fn exit_code(&mut self) -> i32 {
+        self.close_stdin();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Runs a command to completion with `input` on stdin, bounded in time.
+pub fn run(program: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(WAIT) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("{program} {args:?} did not finish");
+        }
+    };
+    writer.join().unwrap();
+    out
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A self-signed certificate as `openssl req -x509 -subj /CN=localhost`
+/// makes it (a CA-marked certificate), optionally with a subject
+/// alternative name: returns (cert.pem, key.pem).
+pub fn openssl_self_signed(dir: &std::path::Path, san: bool) -> (String, String) {
+    let cert = dir.join("c.pem").to_string_lossy().into_owned();
+    let key = dir.join("k.pem").to_string_lossy().into_owned();
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+    ];
+    if san {
+        args.extend(["-addext", "subjectAltName=DNS:localhost"]);
+    }
+    openssl(&args);
+    (cert, key)
+}
+
+/// Polls `f` until it returns `Some`, for at most [`WAIT`].
+pub fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not reached in time");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
