@@ -266,7 +266,8 @@ fn echo_serves_netcat_and_socat_clients() {
 
 #[test]
 fn listen_takes_a_netcat_peer_and_exits_when_it_leaves() {
-    let mut l = spawn(PRISE, &["listen", "tcp://127.0.0.1:0"], Stdio::piped());
+    // Standard input at its end: the session ends with the peer's.
+    let mut l = spawn(PRISE, &["listen", "tcp://127.0.0.1:0"], Stdio::null());
     let port = l.port().to_string();
     let o = run("nc", &["-N", "127.0.0.1", &port], b"line one\nline two\n");
     assert!(o.status.success());
