@@ -1,6 +1,7 @@
 //! prise-net: the prise network toolkit — `connect`, `listen`, `echo`,
 //! `send`/`recv`, `probe` and `discover` over TCP, TLS, UDP, WebSocket and
-//! Unix sockets.
+//! Unix sockets, an HTTP forward proxy (`http-proxy`) and a socket lister
+//! (`ss`).
 //!
 //! # Design
 //!

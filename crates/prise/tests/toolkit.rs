@@ -429,6 +429,8 @@ fn tls_interop_with_openssl() {
     );
     assert!(o.status.success(), "{o:?}");
     assert_eq!(l.next_line(), "over tls");
+    // The peer has gone; the session ends once input ends too.
+    drop(l.child.stdin.take());
     assert!(l.wait().success());
 }
 

@@ -168,7 +168,10 @@ pub(super) async fn dial(target: &Target, limit: Duration) -> Result<TcpStream, 
     match tokio::time::timeout(limit, attempt).await {
         Err(_) => Err((
             504,
-            format!("no connection to {authority} within {limit:?}"),
+            format!(
+                "no connection to {authority} within {}",
+                humantime::format_duration(limit)
+            ),
         )),
         Ok(Err(e)) => {
             let why = match e.kind() {
@@ -392,8 +395,8 @@ async fn forward(
                 return Err(Refusal::new(
                     504,
                     format!(
-                        "no response from {authority} within {:?}",
-                        config.response_timeout
+                        "no response from {authority} within {}",
+                        humantime::format_duration(config.response_timeout)
                     ),
                 ));
             }

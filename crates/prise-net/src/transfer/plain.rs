@@ -189,7 +189,7 @@ where
         }
     };
     if tokio::time::timeout(CLOSE_WAIT, drain).await.is_err() {
-        tracing::warn!(%peer, "the receiver did not close within {CLOSE_WAIT:?}");
+        tracing::warn!(%peer, "the receiver did not close within {}", humantime::format_duration(CLOSE_WAIT));
     }
     Ok(PlainReport {
         path: path.to_owned(),
