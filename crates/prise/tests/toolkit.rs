@@ -436,8 +436,23 @@ fn tls_interop_with_openssl() {
 
 #[test]
 fn self_signed_tls_and_wss_echo() {
-    let tls = prise(&["echo", "tls://127.0.0.1:0", "--self-signed"]);
-    let wss = prise(&["echo", "wss://127.0.0.1:0", "--self-signed"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
+    let (a, b) = (a.to_string_lossy(), b.to_string_lossy());
+    let tls = prise(&[
+        "echo",
+        "tls://127.0.0.1:0",
+        "--self-signed",
+        "--cert-out",
+        &a,
+    ]);
+    let wss = prise(&[
+        "echo",
+        "wss://127.0.0.1:0",
+        "--self-signed",
+        "--cert-out",
+        &b,
+    ]);
     let url = format!("tls://127.0.0.1:{}", tls.port());
     let o = run(PRISE, &["connect", "--insecure", &url], b"secret\n");
     assert_eq!(stdout(&o), "secret\n", "{o:?}");
@@ -592,10 +607,13 @@ fn send_and_recv_a_file_over_tls() {
     std::fs::write(&src, &data).unwrap();
     let out = dir.path().join("in");
     let out_s = out.to_string_lossy().into_owned();
+    let cert = dir.path().join("recv.pem").to_string_lossy().into_owned();
     let mut r = prise(&[
         "recv",
         "tls://127.0.0.1:0",
         "--self-signed",
+        "--cert-out",
+        &cert,
         "--out",
         &out_s,
         "--quiet",
