@@ -184,7 +184,8 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
     let redial = args.retry.config().forever();
     let mut redials = Backoff::new(redial, StdRng::from_os_rng());
     loop {
-        let relay_opts = RelayOptions::new(&args.relay, &conn);
+        let mut relay_opts = RelayOptions::new(&args.relay, &conn);
+        relay_opts.reset_on_eof = args.socket.linger0;
         let up_since = tokio::time::Instant::now();
         let result = relay(
             conn,

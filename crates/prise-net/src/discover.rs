@@ -4,8 +4,13 @@
 //! ```text
 //! discover ── {"prise":"discover"} ──▶ broadcast:PORT     (one datagram)
 //! announcer ◀─────────────────────────┘
-//! announcer ── {"prise":"announce", name, scheme, port, version} ──▶ discover (unicast)
+//! announcer ── {"prise":"announce", name, service, scheme, host, port, path, version}
+//!           ──▶ discover (unicast, to the query's source address)
 //! ```
+//!
+//! The URL printed is `scheme://host:port` followed by `path` (the
+//! WebSocket endpoint, e.g. `/ws` for a hub), so `prise connect` opens it
+//! as it is.
 //!
 //! Announcers only answer queries, so an idle LAN carries no traffic, and
 //! `discover` is bounded by `--wait`. The discoverer takes the host of each
@@ -49,6 +54,9 @@ pub struct Announcement {
     pub host: String,
     /// Port of the service.
     pub port: u16,
+    /// Path of a WebSocket service (`/ws` for a hub); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
     /// prise version.
     pub version: String,
 }
@@ -67,6 +75,11 @@ impl Announcement {
             scheme: ep.scheme.as_str().to_owned(),
             host,
             port: local.port(),
+            path: if ep.scheme.is_ws() {
+                ep.path.clone()
+            } else {
+                String::new()
+            },
             version: VERSION.to_owned(),
         }
     }
@@ -221,7 +234,7 @@ pub async fn discover(
             } else {
                 host
             };
-            let url = format!("{}://{}:{}", a.scheme, host, a.port);
+            let url = format!("{}://{}:{}{}", a.scheme, host, a.port, a.path);
             found.insert(
                 (a.name.clone(), url.clone()),
                 Found {
@@ -309,5 +322,25 @@ mod tests {
                 version: VERSION.into(),
             }]
         );
+    }
+
+    #[test]
+    fn a_websocket_announcement_carries_its_path() {
+        let ep: Endpoint = "ws://127.0.0.1:8080/ws".parse().unwrap();
+        let a = Announcement::new("hub", "serve", &ep, "127.0.0.1:8080".parse().unwrap());
+        let wire = serde_json::to_value(Packet::Announce(a)).unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!({
+                "prise": "announce", "name": "hub", "service": "serve", "scheme": "ws",
+                "host": "127.0.0.1", "port": 8080, "path": "/ws", "version": VERSION,
+            })
+        );
+        // An announcer of an older version, without a path, still parses.
+        let old = br#"{"prise":"announce","name":"x","service":"echo","scheme":"tcp","port":1,"version":"0"}"#;
+        assert!(matches!(
+            serde_json::from_slice(old),
+            Ok(Packet::Announce(_))
+        ));
     }
 }

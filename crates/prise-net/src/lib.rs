@@ -1,6 +1,7 @@
 //! prise-net: the prise network toolkit — `connect`, `listen`, `bridge`,
 //! `echo`, `send`/`recv`, `probe` and `discover` over TCP, TLS, UDP,
-//! WebSocket and Unix sockets, and a Socket.IO client.
+//! WebSocket and Unix sockets, a Socket.IO client, an HTTP forward proxy
+//! (`http-proxy`) and a socket lister (`ss`).
 //!
 //! # Design
 //!
@@ -23,6 +24,8 @@
 //!   (messages both ways, half-close); [`exec`] makes a process one side of
 //!   it (`--exec`).
 //! - [`sio_client`] is `connect sio://`, over the hub's packet codecs.
+//! - [`http_proxy`] is an HTTP/1.1 forward proxy with an access log.
+//! - [`ss`] lists this machine's sockets (sock_diag netlink, or `/proc/net`).
 //! - [`echo`], [`transfer`], [`probe`] and [`discover`] are the servers and
 //!   tools built on those; [`zerocopy`] holds the `sendfile`/`splice` data
 //!   paths of [`transfer`] over plain sockets.
@@ -49,11 +52,13 @@ pub mod echo;
 pub mod endpoint;
 pub mod error;
 pub mod exec;
+pub mod http_proxy;
 pub mod listen;
 pub mod probe;
 pub mod proxy_client;
 pub mod relay;
 pub mod sio_client;
+pub mod ss;
 pub mod tls;
 pub mod transfer;
 pub mod transport;

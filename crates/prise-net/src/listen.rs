@@ -26,7 +26,8 @@ use crate::echo::{report_listening, shutdown_on_signal, start_announcer};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::NetError;
 use crate::relay::{
-    Events, INPUT_QUEUE, Input, MAX_DATAGRAM, RelayArgs, RelayOptions, deliver, read_chunks, relay,
+    Events, INPUT_QUEUE, Input, MAX_DATAGRAM, OutFraming, RelayArgs, RelayOptions, deliver,
+    read_chunks, relay,
 };
 use crate::tls::{ServerTlsArgs, server_config};
 use crate::transport::{Conn, Listener, SocketArgs, Upgrader};
@@ -154,7 +155,12 @@ async fn serve<W: AsyncWrite + Unpin + Send>(
         let (conn, peer) = match listener {
             Listener::Udp(sock) => {
                 let framing = args.relay.framing.unwrap_or(Framing::Lines);
-                return relay_udp_listener(sock, framing, &args.relay, events, input, output).await;
+                let out = args
+                    .relay
+                    .out_framing
+                    .unwrap_or(OutFraming::default_for(framing, false));
+                return relay_udp_listener(sock, framing, out, &args.relay, events, input, output)
+                    .await;
             }
             _ => match listener
                 .accept_stream(args.keep_open, &args.url.path)
@@ -165,7 +171,8 @@ async fn serve<W: AsyncWrite + Unpin + Send>(
             },
         };
         events.emit("accepted", json!({ "peer": peer }));
-        let opts = RelayOptions::new(&args.relay, &conn);
+        let mut opts = RelayOptions::new(&args.relay, &conn);
+        opts.reset_on_eof = args.socket.linger0;
         let r = relay(conn, &peer, input, output, events, &opts).await;
         if !args.keep_open {
             return r;
@@ -219,6 +226,7 @@ async fn serve_many(
         let mut feed = template.resubscribe();
         let events = events.clone();
         let relay_args = args.relay.clone();
+        let linger0 = args.socket.linger0;
         tracker.spawn(async move {
             let _permit = permit;
             let conn = match stream {
@@ -254,7 +262,10 @@ async fn serve_many(
                 }
             });
             events.emit("accepted", json!({ "peer": peer }));
-            let opts = RelayOptions::new(&relay_args, &conn);
+            let mut opts = RelayOptions::new(&relay_args, &conn);
+            // Input is shared: a peer's session ends with its end of stream.
+            opts.wait_for_input = false;
+            opts.reset_on_eof = linger0;
             let mut input = Input::from_channel(prx);
             let mut stdout = tokio::io::stdout();
             if let Err(e) = relay(conn, &peer, &mut input, &mut stdout, &events, &opts).await {
@@ -267,6 +278,7 @@ async fn serve_many(
 async fn relay_udp_listener<W: AsyncWrite + Unpin + Send>(
     sock: &tokio::net::UdpSocket,
     framing: Framing,
+    out: OutFraming,
     args: &RelayArgs,
     events: &Events,
     input: &mut Input,
@@ -295,7 +307,7 @@ async fn relay_udp_listener<W: AsyncWrite + Unpin + Send>(
                     events.emit("accepted", json!({ "peer": from.to_string() }));
                 }
                 peer = Some(from);
-                deliver(output, events, framing, &buf[..n], None).await?;
+                deliver(output, events, out, &buf[..n], None).await?;
             }
         }
     }

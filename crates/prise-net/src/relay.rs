@@ -8,7 +8,11 @@
 //! Both directions run concurrently, so a peer that writes while it reads
 //! (an echo server fed a large file) never deadlocks the relay. When input
 //! ends, the write side is shut down (TCP half-close; a Close frame on a
-//! WebSocket) and the relay keeps reading until the peer closes.
+//! WebSocket) and the relay keeps reading until the peer closes. On a
+//! stream, the peer's end of stream is a half-close too: input keeps going
+//! to the peer until it ends (a peer that did `shutdown(SHUT_WR)` still gets
+//! its answer), so the relay ends when both directions are done. With
+//! `--linger0`, the end of input closes at once with a reset instead.
 //!
 //! Message transports (UDP, WebSocket) carry one message per input line by
 //! default and are never split silently: a message over the cap is an error.
@@ -49,6 +53,11 @@ pub struct RelayArgs {
     /// prefixes (default: raw for streams, lines for udp/ws/wss).
     #[arg(long, value_enum)]
     pub framing: Option<Framing>,
+    /// How received messages are written to stdout: one per line, one hex
+    /// line each, 4-byte big-endian length prefixes, or raw (default: hex
+    /// for `--framing length` on streams, else as `--framing`).
+    #[arg(long, value_enum, value_name = "FRAMING")]
+    pub out_framing: Option<OutFraming>,
     /// Largest message, line or frame accepted (bytes).
     #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE, value_name = "BYTES")]
     pub max_message: usize,
@@ -82,6 +91,7 @@ impl Default for RelayArgs {
     fn default() -> Self {
         Self {
             framing: None,
+            out_framing: None,
             max_message: DEFAULT_MAX_MESSAGE,
             hex: false,
             json: false,
@@ -91,6 +101,33 @@ impl Default for RelayArgs {
             ping_interval: None,
             idle_timeout: None,
             udp_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How received messages are written to local output (`--out-framing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutFraming {
+    /// The bytes as they come.
+    Raw,
+    /// Each message followed by `\n` (ambiguous when a message holds one).
+    Lines,
+    /// Each message as one line of lower-case hex.
+    Hex,
+    /// Each message preceded by its length, 4 bytes big-endian.
+    Length,
+}
+
+impl OutFraming {
+    /// The output framing that goes with an input `framing` when none is
+    /// asked for: frames of a length-framed stream are printed as hex,
+    /// since they may hold newlines.
+    pub fn default_for(framing: Framing, stream: bool) -> Self {
+        match framing {
+            Framing::Raw => Self::Raw,
+            Framing::Lines => Self::Lines,
+            Framing::Length if stream => Self::Hex,
+            Framing::Length => Self::Length,
         }
     }
 }
@@ -275,6 +312,14 @@ fn codec_error(e: CodecError, peer: &str) -> NetError {
 pub struct RelayOptions {
     /// Framing of the socket (streams) or of local input (UDP, WebSocket).
     pub framing: Framing,
+    /// How received messages are written out.
+    pub out_framing: OutFraming,
+    /// After the peer's end of stream, keep sending input until it ends
+    /// (`false` for `--keep-open` peers, whose input is shared).
+    pub wait_for_input: bool,
+    /// At the end of input, drop the connection (with `SO_LINGER 0`, a
+    /// reset) instead of half-closing it.
+    pub reset_on_eof: bool,
     /// Cap on one message.
     pub max_message: usize,
     /// Send WebSocket binary messages instead of text.
@@ -290,12 +335,16 @@ pub struct RelayOptions {
 impl RelayOptions {
     /// Settings for `conn` from the command line (framing defaults by transport).
     pub fn new(args: &RelayArgs, conn: &Conn) -> Self {
-        let default = match conn {
-            Conn::Stream(_) => Framing::Raw,
-            Conn::Udp(_) | Conn::Ws(..) => Framing::Lines,
-        };
+        let stream = matches!(conn, Conn::Stream(_));
+        let default = if stream { Framing::Raw } else { Framing::Lines };
+        let framing = args.framing.unwrap_or(default);
         Self {
-            framing: args.framing.unwrap_or(default),
+            framing,
+            out_framing: args
+                .out_framing
+                .unwrap_or(OutFraming::default_for(framing, stream)),
+            wait_for_input: true,
+            reset_on_eof: false,
             max_message: args.max_message,
             binary: args.binary,
             ping_interval: args.ping_interval,
@@ -390,11 +439,16 @@ async fn relay_stream<W: AsyncWrite + Unpin + Send>(
                 .await
                 .map_err(|e| NetError::from_io(e, peer))?;
         }
+        events.emit("eof", json!({ "side": "local" }));
+        if opts.reset_on_eof {
+            // Dropping the socket (SO_LINGER 0) sends the reset.
+            wr.flush().await.map_err(|e| NetError::from_io(e, peer))?;
+            return Ok(());
+        }
         // Half-close: the peer sees end of stream, and may still answer.
         wr.shutdown()
             .await
             .map_err(|e| NetError::from_io(e, peer))?;
-        events.emit("eof", json!({ "side": "local" }));
         Ok::<(), NetError>(())
     };
     let down = async {
@@ -402,24 +456,29 @@ async fn relay_stream<W: AsyncWrite + Unpin + Send>(
         let mut frames = FramedRead::with_capacity(rd, codec, READ_CHUNK);
         while let Some(frame) = idle(opts.idle_timeout, peer, frames.next()).await? {
             let frame = frame.map_err(|e| codec_error(e, peer))?;
-            events.received(&frame, None);
-            if !events.json() {
-                let nl: &[u8] = if opts.framing == Framing::Raw {
-                    b""
-                } else {
-                    b"\n"
-                };
-                write_out(output, &[&frame, nl]).await?;
-            }
+            deliver(output, events, opts.out_framing, &frame, None).await?;
         }
+        events.emit("eof", json!({ "side": "remote" }));
         Ok::<(), NetError>(())
     };
     tokio::pin!(up, down);
-    let mut up_done = false;
+    let (mut up_done, mut down_done) = (false, false);
     loop {
         tokio::select! {
-            r = &mut up, if !up_done => { r?; up_done = true; }
-            r = &mut down => return r,
+            r = &mut up, if !up_done => {
+                r?;
+                up_done = true;
+                if down_done || opts.reset_on_eof {
+                    return Ok(());
+                }
+            }
+            r = &mut down, if !down_done => {
+                r?;
+                down_done = true;
+                if up_done || !opts.wait_for_input {
+                    return Ok(());
+                }
+            }
         }
     }
 }
@@ -428,7 +487,7 @@ async fn relay_stream<W: AsyncWrite + Unpin + Send>(
 pub(crate) async fn deliver<W: AsyncWrite + Unpin>(
     output: &mut W,
     events: &Events,
-    framing: Framing,
+    framing: OutFraming,
     data: &[u8],
     kind: Option<&str>,
 ) -> Result<(), NetError> {
@@ -437,9 +496,17 @@ pub(crate) async fn deliver<W: AsyncWrite + Unpin>(
         return Ok(());
     }
     match framing {
-        Framing::Raw => write_out(output, &[data]).await,
-        Framing::Lines => write_out(output, &[data, b"\n"]).await,
-        Framing::Length => {
+        OutFraming::Raw => write_out(output, &[data]).await,
+        OutFraming::Lines => write_out(output, &[data, b"\n"]).await,
+        OutFraming::Hex => {
+            let mut line = String::with_capacity(data.len() * 2 + 1);
+            for b in data {
+                line.push_str(&format!("{b:02x}"));
+            }
+            line.push('\n');
+            write_out(output, &[line.as_bytes()]).await
+        }
+        OutFraming::Length => {
             let len = u32::try_from(data.len())
                 .map_err(|_| NetError::Protocol("message too large to frame".into()))?;
             write_out(output, &[&len.to_be_bytes(), data]).await
@@ -490,7 +557,7 @@ async fn relay_udp<W: AsyncWrite + Unpin + Send>(
             },
             r = sock.recv(&mut buf) => {
                 let n = r.map_err(|e| NetError::from_io(e, peer))?;
-                deliver(output, events, opts.framing, &buf[..n], None).await?;
+                deliver(output, events, opts.out_framing, &buf[..n], None).await?;
             }
             () = sleep => {
                 if input_done {
@@ -561,10 +628,10 @@ async fn relay_ws<W: AsyncWrite + Unpin + Send>(
         while let Some(msg) = idle(opts.idle_timeout, peer, stream.next()).await? {
             match msg {
                 Ok(Message::Text(t)) => {
-                    deliver(output, events, opts.framing, t.as_bytes(), Some("text")).await?;
+                    deliver(output, events, opts.out_framing, t.as_bytes(), Some("text")).await?;
                 }
                 Ok(Message::Binary(b)) => {
-                    deliver(output, events, opts.framing, &b, Some("binary")).await?;
+                    deliver(output, events, opts.out_framing, &b, Some("binary")).await?;
                 }
                 Ok(Message::Close(frame)) => {
                     let (code, reason) = frame

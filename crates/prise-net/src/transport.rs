@@ -56,12 +56,60 @@ pub struct SocketArgs {
     /// Disable Nagle's algorithm (TCP_NODELAY).
     #[arg(long)]
     pub nodelay: bool,
-    /// Enable TCP keepalive probes after this idle time (e.g. 30s).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub keepalive: Option<Duration>,
-    /// Close with a reset (RST) instead of a graceful FIN (SO_LINGER 0).
+    /// TCP keepalive: probes after IDLE without traffic, then every
+    /// INTERVAL, giving up after COUNT unanswered (e.g. 30s or 30s,5s,3).
+    #[arg(long, value_name = "IDLE[,INTERVAL,COUNT]", value_parser = Keepalive::parse)]
+    pub keepalive: Option<Keepalive>,
+    /// When standard input ends, close with a reset (RST) instead of a FIN
+    /// (SO_LINGER 0; bytes not yet sent are discarded).
     #[arg(long)]
     pub linger0: bool,
+    /// Send buffer size (SO_SNDBUF, bytes; the kernel doubles it).
+    #[arg(long, value_name = "BYTES")]
+    pub sndbuf: Option<usize>,
+    /// Receive buffer size (SO_RCVBUF, bytes; the kernel doubles it).
+    #[arg(long, value_name = "BYTES")]
+    pub rcvbuf: Option<usize>,
+}
+
+/// `--keepalive IDLE[,INTERVAL,COUNT]`: TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes (kernel default when absent).
+    pub interval: Option<Duration>,
+    /// Unanswered probes before the connection is dropped (kernel default when absent).
+    pub count: Option<u32>,
+}
+
+impl Keepalive {
+    /// Parses `IDLE` or `IDLE,INTERVAL,COUNT` (durations as in `30s`).
+    ///
+    /// # Errors
+    /// A bad duration or count, or two fields instead of one or three.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let dur = |s: &str| humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}': {e}"));
+        let parts: Vec<&str> = text.split(',').collect();
+        match parts.as_slice() {
+            [idle] => Ok(Self {
+                idle: dur(idle)?,
+                interval: None,
+                count: None,
+            }),
+            [idle, interval, count] => Ok(Self {
+                idle: dur(idle)?,
+                interval: Some(dur(interval)?),
+                count: Some(
+                    count
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("'{count}' is not a probe count"))?,
+                ),
+            }),
+            _ => Err("expected IDLE or IDLE,INTERVAL,COUNT".into()),
+        }
+    }
 }
 
 impl SocketArgs {
@@ -75,9 +123,24 @@ impl SocketArgs {
             sock.set_tcp_nodelay(true)
                 .map_err(|e| NetError::io("setting TCP_NODELAY", e))?;
         }
-        if let Some(idle) = self.keepalive {
-            sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))
+        if let Some(k) = self.keepalive {
+            let mut ka = TcpKeepalive::new().with_time(k.idle);
+            if let Some(interval) = k.interval {
+                ka = ka.with_interval(interval);
+            }
+            if let Some(count) = k.count {
+                ka = ka.with_retries(count);
+            }
+            sock.set_tcp_keepalive(&ka)
                 .map_err(|e| NetError::io("setting SO_KEEPALIVE", e))?;
+        }
+        if let Some(n) = self.sndbuf {
+            sock.set_send_buffer_size(n)
+                .map_err(|e| NetError::io("setting SO_SNDBUF", e))?;
+        }
+        if let Some(n) = self.rcvbuf {
+            sock.set_recv_buffer_size(n)
+                .map_err(|e| NetError::io("setting SO_RCVBUF", e))?;
         }
         if self.linger0 {
             sock.set_linger(Some(Duration::ZERO))
@@ -459,5 +522,25 @@ impl Listener {
             Self::Udp(s) => s.local_addr().ok(),
             Self::Unix(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_takes_one_or_three_fields() {
+        let k = Keepalive::parse("30s").unwrap();
+        assert_eq!(
+            (k.idle, k.interval, k.count),
+            (Duration::from_secs(30), None, None)
+        );
+        let k = Keepalive::parse("10s,2s,3").unwrap();
+        assert_eq!(k.interval, Some(Duration::from_secs(2)));
+        assert_eq!(k.count, Some(3));
+        assert!(Keepalive::parse("10s,2s").is_err());
+        assert!(Keepalive::parse("10s,2s,x").is_err());
+        assert!(Keepalive::parse("soon").is_err());
     }
 }

@@ -215,7 +215,11 @@ async fn linger0_closes_with_a_reset() {
     let mut opts = ConnectOptions::default();
     opts.socket.linger0 = true;
     opts.socket.nodelay = true;
-    opts.socket.keepalive = Some(Duration::from_secs(30));
+    opts.socket.keepalive = Some(prise_net::transport::Keepalive {
+        idle: Duration::from_secs(30),
+        interval: Some(Duration::from_secs(5)),
+        count: Some(3),
+    });
     let (conn, accepted) = tokio::join!(connect(&ep, &opts), listener.accept());
     let (mut server_side, _) = accepted.unwrap();
     drop(conn.unwrap());

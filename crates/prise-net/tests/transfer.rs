@@ -136,8 +136,10 @@ async fn a_file_arrives_verified_over_a_unix_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_arrives_verified_over_tls() {
     use prise_net::tls::{ClientTlsArgs, ServerTlsArgs, client_config, server_config};
+    let cert_dir = prise_testkit::TestDir::new();
     let mut server_args = ServerTlsArgs::default();
     server_args.self_signed = true;
+    server_args.cert_out = cert_dir.path().join("server.pem");
     let server = server_config(&server_args).unwrap();
     let mut client_args = ClientTlsArgs::default();
     client_args.insecure = true;

@@ -136,6 +136,11 @@ impl ChildProcess {
         self.child.stdin.as_mut().expect("stdin piped")
     }
 
+    /// Closes its standard input: the process reads the end of its input.
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
     /// Waits (bounded) for it to exit.
     ///
     /// # Panics

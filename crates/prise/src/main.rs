@@ -42,10 +42,14 @@ enum Command {
     Send(prise_net::transfer::SendArgs),
     /// Receive files into a directory, verified.
     Recv(prise_net::transfer::RecvArgs),
+    /// HTTP/1.1 forward proxy (absolute-form requests and CONNECT) with an access log.
+    HttpProxy(prise_net::http_proxy::HttpProxyArgs),
     /// TCP reverse proxy and load balancer with health checks.
     Proxy(Box<prise_proxy::ProxyArgs>),
     /// Check that endpoints are up and measure connect/handshake latency.
     Probe(prise_net::probe::ProbeArgs),
+    /// This machine's TCP, UDP and Unix sockets: state, queues, rtt; --summary counts per state.
+    Ss(prise_net::ss::SsArgs),
     /// Find prise services on the LAN (UDP broadcast).
     Discover(prise_net::discover::DiscoverArgs),
     /// Load-test a hub: idle connections, fan-out, acknowledged round trips.
@@ -53,6 +57,59 @@ enum Command {
     /// The configuration file of `prise serve`.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Print a shell completion script (e.g. `prise completions bash > /etc/bash_completion.d/prise`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the manual page prise(1), or write one page per command into a directory.
+    Man {
+        /// Write prise.1 and prise-COMMAND.1 into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// The shells `prise completions` writes scripts for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `prise completions SHELL`: the script on stdout.
+fn completions(shell: CompletionShell) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut Cli::command(), "prise", &mut out);
+    out.flush()?;
+    Ok(())
+}
+
+/// `prise man [--dir DIR]`.
+fn man(dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,9 +219,13 @@ fn main() -> anyhow::Result<()> {
             Command::Echo(a) => toolkit(prise_net::echo::run(a).await),
             Command::Send(a) => toolkit(prise_net::transfer::send_run(a).await),
             Command::Recv(a) => toolkit(prise_net::transfer::recv_run(a).await),
+            Command::HttpProxy(a) => toolkit(prise_net::http_proxy::run(a).await),
             Command::Probe(a) => toolkit(prise_net::probe::run(a).await),
+            Command::Ss(a) => toolkit(prise_net::ss::run(a).await),
             Command::Discover(a) => toolkit(prise_net::discover::run(a).await),
             Command::Config(cmd) => config(cmd),
+            Command::Completions { shell } => completions(shell),
+            Command::Man { dir } => man(dir),
         }
     })
 }

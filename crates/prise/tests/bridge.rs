@@ -111,7 +111,7 @@ fn listen_exec_runs_a_shell_pipeline_per_connection() {
     }
     // Each pipeline ended with its connection: no child is left.
     let pid = listen.child.id();
-    eventually("the pipelines to be reaped", || children(pid).is_empty());
+    wait_until("the pipelines to be reaped", || children(pid).is_empty());
 }
 
 /// Direct children of `pid`, started by any of its threads (from /proc).
@@ -167,7 +167,7 @@ fn exec_children_are_killed_when_the_peer_resets() {
         .set_linger(Some(std::time::Duration::ZERO))
         .unwrap();
     drop((s, r));
-    eventually("the process group to be killed", || {
+    wait_until("the process group to be killed", || {
         !group.iter().any(|&p| is_running(p))
     });
 }
@@ -233,7 +233,7 @@ fn bridge_reconnect_redials_a_dropped_target() {
 #[test]
 fn connect_reconnect_keeps_stdin_across_drops() {
     let target = dropping_server(&["one\n", "two\n"]);
-    let mut c = spawn(
+    let mut c = spawn_with(
         PRISE,
         &[
             "connect",
@@ -244,10 +244,10 @@ fn connect_reconnect_keeps_stdin_across_drops() {
         ],
         Stdio::piped(),
     );
-    assert_eq!(c.next_line(), "one");
-    assert_eq!(c.next_line(), "two");
+    assert_eq!(c.line(), "one");
+    assert_eq!(c.line(), "two");
     // End of input ends the session; no redial after that.
-    drop(c.child.stdin.take());
+    drop(c.stdin.take());
     let status = c.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
@@ -337,7 +337,7 @@ fn exec_children_end_when_listen_is_terminated() {
     );
     let status = listen.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    eventually("the process group to end", || {
+    wait_until("the process group to end", || {
         !group.iter().any(|&p| is_running(p))
     });
 }

@@ -15,8 +15,8 @@ fn microsocks(extra: &[&str]) -> (Proc, u16) {
     let port_s = port.to_string();
     let mut args = vec!["-i", "127.0.0.1", "-p", &port_s];
     args.extend(extra);
-    let p = spawn("microsocks", &args, std::process::Stdio::null());
-    eventually("microsocks to listen", || {
+    let p = spawn_with("microsocks", &args, std::process::Stdio::null());
+    wait_until("microsocks to listen", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     (p, port)
@@ -34,9 +34,9 @@ fn connect_probe_and_send_through_microsocks() {
         let mut args = vec!["connect", "--proxy", &proxy];
         args.extend(extra);
         args.push(url);
-        let mut c = spawn(PRISE, &args, std::process::Stdio::piped());
+        let mut c = spawn_with(PRISE, &args, std::process::Stdio::piped());
         c.send(format!("{line}\n").as_bytes());
-        c.next_line()
+        c.line()
     };
     let url = format!("tcp://localhost:{echo}");
     assert_eq!(roundtrip(&url, &[], "through socks"), "through socks");
@@ -85,7 +85,7 @@ fn connect_probe_and_send_through_microsocks() {
         b"",
     );
     assert!(o.status.success(), "{o:?}");
-    eventually("the file to arrive", || {
+    wait_until("the file to arrive", || {
         std::fs::read(out.join("f.bin")).is_ok_and(|d| d.len() == 300_000)
     });
 }
@@ -135,13 +135,13 @@ fn socks5_refusals_have_documented_exit_codes() {
     );
     // Right password, open target (input kept open until the answer: see above).
     let proxy = format!("socks5://alice:secret@127.0.0.1:{sport}");
-    let mut c = spawn(
+    let mut c = spawn_with(
         PRISE,
         &["connect", "--proxy", &proxy, &target],
         std::process::Stdio::piped(),
     );
     c.send(b"x\n");
-    assert_eq!(c.next_line(), "x");
+    assert_eq!(c.line(), "x");
     // No proxy listening at all.
     let o = connect(&format!("socks5://127.0.0.1:{}", free_tcp_port()), &target);
     assert_eq!(o.status.code(), Some(3), "{o:?}");

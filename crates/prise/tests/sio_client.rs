@@ -36,10 +36,11 @@ fn serve(data: &std::path::Path) -> (Proc, u16) {
         .and_then(|a| a.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let stdout = Some(lines(out));
+    let stdout = lines(out);
     let stderr = lines(child.stderr.take().unwrap());
     (
         Proc {
+            stdin: child.stdin.take(),
             child,
             stdout,
             stderr,
@@ -64,9 +65,9 @@ fn two_clients_emit_ack_and_receive_over_websocket_and_polling() {
     let data = prise_testkit::TestDir::new();
     let (_hub, port) = serve(data.path());
     let url = format!("sio://127.0.0.1:{port}");
-    let mut listener = spawn(PRISE, &["connect", "--ack", &url], Stdio::piped());
+    let mut listener = spawn_with(PRISE, &["connect", "--ack", &url], Stdio::piped());
     listener.send(b"join \"lobby\"\n");
-    let ack = listener.next_line();
+    let ack = listener.line();
     assert_eq!(field(&ack, "ack")["room"], "lobby", "{ack}");
 
     let o = run(
@@ -83,7 +84,7 @@ fn two_clients_emit_ack_and_receive_over_websocket_and_polling() {
     // The websocket client sees the other join, then the message.
     let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.starts_with("message ")) {
-        seen.push(listener.next_line());
+        seen.push(listener.line());
     }
     let msg = seen.last().unwrap();
     assert_eq!(
@@ -97,7 +98,7 @@ fn two_clients_emit_ack_and_receive_over_websocket_and_polling() {
     );
 
     // End of input: the client leaves and exits by itself.
-    drop(listener.child.stdin.take());
+    drop(listener.stdin.take());
     let status = listener.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }

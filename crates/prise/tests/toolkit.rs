@@ -210,7 +210,8 @@ fn echo_serves_netcat_and_socat_clients() {
 
 #[test]
 fn listen_takes_a_netcat_peer_and_exits_when_it_leaves() {
-    let mut l = spawn(PRISE, &["listen", "tcp://127.0.0.1:0"], Stdio::piped());
+    // Standard input at its end: the session ends with the peer's.
+    let mut l = spawn(PRISE, &["listen", "tcp://127.0.0.1:0"], Stdio::null());
     let port = l.listening_port().to_string();
     let o = run("nc", &["-N", "127.0.0.1", &port], b"line one\nline two\n");
     assert!(o.status.success());
@@ -324,13 +325,29 @@ fn tls_interop_with_openssl() {
     );
     assert!(o.status.success(), "{o:?}");
     assert_eq!(l.stdout_line(), "over tls");
+    // The peer has gone; the session ends once input ends too.
+    l.close_stdin();
     assert!(l.wait().success());
 }
 
 #[test]
 fn self_signed_tls_and_wss_echo() {
-    let tls = prise(&["echo", "tls://127.0.0.1:0", "--self-signed"]);
-    let wss = prise(&["echo", "wss://127.0.0.1:0", "--self-signed"]);
+    let dir = TestDir::new();
+    let (a, b) = (dir.arg("a.pem"), dir.arg("b.pem"));
+    let tls = prise(&[
+        "echo",
+        "tls://127.0.0.1:0",
+        "--self-signed",
+        "--cert-out",
+        &a,
+    ]);
+    let wss = prise(&[
+        "echo",
+        "wss://127.0.0.1:0",
+        "--self-signed",
+        "--cert-out",
+        &b,
+    ]);
     let url = format!("tls://127.0.0.1:{}", tls.listening_port());
     let o = run(PRISE, &["connect", "--insecure", &url], b"secret\n");
     assert_eq!(stdout(&o), "secret\n", "{o:?}");
@@ -485,10 +502,13 @@ fn send_and_recv_a_file_over_tls() {
     std::fs::write(&src, &data).unwrap();
     let out = dir.path().join("in");
     let out_s = out.to_string_lossy().into_owned();
+    let cert = dir.path().join("recv.pem").to_string_lossy().into_owned();
     let mut r = prise(&[
         "recv",
         "tls://127.0.0.1:0",
         "--self-signed",
+        "--cert-out",
+        &cert,
         "--out",
         &out_s,
         "--quiet",

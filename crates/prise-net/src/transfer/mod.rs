@@ -29,6 +29,9 @@
 //! matches is caught there. A transfer cut short keeps its `.part` file;
 //! sending again resumes there. A hash mismatch deletes it and fails with
 //! exit code 8.
+//!
+//! `--plain` on both sides speaks the simplest transfer instead (see
+//! [`plain`]): an 8-byte big-endian size, then the bytes.
 
 use bytes::BytesMut;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -39,10 +42,12 @@ use crate::endpoint::{Endpoint, Scheme};
 use crate::error::NetError;
 pub use crate::zerocopy::{PlainSocket, TransferStream};
 pub use digest::file_id;
+pub use plain::{PlainReport, receive_plain, send_plain};
 pub use receive::{RecvArgs, RecvReport, receive_file, recv_run};
 pub use send::{SendArgs, SendReport, send_file, send_run};
 
 mod digest;
+pub mod plain;
 mod receive;
 mod send;
 

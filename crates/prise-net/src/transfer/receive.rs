@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 #[cfg(target_os = "linux")]
 use super::PlainSocket;
 use super::digest::{Finish, Watermark, hash_behind, hash_queue};
+use super::plain::receive_plain;
 use super::{CHUNK, TransferStream, WRITE_QUEUE, check_scheme, progress, read_msg};
 use crate::echo::report_listening;
 use crate::endpoint::Endpoint;
@@ -40,6 +41,13 @@ pub struct RecvArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Speak the plain transfer: an 8-byte big-endian size, then the bytes
+    /// (no name, no resume); the SHA-256 of what arrived is printed.
+    #[arg(long)]
+    pub plain: bool,
+    /// With --plain: the name to write the file under inside --out.
+    #[arg(long, value_name = "NAME", default_value = super::plain::DEFAULT_PLAIN_NAME, requires = "plain")]
+    pub name: String,
     #[command(flatten)]
     /// TLS certificate.
     pub tls: ServerTlsArgs,
@@ -349,6 +357,38 @@ pub async fn recv_run(args: RecvArgs) -> Result<(), NetError> {
             continue;
         };
         let bar = progress(0, args.quiet);
+        if args.plain {
+            let name = plain_name(&args.name)?;
+            let r = match stream {
+                Accepted::Tcp(s) => {
+                    receive_plain(s, &args.out, &name, args.max_size, &peer, &bar).await
+                }
+                Accepted::Unix(s) => {
+                    receive_plain(s, &args.out, &name, args.max_size, &peer, &bar).await
+                }
+                Accepted::Other(s) => {
+                    receive_plain(s, &args.out, &name, args.max_size, &peer, &bar).await
+                }
+            };
+            bar.finish_and_clear();
+            match r {
+                Ok(report) => {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "received {} ({} bytes, sha256 {})",
+                        report.path.display(),
+                        report.size,
+                        report.sha256
+                    );
+                    if !args.keep_open {
+                        return Ok(());
+                    }
+                }
+                Err(e) if args.keep_open => tracing::warn!(%peer, error = %e, "transfer failed"),
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
         let r = match stream {
             Accepted::Tcp(s) => receive_file(s, &args.out, &limits, &peer, &bar).await,
             Accepted::Unix(s) => receive_file(s, &args.out, &limits, &peer, &bar).await,
@@ -369,6 +409,16 @@ pub async fn recv_run(args: RecvArgs) -> Result<(), NetError> {
             Err(e) if args.keep_open => tracing::warn!(%peer, error = %e, "transfer failed"),
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The `--name` of a plain receive, reduced to one path component.
+fn plain_name(name: &str) -> Result<String, NetError> {
+    match Path::new(name).file_name().and_then(|n| n.to_str()) {
+        Some(n) if !n.starts_with('.') => Ok(n.to_owned()),
+        _ => Err(NetError::Usage(format!(
+            "--name '{name}' is not a file name"
+        ))),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The sending side: `prise send`, and [`send_file`] over any stream.
 
+use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +38,10 @@ pub struct SendArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Speak the plain transfer: an 8-byte big-endian size, then the bytes
+    /// (no name, no resume); the SHA-256 of what was sent is printed.
+    #[arg(long, conflicts_with = "name")]
+    pub plain: bool,
     #[command(flatten)]
     /// TLS options.
     pub tls: ClientTlsArgs,
@@ -263,6 +268,21 @@ pub async fn send_run(args: SendArgs) -> Result<(), NetError> {
     let peer = url.to_string();
     let bar = progress(0, args.quiet);
     let start = Instant::now();
+    if args.plain {
+        let Conn::Stream(s) = transport::connect(url, &opts).await? else {
+            return Err(NetError::Usage("file transfer needs a stream".into()));
+        };
+        let report = super::plain::send_plain(s, &args.file, &peer, &bar).await?;
+        bar.finish_and_clear();
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "sent {} ({} bytes, sha256 {})",
+            report.path.display(),
+            report.size,
+            report.sha256
+        );
+        return Ok(());
+    }
     // Plain sockets keep their type, so the file can go out with sendfile.
     let report = match url.scheme {
         Scheme::Tcp => {
