@@ -43,7 +43,7 @@ pub struct ConnectArgs {
     #[command(flatten)]
     /// WebSocket options.
     pub ws: WsClientArgs,
-    /// Connect through a proxy: socks5://[user:pass@]host:port or http://host:port (CONNECT).
+    /// Connect through a proxy: socks5://host:port (user:pass@ before the host to authenticate) or http://host:port (CONNECT).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<ProxyUrl>,
     /// Run `sh -c CMD` with its stdin and stdout wired to the socket (instead
@@ -186,6 +186,9 @@ pub async fn run(args: ConnectArgs) -> Result<(), NetError> {
     loop {
         let mut relay_opts = RelayOptions::new(&args.relay, &conn);
         relay_opts.reset_on_eof = args.socket.linger0;
+        // With --reconnect the peer's end of stream is a drop to redial
+        // after, not a half-close to keep sending into.
+        relay_opts.wait_for_input = !args.reconnect;
         let up_since = tokio::time::Instant::now();
         let result = relay(
             conn,

@@ -42,7 +42,7 @@ pub struct ProbeArgs {
     #[command(flatten)]
     /// WebSocket options.
     pub ws: WsClientArgs,
-    /// Connect through a proxy: socks5://[user:pass@]host:port or http://host:port (CONNECT).
+    /// Connect through a proxy: socks5://host:port (user:pass@ before the host to authenticate) or http://host:port (CONNECT).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<crate::proxy_client::ProxyUrl>,
 }

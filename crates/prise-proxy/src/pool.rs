@@ -23,7 +23,7 @@ pub enum Pick {
     /// A backend, counted as open from now on.
     Chosen(Arc<Backend>, ActiveGuard),
     /// Backends can take connections but every candidate is at its `maxconn`: wait for
-    /// [`Pool::freed`].
+    /// `Pool::freed`.
     Full,
     /// No backend can take a connection.
     None,

@@ -124,7 +124,7 @@ pub struct BridgeArgs {
     /// Dial the target again (with backoff) when it drops while its peer is connected.
     #[arg(long)]
     pub reconnect: bool,
-    /// Open the target through a proxy: socks5://[user:pass@]host:port or http://host:port.
+    /// Open the target through a proxy: socks5://host:port (user:pass@ before the host to authenticate) or http://host:port.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<ProxyUrl>,
     #[command(flatten)]

@@ -36,7 +36,7 @@ pub enum ProxyKind {
     HttpConnect,
 }
 
-/// A parsed `--proxy` URL: `socks5://[user:pass@]host:port` or
+/// A parsed `--proxy` URL: `socks5://host:port (user:pass@ before the host to authenticate)` or
 /// `http://[user:pass@]host:port`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProxyUrl {

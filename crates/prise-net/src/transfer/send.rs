@@ -48,7 +48,7 @@ pub struct SendArgs {
     #[command(flatten)]
     /// TCP socket options.
     pub socket: SocketArgs,
-    /// Connect through a proxy: socks5://[user:pass@]host:port or http://host:port (CONNECT).
+    /// Connect through a proxy: socks5://host:port (user:pass@ before the host to authenticate) or http://host:port (CONNECT).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<ProxyUrl>,
 }
