@@ -29,6 +29,7 @@ pub mod hexdump;
 pub mod limits;
 pub mod line;
 pub mod message;
+pub mod presence;
 pub mod sio_events;
 pub mod socketio;
 pub mod transfer;
