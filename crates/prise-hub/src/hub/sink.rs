@@ -73,9 +73,9 @@ impl DeliverySink for Inner {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             for r in shard.rooms.values() {
                 v.extend(
-                    r.users
-                        .values()
-                        .map(|e| (r.name.to_string(), e.user.clone())),
+                    r.local
+                        .users()
+                        .map(|u| (r.name.to_string(), User::clone(u))),
                 );
             }
         }

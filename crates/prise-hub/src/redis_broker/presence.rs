@@ -45,33 +45,29 @@ impl Shared {
     }
 }
 
-fn parse_snapshot(version: u64, flat: Vec<String>) -> PresenceSnapshot {
+/// Fields a presence hash is read by, per HSCAN call.
+const SCAN_PAGE: usize = 1000;
+
+/// The users of one HSCAN page (field, value, field, value, …).
+fn parse_page(flat: &[String], users: &mut Vec<User>) {
     #[derive(serde::Deserialize)]
     struct Record {
         u: User,
     }
-    let users = flat
-        .chunks(2)
-        .filter_map(|kv| match kv {
-            [_, v] => serde_json::from_str::<Record>(v).ok().map(|r| r.u),
-            _ => None,
-        })
-        .collect();
-    PresenceSnapshot { version, users }
+    users.extend(flat.chunks(2).filter_map(|kv| match kv {
+        [_, v] => serde_json::from_str::<Record>(v).ok().map(|r| r.u),
+        _ => None,
+    }));
 }
 
 /// [`crate::broker::Broker::presence_join`]: registers this node for `user`
-/// in `room` and answers the room's members.
-pub(super) async fn join(
-    s: &Shared,
-    room: &str,
-    user: &User,
-) -> Result<PresenceSnapshot, BrokerError> {
+/// in `room`, in O(1) of the room's size.
+pub(super) async fn join(s: &Shared, room: &str, user: &User) -> Result<(), BrokerError> {
     let user_json =
         serde_json::to_string(user).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
     let ttl = u64::try_from(s.config.presence_ttl.as_millis()).unwrap_or(u64::MAX);
     let mut conn = s.conn.clone();
-    let (version, flat): (u64, Vec<String>) = s
+    let _first: i64 = s
         .scripts
         .join
         .key(s.keys.presence(room))
@@ -88,21 +84,44 @@ pub(super) async fn join(
         .invoke_async(&mut conn)
         .await
         .map_err(unavailable)?;
-    Ok(parse_snapshot(version, flat))
+    Ok(())
 }
 
-/// Reads a room's members with their version, in one script.
+/// Reads a room's members by pages (HSCAN, [`SCAN_PAGE`] fields a call), so
+/// Redis never builds a whole large hash into one reply. The version is read
+/// first: every event after it reaches the view, which converges even though
+/// the pages are not one atomic read (see
+/// [`crate::broker::DeliverySink::presence_install`]).
 pub(super) async fn read(s: &Shared, room: &str) -> Result<PresenceSnapshot, BrokerError> {
     let mut conn = s.conn.clone();
-    let (version, flat): (u64, Vec<String>) = s
-        .scripts
-        .read
-        .key(s.keys.presence(room))
-        .key(s.keys.presence_version(room))
-        .invoke_async(&mut conn)
+    let key = s.keys.presence(room);
+    let version: Option<u64> = redis::cmd("GET")
+        .arg(s.keys.presence_version(room))
+        .query_async(&mut conn)
         .await
         .map_err(unavailable)?;
-    Ok(parse_snapshot(version, flat))
+    let mut users = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+            .arg(&key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(SCAN_PAGE)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        parse_page(&flat, &mut users);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    // HSCAN may return a field twice; the view keeps one entry per id.
+    Ok(PresenceSnapshot {
+        version: version.unwrap_or(0),
+        users,
+    })
 }
 
 /// Removes `node`'s members from every room's presence (when its heartbeat
@@ -176,7 +195,7 @@ pub(super) async fn presence_task(s: Arc<Shared>) {
         for (membership, user) in dirty {
             let Membership { room, user_id: uid } = &membership;
             let r = if sink.local_member(room, uid) {
-                join(&s, room, &user).await.map(|_| ())
+                join(&s, room, &user).await
             } else {
                 let mut conn = s.conn.clone();
                 s.scripts
