@@ -123,8 +123,9 @@ impl Page {
 }
 
 /// Adds a page's `members`, `count`, `complete` and (when there is more)
-/// `next` to a JSON object: the same fields in every JSON answer.
-pub(crate) fn put_page(v: &mut Value, page: &Page) {
+/// `next` to a JSON object: the same fields in every JSON answer (WebSocket,
+/// Socket.IO, HTTP).
+pub fn put_page(v: &mut Value, page: &Page) {
     if let Some(o) = v.as_object_mut() {
         o.insert("members".into(), json!(page.members));
         o.insert("count".into(), page.count.into());

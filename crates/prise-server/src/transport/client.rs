@@ -13,6 +13,7 @@ use crate::security::Security;
 use crate::security::auth::{AuthError, Claims, Denied, Identity};
 use crate::security::ratelimit::MessageLimiter;
 use prise_hub::{Hub, HubError, Outbound, Session, Transport};
+use prise_proto::presence::Cursor;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
@@ -179,7 +180,7 @@ impl Client {
         let check = match req {
             Request::Join { room, .. }
             | Request::History { room, .. }
-            | Request::Presence(room) => self
+            | Request::Presence { room, .. } => self
                 .identity
                 .check_join(anon, room)
                 .map_err(|d| (d, room.as_str())),
@@ -275,9 +276,13 @@ impl Client {
                 }
                 Reply::Nothing
             }
-            Request::Presence(room) => {
-                let members = hub.presence(&room);
-                Reply::Presence { room, members }
+            Request::Presence { room, after, limit } => {
+                let after = match after.as_deref().map(Cursor::decode).transpose() {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Reply::Refused(Refusal::bad_cursor(e))),
+                };
+                let page = hub.presence_page(&room, after.as_ref(), limit);
+                Reply::Presence { room, page }
             }
             Request::History { room, since, limit } => {
                 let limit = limit.unwrap_or(DEFAULT_HISTORY);

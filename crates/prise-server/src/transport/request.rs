@@ -60,8 +60,15 @@ pub(crate) enum Request {
         /// Typing or stopped.
         on: bool,
     },
-    /// The members of a room.
-    Presence(String),
+    /// A page of a room's members, in sort order.
+    Presence {
+        /// Room name.
+        room: String,
+        /// The cursor (`next`) of the previous page, as the client sent it.
+        after: Option<String>,
+        /// How many at most (default and cap in [`prise_proto::presence`]).
+        limit: Option<usize>,
+    },
     /// A room's history: the last `limit` messages, or those after `since`.
     History {
         /// Room name.
@@ -123,7 +130,7 @@ impl From<prise_proto::line::Command> for Request {
                 room: Target::Room(room),
                 on,
             },
-            Command::Who(room) => Self::Presence(room),
+            Command::Who { room, after, limit } => Self::Presence { room, after, limit },
             Command::History { room, count } => Self::History {
                 room,
                 since: None,
@@ -167,7 +174,7 @@ impl From<prise_proto::wsjson::ClientFrame> for Request {
                 on: typing,
             },
             ClientFrame::History { room, since, limit } => Self::History { room, since, limit },
-            ClientFrame::Presence { room } => Self::Presence(room),
+            ClientFrame::Presence { room, after, limit } => Self::Presence { room, after, limit },
             ClientFrame::Rooms => Self::Rooms,
         }
     }
@@ -205,7 +212,7 @@ impl From<prise_proto::sio_events::ClientEvent> for Request {
                 content,
             },
             ClientEvent::History { room, since, limit } => Self::History { room, since, limit },
-            ClientEvent::Presence(room) => Self::Presence(room),
+            ClientEvent::Presence { room, after, limit } => Self::Presence { room, after, limit },
         }
     }
 }
