@@ -258,3 +258,120 @@ async fn heartbeat(s: &Shared, ttl_ms: u64) -> Result<(), redis::RedisError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::SystemClock;
+    use crate::redis_broker::{RedisCluster, RedisConfig};
+    use crate::testing::RedisServer;
+    use crate::{Hub, HubConfig, Outbound, Session, Transport};
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::mpsc::Receiver;
+
+    type Member = (Arc<Session>, Receiver<Outbound>);
+
+    /// A node of a cluster on `url`, ready (subscribed) before it returns.
+    async fn node(url: &str, max_presence_fanout: usize) -> (Hub, RedisCluster) {
+        let mut config = RedisConfig::new(url);
+        config.prefix = "pages:".into();
+        let cluster = RedisCluster::connect(config).await.expect("redis");
+        let mut hub_config = HubConfig::default();
+        hub_config.limits.max_presence_fanout = max_presence_fanout;
+        hub_config.limits.max_connections = 10_000;
+        hub_config.presence_interval = Duration::from_millis(100);
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+        let hub = Hub::with_broker(hub_config, cluster.store(), Arc::clone(&clock), |sink| {
+            cluster.broker(sink, clock)
+        });
+        eventually(|| hub.ready()).await;
+        (hub, cluster)
+    }
+
+    /// Waits for a condition that other tasks make true (pub/sub delivery
+    /// between nodes has no event to wait on here).
+    async fn eventually(mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn join_many(hub: &Hub, n: usize) -> Vec<Member> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (s, rx) = hub.connect(Transport::Ws, None).expect("connect");
+            hub.join(&s, "big", None, None).await.expect("join");
+            v.push((s, rx));
+        }
+        v
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn presence_is_paged_and_coalesced_across_nodes() {
+        let server = RedisServer::start();
+        let url = server.url();
+        let (a, _ca) = node(&url, 5).await;
+        let (b, _cb) = node(&url, 1000).await;
+        let mut on_a = join_many(&a, 120).await;
+        let on_b = join_many(&b, 120).await;
+        eventually(|| a.presence_count("big") == 240 && b.presence_count("big") == 240).await;
+
+        // A join's answer is one page and the count, on a node that already
+        // has the room's view and on one that reads it by pages.
+        let (late, _late_rx) = b.connect(Transport::Ws, None).expect("connect");
+        let joined = b.join(&late, "big", None, None).await.expect("join");
+        assert_eq!(joined.members.count, 241);
+        assert_eq!(joined.members.members.len(), 100);
+        assert!(!joined.members.complete());
+        let (c, _cc) = node(&url, 1000).await;
+        let (fresh, _fresh_rx) = c.connect(Transport::Ws, None).expect("connect");
+        let joined = c.join(&fresh, "big", None, None).await.expect("join");
+        assert_eq!(joined.members.count, 242, "the view read by HSCAN pages");
+        assert_eq!(joined.members.members.len(), 100);
+
+        // Page on node A while members come and go on both nodes.
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut churn = Vec::new();
+        for round in 0.. {
+            let page = a.presence_page("big", after.as_ref(), Some(30));
+            assert!(page.members.len() <= 30);
+            seen.extend(page.members.iter().map(|u| u.id.clone()));
+            let hub = if round % 2 == 0 { &b } else { &a };
+            let mut joined = join_many(hub, 3).await;
+            if let Some((s, _)) = joined.pop() {
+                hub.leave(&s, "big").expect("a member");
+            }
+            churn.extend(joined);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let unique: HashSet<_> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "no member listed twice");
+        for (s, _) in on_a.iter().chain(&on_b) {
+            assert!(unique.contains(&s.user().id), "a stable member is listed");
+        }
+
+        // Node A's room is above its cap of 5: its members got diffs, not
+        // one push per join from node B.
+        let (_, rx) = &mut on_a[0];
+        let (mut joined, mut diffs) = (0, 0);
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                Outbound::Joined { .. } => joined += 1,
+                Outbound::PresenceDiff(_) => diffs += 1,
+                _ => {}
+            }
+        }
+        assert!(joined <= 5, "{joined} single announcements");
+        assert!(diffs >= 1, "no diff");
+        // Counts agree on every node once the events have arrived.
+        let total = b.presence_count("big");
+        eventually(|| a.presence_count("big") == total && c.presence_count("big") == total).await;
+    }
+}
