@@ -55,7 +55,11 @@ async fn above_the_cap_changes_are_coalesced_into_one_diff_per_interval() {
     let (d_session, _d) = member(&hub).await;
     let (e_session, _e) = member(&hub).await;
     hub.disconnect(&b_session);
-    assert_eq!(announcements(&mut a), (0, 0, 0), "nothing before the interval");
+    assert_eq!(
+        announcements(&mut a),
+        (0, 0, 0),
+        "nothing before the interval"
+    );
     assert_eq!(hub.presence_count("big"), 4, "counts are exact at once");
     // One diff after the interval, with who came and went.
     let Some(Outbound::PresenceDiff(diff)) = a.recv().await else {
@@ -69,7 +73,11 @@ async fn above_the_cap_changes_are_coalesced_into_one_diff_per_interval() {
     assert_eq!(names(&diff.diff.left), [b_session.user().id].into());
     assert_eq!(diff.diff.count, 4);
     assert!(diff.diff.complete);
-    assert_eq!(announcements(&mut a), (0, 0, 0), "one diff, not one per change");
+    assert_eq!(
+        announcements(&mut a),
+        (0, 0, 0),
+        "one diff, not one per change"
+    );
     // A member who comes and goes within one interval is in no diff.
     let (f_session, _f) = member(&hub).await;
     hub.disconnect(&f_session);

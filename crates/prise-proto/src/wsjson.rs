@@ -326,8 +326,8 @@ mod tests {
 
     #[test]
     fn presence_requests_page() {
-        let r = Request::decode(r#"{"type":"presence","room":"a","after":"YQox","limit":5}"#)
-            .unwrap();
+        let r =
+            Request::decode(r#"{"type":"presence","room":"a","after":"YQox","limit":5}"#).unwrap();
         assert_eq!(
             r.frame,
             ClientFrame::Presence {
@@ -372,10 +372,7 @@ mod tests {
         assert_eq!(v["members"].as_array().unwrap().len(), 2);
         assert_eq!(v["id"], json!(1));
         let next = v["next"].as_str().unwrap();
-        assert_eq!(
-            crate::presence::Cursor::decode(next).unwrap().name,
-            "n1"
-        );
+        assert_eq!(crate::presence::Cursor::decode(next).unwrap().name, "n1");
         let v: Value =
             serde_json::from_str(&encode::presence(None, "a", &page(2, 2, false))).unwrap();
         assert_eq!(v["complete"], json!(true));

@@ -19,8 +19,8 @@
 //! pending, every change of the room goes into it, so changes are seen in
 //! order.
 
-use super::roster::Roster;
 use super::room::Room;
+use super::roster::Roster;
 use super::{Hub, Inner};
 use crate::HubError;
 use crate::broker::DeliverySink as _;

@@ -696,7 +696,10 @@ async fn members(
     let mut v = Vec::with_capacity(n);
     for i in 0..n {
         let (mut c, rx) = s.client(TRANSPORTS[i % 3]);
-        assert!(matches!(c.apply(s.ctx(), join(room)).await, Reply::Joined(_)));
+        assert!(matches!(
+            c.apply(s.ctx(), join(room)).await,
+            Reply::Joined(_)
+        ));
         v.push((c, rx));
     }
     v
@@ -751,7 +754,8 @@ async fn presence_pages_list_every_member_once_while_members_come_and_go() {
         let mut seen = Vec::new();
         let mut after = None;
         for round in 0.. {
-            let Reply::Presence { page, .. } = reader.apply(ctx, presence("big", after, Some(25))).await
+            let Reply::Presence { page, .. } =
+                reader.apply(ctx, presence("big", after, Some(25))).await
             else {
                 panic!("presence")
             };
@@ -776,7 +780,11 @@ async fn presence_pages_list_every_member_once_while_members_come_and_go() {
             }
         }
         let unique: std::collections::HashSet<_> = seen.iter().cloned().collect();
-        assert_eq!(unique.len(), seen.len(), "{transport:?}: a member listed twice");
+        assert_eq!(
+            unique.len(),
+            seen.len(),
+            "{transport:?}: a member listed twice"
+        );
         for (c, _) in &stable {
             assert!(
                 unique.contains(&c.session().user().id),
@@ -809,7 +817,11 @@ async fn presence_paging_input_is_capped_and_checked() {
         panic!("presence")
     };
     assert_eq!(page.members.len(), prise_proto::presence::DEFAULT_PAGE);
-    for bad in ["not a cursor".to_owned(), "A".repeat(5000), "YWxpY2U".into()] {
+    for bad in [
+        "not a cursor".to_owned(),
+        "A".repeat(5000),
+        "YWxpY2U".into(),
+    ] {
         let r = c.apply(ctx, presence("big", Some(bad), None)).await;
         assert_eq!(refusal(&r).code, "BAD_REQUEST");
     }
