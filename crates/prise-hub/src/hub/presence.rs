@@ -105,11 +105,12 @@ impl PendingDiff {
         // Both lists hold at most MAX_DIFF_USERS: these scans are bounded.
         if let Some(i) = undo.iter().position(|u| u.id == user.id) {
             undo.swap_remove(i);
-        } else if add.iter().any(|u| u.id == user.id) {
-        } else if add.len() < MAX_DIFF_USERS {
-            add.push(user);
-        } else {
-            self.complete = false;
+        } else if add.iter().all(|u| u.id != user.id) {
+            if add.len() < MAX_DIFF_USERS {
+                add.push(user);
+            } else {
+                self.complete = false;
+            }
         }
     }
 }
