@@ -370,8 +370,14 @@ mod tests {
         }
         assert!(joined <= 5, "{joined} single announcements");
         assert!(diffs >= 1, "no diff");
-        // Counts agree on every node once the events have arrived.
-        let total = b.presence_count("big");
-        eventually(|| a.presence_count("big") == total && c.presence_count("big") == total).await;
+        // Every node ends with the same, exact count once the leaves are
+        // reconciled and the events have arrived.
+        let total = 240 + 2 + churn.len();
+        eventually(|| {
+            [&a, &b, &c]
+                .iter()
+                .all(|h| h.presence_count("big") == total)
+        })
+        .await;
     }
 }
