@@ -259,9 +259,16 @@ impl Hub {
             };
             match step {
                 ViewStep::Ready => break,
-                // A failed read drops its sender: then read again ourselves.
+                // A failed read clears `loading` and says done: the loop
+                // then reads again. A reading join that went away (its
+                // future dropped) only drops its sender: clear it here.
                 ViewStep::Wait(mut rx) => {
-                    let _ = rx.wait_for(|done| *done).await;
+                    if rx.wait_for(|done| *done).await.is_err()
+                        && let Some(r) = self.shard(room).rooms.get_mut(&**room)
+                        && r.loading.as_ref().is_some_and(|l| l.same_channel(&rx))
+                    {
+                        r.loading = None;
+                    }
                 }
                 ViewStep::Load(tx) => {
                     let read = broker.presence_snapshot(room).await;
