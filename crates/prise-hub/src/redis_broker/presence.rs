@@ -332,6 +332,26 @@ mod tests {
         assert_eq!(joined.members.count, 242, "the view read by HSCAN pages");
         assert_eq!(joined.members.members.len(), 100);
 
+        // Many first joins at once on a node without the view: one reads it,
+        // the others wait for that read; every answer counts the room.
+        let (d, _cd) = node(&url, 1000).await;
+        let mut joins = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let d = d.clone();
+            joins.spawn(async move {
+                let (s, rx) = d.connect(Transport::Ws, None).expect("connect");
+                let joined = d.join(&s, "big", None, None).await.expect("join");
+                (joined.members.count, (s, rx))
+            });
+        }
+        let mut on_d = Vec::new();
+        while let Some(r) = joins.join_next().await {
+            let (count, member) = r.expect("join task");
+            assert!((243..=282).contains(&count), "count {count}");
+            on_d.push(member);
+        }
+        eventually(|| d.presence_count("big") == 282).await;
+
         // Page on node A while members come and go on both nodes.
         let mut seen = Vec::new();
         let mut after = None;
@@ -353,7 +373,7 @@ mod tests {
         }
         let unique: HashSet<_> = seen.iter().cloned().collect();
         assert_eq!(unique.len(), seen.len(), "no member listed twice");
-        for (s, _) in on_a.iter().chain(&on_b) {
+        for (s, _) in on_a.iter().chain(&on_b).chain(&on_d) {
             assert!(unique.contains(&s.user().id), "a stable member is listed");
         }
 
@@ -372,9 +392,9 @@ mod tests {
         assert!(diffs >= 1, "no diff");
         // Every node ends with the same, exact count once the leaves are
         // reconciled and the events have arrived.
-        let total = 240 + 2 + churn.len();
+        let total = 240 + 2 + on_d.len() + churn.len();
         eventually(|| {
-            [&a, &b, &c]
+            [&a, &b, &c, &d]
                 .iter()
                 .all(|h| h.presence_count("big") == total)
         })
