@@ -65,7 +65,7 @@ run() {
     --rate-messages 0 --ip-connect-rate 0 --max-connections-per-ip 0 \
     --max-connections $(( n + 100 )) >"$log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 100); do grep -q "^listening http" "$log" && break; sleep 0.1; done
+  for _ in $(seq 1 100); do grep -qs "^listening http" "$log" && break; sleep 0.1; done
   http="$(sed -n 's/^listening http //p' "$log")"
   local rss0; rss0="$(rss "$pid")"
 
