@@ -10,7 +10,7 @@ fuzz_target!(|line: &str| {
         match cmd {
             Command::Join { room, .. }
             | Command::Leave(room)
-            | Command::Who(room)
+            | Command::Who { room, .. }
             | Command::History { room, .. }
             | Command::Typing { room, .. }
             | Command::Emit { room, .. } => assert!(line.contains(room.as_str())),

@@ -114,6 +114,14 @@ for (const [mode, opts] of Object.entries(MODES)) {
     assert.equal(jb.recovered, true);
     await timeout((async () => { while (replay.length < 2) await new Promise((res) => setTimeout(res, 10)); })(), 5000, "replay");
     assert.deepEqual(replay, [2, 3]);
+    // Presence by pages: {room, after?, limit?}, the count and a cursor.
+    assert.deepEqual([jb.count, jb.complete, jb.next], [2, true, undefined]);
+    const p1 = await call(a, "presence", { room: r, limit: 1 });
+    assert.deepEqual([p1.members.map((m) => m.name), p1.count, p1.complete], [["ann"], 2, false]);
+    const p2 = await call(a, "presence", { room: r, after: p1.next, limit: 1 });
+    assert.deepEqual([p2.members.map((m) => m.name), p2.complete, p2.next], [["ben"], true, undefined]);
+    const badCursor = await call(a, "presence", { room: r, after: "not a cursor" });
+    assert.equal(badCursor.error.code, "BAD_REQUEST");
     const bad = await call(a, "publish", { room: "not-joined", content: "x" });
     assert.equal(bad.error.code, "NO_ROOM");
     const big = await call(a, "publish", { room: r, content: "x".repeat(70000) });

@@ -58,6 +58,11 @@ def scenario(transport):
         assert [m["offset"] for m in hist["messages"]] == [1], hist
         pres = b.call("presence", room, timeout=5)
         assert sorted(m["name"] for m in pres["members"]) == ["py-a", "py-b"], pres
+        assert pres["count"] == 2 and pres["complete"] is True, pres
+        first = b.call("presence", {"room": room, "limit": 1}, timeout=5)
+        assert first["complete"] is False and "next" in first, first
+        rest = b.call("presence", {"room": room, "after": first["next"]}, timeout=5)
+        assert [m["name"] for m in first["members"] + rest["members"]] == ["py-a", "py-b"], rest
     finally:
         a.disconnect()
         b.disconnect()

@@ -10,6 +10,7 @@ import {
   applyHistory,
   applyJoinAck,
   applyJoinMembers,
+  applyPresenceDiff,
   dropPending,
   insertMessage,
   isGrouped,
@@ -17,6 +18,7 @@ import {
   itemTs,
   joinRequest,
   markDisconnected,
+  memberCount,
   memberNames,
   newRoom,
   nextActive,
@@ -223,4 +225,18 @@ test('the room line: members online, joining or offline', () => {
   assert.equal(roomSub({ joined: true }, 3, true), '3 online');
   assert.equal(roomSub({ joined: false }, 3, true), 'joining…');
   assert.equal(roomSub({ joined: false }, 3, false), 'offline');
+});
+
+test('a large room shows the server\'s count and applies its presence diffs', () => {
+  const room = newRoom('r');
+  const me = { id: 'u0', name: 'me' };
+  applyJoinMembers(room, { epoch: 'e', members: [{ id: 'u1', name: 'alice' }], count: 5000 }, me);
+  assert.equal(memberCount(room, room.members.size), 5000);
+  applyPresenceDiff(room, { room: 'r', joined: [{ id: 'u9', name: 'zed' }], left: [{ id: 'u1', name: 'alice' }], count: 5000 });
+  assert.deepEqual([...room.members.keys()].sort(), ['u0', 'u9']);
+  assert.equal(room.count, 5000);
+  // A server without counts: the list's length.
+  const small = newRoom('s');
+  applyJoinMembers(small, { members: [{ id: 'u1', name: 'alice' }] }, me);
+  assert.equal(memberCount(small, small.members.size), 2);
 });

@@ -206,12 +206,13 @@ impl Client {
         Ok(Client { inner })
     }
 
-    /// Joins a room and waits for the answer.
+    /// Joins a room and waits for the answer; returns the answer's size in
+    /// bytes (the `OK` line, the `ack` frame, the Socket.IO ack packet).
     ///
     /// # Errors
     /// Protocol or connection failures.
-    pub async fn join(&mut self, room: &str) -> Result<(), BenchError> {
-        match &mut self.inner {
+    pub async fn join(&mut self, room: &str) -> Result<usize, BenchError> {
+        Ok(match &mut self.inner {
             Inner::Tcp { writer, .. } => {
                 writer
                     .write_all(format!("JOIN {room}\n").as_bytes())
@@ -220,10 +221,12 @@ impl Client {
                 if l.starts_with("ERR") {
                     return Err(proto_err(l));
                 }
+                l.len() + 1
             }
             Inner::Ws(ws) => {
                 send_json(ws, json!({"type": "join", "room": room})).await?;
-                until_type(ws, "ack").await?;
+                let ack = until_type(ws, "ack").await?;
+                ack.to_string().len()
             }
             Inner::Sio { ws, next_ack } => {
                 let id = *next_ack;
@@ -232,10 +235,10 @@ impl Client {
                 ws.send(Message::text(pkt))
                     .await
                     .map_err(|e| proto_err(e.to_string()))?;
-                sio_until_ack(ws, id).await?;
+                let (_, size) = sio_ack_sized(ws, id).await?;
+                size
             }
-        }
-        Ok(())
+        })
     }
 
     /// Publishes and waits for the acknowledgement. Pushes that arrive
@@ -380,6 +383,14 @@ async fn until_type2(ws: &mut WebSocket<TcpStream>, a: &str, b: &str) -> Result<
 }
 
 async fn sio_until_ack(ws: &mut WebSocket<TcpStream>, id: u64) -> Result<Value, BenchError> {
+    sio_ack_sized(ws, id).await.map(|(v, _)| v)
+}
+
+/// The ack with `id` and the size of its packet in bytes.
+async fn sio_ack_sized(
+    ws: &mut WebSocket<TcpStream>,
+    id: u64,
+) -> Result<(Value, usize), BenchError> {
     let prefix = format!("43{id}");
     loop {
         let t = next_text(ws).await?;
@@ -392,7 +403,8 @@ async fn sio_until_ack(ws: &mut WebSocket<TcpStream>, id: u64) -> Result<Value, 
         if let Some(body) = t.strip_prefix(&prefix)
             && body.starts_with('[')
         {
-            return serde_json::from_str(body).map_err(|e| proto_err(e.to_string()));
+            let v = serde_json::from_str(body).map_err(|e| proto_err(e.to_string()))?;
+            return Ok((v, t.len()));
         }
     }
 }

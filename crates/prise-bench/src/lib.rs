@@ -2,7 +2,7 @@
 //!
 //! # Design
 //!
-//! Three benchmarks, each bounded in count and time, each printing one JSON
+//! Four benchmarks, each bounded in count and time, each printing one JSON
 //! line on stdout (for scripts) and a human summary on stderr, with a
 //! progress bar on stderr:
 //!
@@ -12,7 +12,10 @@
 //!   deliveries per second, latency p50/p99/max, lost, duplicated and
 //!   out-of-order messages, and (with `--pid`) deliveries per server CPU-second;
 //! - `echo`: clients publishing and waiting for the acknowledgement in a loop;
-//!   acks per second, latency, acks per server CPU-second.
+//!   acks per second, latency, acks per server CPU-second;
+//! - `bigroom`: one process's share of a room of thousands, driven phase by
+//!   phase from stdin by `scripts/bench-bigroom.sh` (join times, the
+//!   largest join answer, deliveries of messages to the room).
 //!
 //! ```text
 //!  clients (client.rs: tcp | ws | sio) ──▶ server under test
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+mod bigroom;
 pub mod client;
 mod procfs;
 
@@ -126,6 +130,25 @@ pub enum BenchCommand {
         #[arg(long, default_value = "bench")]
         room: String,
     },
+    /// One process's share of a big room, phase by phase from stdin
+    /// (`join`, `publish M`, `count M`, `quit`): see scripts/bench-bigroom.sh.
+    Bigroom {
+        #[command(flatten)]
+        /// Target and measurement options.
+        common: Common,
+        /// Members this process connects and joins.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        members: usize,
+        /// Room to use.
+        #[arg(long, default_value = "big")]
+        room: String,
+        /// Joins in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// This process publishes when told (`publish M`), from one more connection.
+        #[arg(long)]
+        publisher: bool,
+    },
     /// Clients publishing and waiting for each acknowledgement, in a loop.
     Echo {
         #[command(flatten)]
@@ -206,6 +229,13 @@ pub async fn run(
             duration,
             size,
         } => echo(&common, clients, duration, size).await?,
+        BenchCommand::Bigroom {
+            common,
+            members,
+            room,
+            concurrency,
+            publisher,
+        } => bigroom::bigroom(&common, members, &room, concurrency, publisher, out).await?,
     };
     writeln!(out, "{report}")?;
     writeln!(summary, "{}", human(&report))?;
@@ -257,6 +287,24 @@ fn human(r: &Value) -> String {
                 .as_f64()
                 .map(|v| format!("; {v:.0} acks per server CPU-second"))
                 .unwrap_or_default()
+        ),
+        Some("bigroom") => format!(
+            "bigroom: {} of {} members joined {} ({} failed, {} dropped); joins done {} to {} ms after the signal; largest join answer {} bytes; {} deliveries",
+            r["joined"],
+            r["members"],
+            r["room"],
+            r["failed"],
+            r["dropped"],
+            r["first_join_unix_ms"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(r["join_sent_unix_ms"].as_u64().unwrap_or(0)),
+            r["last_join_unix_ms"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(r["join_sent_unix_ms"].as_u64().unwrap_or(0)),
+            r["largest_join_answer_bytes"],
+            r["deliveries"],
         ),
         _ => r.to_string(),
     }

@@ -176,17 +176,19 @@ pub trait Broker: Send + Sync + 'static {
     }
 
     /// Registers `user` (its first local session) in `room`'s shared
-    /// presence and returns the room's members right after.
+    /// presence. O(1) in the room's size: the members are not read back
+    /// (the node reads them once, with [`Broker::presence_snapshot`]).
     fn presence_join<'a>(
         &'a self,
         room: &'a str,
         user: &'a User,
-    ) -> BoxFuture<'a, Result<PresenceSnapshot, BrokerError>> {
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         let _ = (room, user);
-        futures_util::future::ready(Ok(PresenceSnapshot::default())).boxed()
+        futures_util::future::ready(Ok(())).boxed()
     }
 
-    /// Reads `room`'s shared presence.
+    /// Reads `room`'s shared presence (by pages: see
+    /// [`DeliverySink::presence_install`] for why that converges).
     fn presence_snapshot<'a>(
         &'a self,
         room: &'a str,

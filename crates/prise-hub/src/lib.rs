@@ -8,7 +8,8 @@
 //! its own wire format.
 //!
 //! ```text
-//!  transport ──join/leave/typing──▶ Hub (rooms in 16 shards, presence counts)
+//!  transport ──join/leave/typing──▶ Hub (rooms in 16 shards, sorted rosters, O(1) counts)
+//!  large room: joins and leaves ──▶ one presence diff per interval ──▶ session queues
 //!  transport ──publish──▶ Hub ──▶ Broker (order) ──▶ HistoryStore (commit)
 //!                                    └──deliver, in order──▶ Hub ──try_send──▶ session queues
 //!  session queue full ──▶ session closed as a slow consumer (counted)
@@ -33,13 +34,17 @@ pub mod store;
 pub mod testing;
 
 pub use hub::{Event, Hub, Joined, Resumed};
-pub use session::{CloseReason, Delivery, Outbound, Session, SessionId};
+pub use session::{CloseReason, Delivery, Outbound, PresenceDiff, Session, SessionId};
 
 use prise_proto::limits::{Limits, NameError};
 use std::time::Duration;
 
 /// Default time a disconnected session can be resumed: 2 minutes.
 pub const DEFAULT_RECOVERY_WINDOW: Duration = Duration::from_secs(120);
+/// Default interval of a large room's presence diffs: 1 second. A room with
+/// more members on the node than `max_presence_fanout` pushes at most one
+/// diff per interval instead of one `joined`/`left` per change.
+pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The transports the hub serves, for metrics and per-transport encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,6 +91,9 @@ pub struct HubConfig {
     pub recovery_window: Duration,
     /// Namespaces and room policies.
     pub policies: std::sync::Arc<policy::Policies>,
+    /// How often a large room pushes its presence diff, at most
+    /// ([`DEFAULT_PRESENCE_INTERVAL`]).
+    pub presence_interval: Duration,
 }
 
 impl Default for HubConfig {
@@ -94,6 +102,7 @@ impl Default for HubConfig {
             limits: Limits::default(),
             recovery_window: DEFAULT_RECOVERY_WINDOW,
             policies: std::sync::Arc::default(),
+            presence_interval: DEFAULT_PRESENCE_INTERVAL,
         }
     }
 }

@@ -351,7 +351,7 @@ impl Broker for RedisBroker {
         &'a self,
         room: &'a str,
         user: &'a User,
-    ) -> BoxFuture<'a, Result<PresenceSnapshot, BrokerError>> {
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         presence::join(&self.shared, room, user).boxed()
     }
 

@@ -2,6 +2,7 @@
 
 use crate::Transport;
 use prise_proto::message::{Message, User};
+use prise_proto::presence::Diff;
 use std::any::Any;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
@@ -34,12 +35,38 @@ impl CloseReason {
     }
 }
 
+/// Encodings of one event, one slot per transport, each computed by the
+/// first subscriber that needs it and shared by every other one.
+#[derive(Default)]
+struct Encodings([OnceLock<Arc<dyn Any + Send + Sync>>; Transport::COUNT]);
+
+impl Encodings {
+    fn get<E, T: Send + Sync + 'static>(
+        &self,
+        transport: Transport,
+        event: &E,
+        encode: impl FnOnce(&E) -> T,
+    ) -> Arc<T> {
+        let slot = &self.0[transport as usize];
+        if let Some(any) = slot.get() {
+            // One transport caches one type; a caller asking for another
+            // type gets a fresh, uncached encoding.
+            return Arc::clone(any)
+                .downcast::<T>()
+                .unwrap_or_else(|_| Arc::new(encode(event)));
+        }
+        let fresh = Arc::new(encode(event));
+        let stored = slot.get_or_init(|| Arc::clone(&fresh) as Arc<dyn Any + Send + Sync>);
+        Arc::clone(stored).downcast::<T>().unwrap_or(fresh)
+    }
+}
+
 /// A message on its way to many sessions, with its encodings cached so that
 /// fan-out encodes once per transport, not once per subscriber.
 pub struct Delivery {
     /// The message.
     pub message: Arc<Message>,
-    encoded: [OnceLock<Arc<dyn Any + Send + Sync>>; Transport::COUNT],
+    encoded: Encodings,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -55,7 +82,7 @@ impl Delivery {
     pub fn new(message: Arc<Message>) -> Self {
         Self {
             message,
-            encoded: Default::default(),
+            encoded: Encodings::default(),
         }
     }
 
@@ -66,17 +93,42 @@ impl Delivery {
         transport: Transport,
         encode: impl FnOnce(&Message) -> T,
     ) -> Arc<T> {
-        let slot = &self.encoded[transport as usize];
-        if let Some(any) = slot.get() {
-            // One transport caches one type; a caller asking for another
-            // type gets a fresh, uncached encoding.
-            return Arc::clone(any)
-                .downcast::<T>()
-                .unwrap_or_else(|_| Arc::new(encode(&self.message)));
+        self.encoded.get(transport, &*self.message, encode)
+    }
+}
+
+/// A room's coalesced presence diff on its way to every member on the node,
+/// encoded once per transport like a [`Delivery`].
+pub struct PresenceDiff {
+    /// Who came and went, and the count after.
+    pub diff: Diff,
+    encoded: Encodings,
+}
+
+impl std::fmt::Debug for PresenceDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresenceDiff")
+            .field("diff", &self.diff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PresenceDiff {
+    /// Wraps a diff for fan-out.
+    pub fn new(diff: Diff) -> Self {
+        Self {
+            diff,
+            encoded: Encodings::default(),
         }
-        let fresh = Arc::new(encode(&self.message));
-        let stored = slot.get_or_init(|| Arc::clone(&fresh) as Arc<dyn Any + Send + Sync>);
-        Arc::clone(stored).downcast::<T>().unwrap_or(fresh)
+    }
+
+    /// The diff encoded for `transport`, computed once and shared.
+    pub fn encoded<T: Send + Sync + 'static>(
+        &self,
+        transport: Transport,
+        encode: impl FnOnce(&Diff) -> T,
+    ) -> Arc<T> {
+        self.encoded.get(transport, &self.diff, encode)
     }
 }
 
@@ -100,6 +152,9 @@ pub enum Outbound {
         /// Who.
         user: Arc<User>,
     },
+    /// Who came and went in a large room during one interval (instead of
+    /// one `Joined`/`Left` per change; see `--max-presence-fanout`).
+    PresenceDiff(Arc<PresenceDiff>),
     /// A user started or stopped typing.
     Typing {
         /// Room.

@@ -33,6 +33,7 @@ pub mod http_connect;
 pub mod limits;
 pub mod line;
 pub mod message;
+pub mod presence;
 pub mod sio_events;
 pub mod socketio;
 pub mod socks5;

@@ -152,8 +152,16 @@ pub enum Command {
         /// Typing or stopped.
         on: bool,
     },
-    /// `WHO room`: members of a room.
-    Who(String),
+    /// `WHO room [after] [limit]`: a page of a room's members, sorted by
+    /// name, after the cursor `after` (from a previous answer's `NEXT`).
+    Who {
+        /// Room name.
+        room: String,
+        /// The cursor to continue after.
+        after: Option<String>,
+        /// How many at most (the server's default when absent; capped).
+        limit: Option<usize>,
+    },
     /// `HISTORY room [n]`: the last n messages, oldest first.
     History {
         /// Room name.
@@ -204,7 +212,7 @@ pub const HELP: &[&str] = &[
     "SAY room text            -> publish; answered OK offset",
     "EMIT room event json     -> publish a named event; answered OK offset",
     "TYPING room [on|off]     -> tell the room you are typing",
-    "WHO room                 -> members of a room",
+    "WHO room [after] [n]     -> n members after a cursor; NEXT line if more",
     "HISTORY room [n]         -> last n messages, oldest first",
     "ROOMS                    -> rooms with members",
     "QUIT                     -> BYE, then close",
@@ -322,7 +330,29 @@ impl Command {
                     on,
                 })
             }
-            "WHO" => one("WHO room").map(Command::Who),
+            "WHO" => {
+                const USAGE: &str = "WHO room [after] [limit]";
+                let (room, tail) = split_word(rest_trimmed);
+                let (first, tail) = split_word(tail);
+                let (second, tail) = split_word(tail);
+                if room.is_empty() || !tail.is_empty() {
+                    return Err(ParseError::Usage(USAGE));
+                }
+                let number = |s: &str| s.parse::<usize>().map_err(|_| ParseError::Usage(USAGE));
+                // A cursor always holds a non-digit (its encoded line feed
+                // never encodes to digits), so a lone number is the limit.
+                let (after, limit) = match (first, second) {
+                    ("", _) => (None, None),
+                    (n, "") if n.bytes().all(|b| b.is_ascii_digit()) => (None, Some(number(n)?)),
+                    (c, "") => (Some(c.to_owned()), None),
+                    (c, n) => (Some(c.to_owned()), Some(number(n)?)),
+                };
+                Ok(Command::Who {
+                    room: room.to_owned(),
+                    after,
+                    limit,
+                })
+            }
             "HISTORY" => {
                 const USAGE: &str = "HISTORY room [n]";
                 let (room, tail) = split_word(rest_trimmed);
@@ -480,7 +510,35 @@ mod tests {
         assert_eq!(Command::parse("rooms"), Ok(Command::Rooms));
         assert_eq!(
             Command::parse("Who general"),
-            Ok(Command::Who("general".into()))
+            Ok(Command::Who {
+                room: "general".into(),
+                after: None,
+                limit: None
+            })
+        );
+        assert_eq!(
+            Command::parse("WHO general 50"),
+            Ok(Command::Who {
+                room: "general".into(),
+                after: None,
+                limit: Some(50)
+            })
+        );
+        assert_eq!(
+            Command::parse("WHO general YWxpY2UKMQ 20"),
+            Ok(Command::Who {
+                room: "general".into(),
+                after: Some("YWxpY2UKMQ".into()),
+                limit: Some(20)
+            })
+        );
+        assert_eq!(
+            Command::parse("WHO general YWxpY2UKMQ"),
+            Ok(Command::Who {
+                room: "general".into(),
+                after: Some("YWxpY2UKMQ".into()),
+                limit: None
+            })
         );
     }
 
@@ -531,6 +589,10 @@ mod tests {
         assert!(Command::parse("JOIN a AFTER 3").is_err());
         assert!(Command::parse("NICK a b").is_err());
         assert!(Command::parse("HISTORY a -1").is_err());
+        assert!(Command::parse("WHO").is_err());
+        assert!(Command::parse("WHO a c x").is_err());
+        assert!(Command::parse("WHO a c 1 2").is_err());
+        assert!(Command::parse("WHO a 99999999999999999999999999").is_err());
     }
 
     #[test]

@@ -13,13 +13,14 @@
 //!
 //! ```text
 //!  EVENT name, args ──▶ ClientEvent::decode ──▶ hub
-//!  hub push ──▶ encode::{message, user_joined, user_left, typing, error} ──▶ args
+//!  hub push ──▶ encode::{message, user_joined, user_left, presence_diff, typing, error} ──▶ args
 //!  hub answer ──▶ encode::{join_ack, publish_ack, …} ──▶ ack::args
 //! ```
 
 use serde_json::{Value, json};
 
 use crate::message::{Epoch, Message, Offset, User};
+use crate::presence::{Diff, Page, put_page};
 
 /// Event names the server emits.
 pub mod names {
@@ -29,6 +30,8 @@ pub mod names {
     pub const USER_JOINED: &str = "userJoined";
     /// A user's last session left a room.
     pub const USER_LEFT: &str = "userLeft";
+    /// Who came and went in a large room during one interval.
+    pub const PRESENCE_DIFF: &str = "presenceDiff";
     /// Someone started or stopped typing.
     pub const TYPING: &str = "typing";
     /// A refusal or an end of session: `{code, message}`.
@@ -71,8 +74,15 @@ pub enum ClientEvent {
         /// How many at most.
         limit: Option<usize>,
     },
-    /// `presence(room, ack)`.
-    Presence(String),
+    /// `presence(room | {room, after?, limit?}, ack)`: a page of members.
+    Presence {
+        /// Room name.
+        room: String,
+        /// The `next` cursor of the previous page.
+        after: Option<String>,
+        /// Most members to return.
+        limit: Option<usize>,
+    },
 }
 
 /// Why an event is not one of the hub's.
@@ -101,6 +111,12 @@ fn field_str(v: &Value, key: &str) -> String {
 
 fn field_offset(v: &Value, key: &str) -> Option<Offset> {
     v.get(key).and_then(Value::as_u64).map(Offset)
+}
+
+fn field_limit(v: &Value) -> Option<usize> {
+    v.get("limit")
+        .and_then(Value::as_u64)
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
 }
 
 fn cut(name: &str, max: usize) -> String {
@@ -150,12 +166,20 @@ impl ClientEvent {
             "history" => Self::History {
                 room: field_str(arg, "room"),
                 since: field_offset(arg, "since"),
-                limit: arg
-                    .get("limit")
-                    .and_then(Value::as_u64)
-                    .map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+                limit: field_limit(arg),
             },
-            "presence" => Self::Presence(room_of(arg)),
+            "presence" => match arg {
+                Value::Object(_) => Self::Presence {
+                    room: field_str(arg, "room"),
+                    after: arg.get("after").and_then(Value::as_str).map(str::to_owned),
+                    limit: field_limit(arg),
+                },
+                other => Self::Presence {
+                    room: room_of(other),
+                    after: None,
+                    limit: None,
+                },
+            },
             other => return Err(EventError::Unknown(cut(other, 64))),
         })
     }
@@ -249,15 +273,31 @@ pub mod encode {
         vec![error_value(code, message), seq_arg(offset)]
     }
 
-    /// The `join` ack: `{room, epoch, offset, members, recovered?}`.
+    /// `presenceDiff({roomId, joined, left, count, complete}, offset)`.
+    pub fn presence_diff(diff: &Diff, offset: u64) -> Vec<Value> {
+        vec![
+            json!({
+                "roomId": diff.room,
+                "joined": diff.joined,
+                "left": diff.left,
+                "count": diff.count,
+                "complete": diff.complete,
+            }),
+            seq_arg(offset),
+        ]
+    }
+
+    /// The `join` ack: `{room, epoch, offset, members, count, complete,
+    /// next?, recovered?}`: the first page of members, not all.
     pub fn join_ack(
         room: &str,
         epoch: &Epoch,
         offset: Offset,
-        members: &[User],
+        members: &Page,
         recovered: Option<bool>,
     ) -> Value {
-        let mut v = json!({"room": room, "epoch": epoch, "offset": offset, "members": members});
+        let mut v = json!({"room": room, "epoch": epoch, "offset": offset});
+        put_page(&mut v, members);
         if let (Some(r), Some(o)) = (recovered, v.as_object_mut()) {
             o.insert("recovered".into(), r.into());
         }
@@ -290,9 +330,11 @@ pub mod encode {
         json!({"room": room, "epoch": epoch, "messages": msgs, "complete": complete})
     }
 
-    /// The `presence` ack: `{room, members}`.
-    pub fn presence(room: &str, members: &[User]) -> Value {
-        json!({"room": room, "members": members})
+    /// The `presence` ack: `{room, members, count, complete, next?}`.
+    pub fn presence(room: &str, page: &Page) -> Value {
+        let mut v = json!({"room": room});
+        put_page(&mut v, page);
+        v
     }
 }
 
@@ -380,9 +422,40 @@ mod tests {
         );
         assert_eq!(
             ClientEvent::decode("presence", &[json!("a")]),
-            Ok(ClientEvent::Presence("a".into()))
+            Ok(ClientEvent::Presence {
+                room: "a".into(),
+                after: None,
+                limit: None
+            })
         );
-        assert!(!ClientEvent::Presence("a".into()).is_chat());
+        assert_eq!(
+            ClientEvent::decode(
+                "presence",
+                &[json!({"room": "a", "after": "YQox", "limit": 10})]
+            ),
+            Ok(ClientEvent::Presence {
+                room: "a".into(),
+                after: Some("YQox".into()),
+                limit: Some(10)
+            })
+        );
+        // A limit of the wrong type reads as none; the server caps the rest.
+        assert_eq!(
+            ClientEvent::decode("presence", &[json!({"room": "a", "limit": -3})]),
+            Ok(ClientEvent::Presence {
+                room: "a".into(),
+                after: None,
+                limit: None
+            })
+        );
+        assert!(
+            !ClientEvent::Presence {
+                room: "a".into(),
+                after: None,
+                limit: None
+            }
+            .is_chat()
+        );
     }
 
     #[test]
@@ -482,9 +555,55 @@ mod tests {
     #[test]
     fn the_join_ack_names_recovered_only_when_known() {
         let epoch = Epoch("e".into());
-        let fresh = encode::join_ack("a", &epoch, Offset(2), &[], None);
+        let empty = Page::default();
+        let fresh = encode::join_ack("a", &epoch, Offset(2), &empty, None);
         assert!(fresh.get("recovered").is_none());
-        let back = encode::join_ack("a", &epoch, Offset(2), &[], Some(true));
+        let back = encode::join_ack("a", &epoch, Offset(2), &empty, Some(true));
         assert_eq!(back["recovered"], json!(true));
+    }
+
+    #[test]
+    fn the_join_ack_and_presence_carry_one_page_and_the_count() {
+        let u = User {
+            id: "u1".into(),
+            name: "alice".into(),
+        };
+        let page = Page {
+            members: vec![u.clone()],
+            count: 20_000,
+            next: Some(crate::presence::Cursor::after(&u)),
+        };
+        let v = encode::join_ack("a", &Epoch("e".into()), Offset(0), &page, None);
+        assert_eq!(v["count"], json!(20_000));
+        assert_eq!(v["complete"], json!(false));
+        assert_eq!(v["members"], json!([{"id": "u1", "name": "alice"}]));
+        assert_eq!(v["next"], json!(page.next_text()));
+        let v = encode::presence("a", &Page::default());
+        assert_eq!(
+            v,
+            json!({"room": "a", "members": [], "count": 0, "complete": true})
+        );
+    }
+
+    #[test]
+    fn a_presence_diff_carries_the_resume_offset_last() {
+        let d = Diff {
+            room: "big".into(),
+            joined: Vec::new(),
+            left: vec![User {
+                id: "u1".into(),
+                name: "alice".into(),
+            }],
+            count: 4,
+            complete: false,
+        };
+        assert_eq!(
+            encode::presence_diff(&d, 9),
+            vec![
+                json!({"roomId": "big", "joined": [], "left": [{"id": "u1", "name": "alice"}],
+                       "count": 4, "complete": false}),
+                json!("9")
+            ]
+        );
     }
 }

@@ -34,6 +34,8 @@ pub const JOINED: &str = "joined";
 pub const LEFT: &str = "left";
 /// A user started or stopped typing.
 pub const TYPING: &str = "typing";
+/// A large room's coalesced presence changes.
+pub const PRESENCE_DIFF: &str = "presence_diff";
 /// The history no longer covers what came after the client's
 /// `Last-Event-ID`: some messages cannot be replayed.
 pub const GAP: &str = "gap";
@@ -130,6 +132,20 @@ pub mod encode {
     pub fn typing(out: &mut String, room: &str, user: &User, typing: bool) {
         let data = json!({"room": room, "user": user, "typing": typing}).to_string();
         event(out, None, TYPING, &data);
+    }
+
+    /// `event: presence_diff`, `data: {"room","joined":[…],"left":[…],"count","complete"}`:
+    /// a large room's changes of one interval.
+    pub fn presence_diff(out: &mut String, diff: &crate::presence::Diff) {
+        let data = json!({
+            "room": diff.room,
+            "joined": diff.joined,
+            "left": diff.left,
+            "count": diff.count,
+            "complete": diff.complete,
+        })
+        .to_string();
+        event(out, None, PRESENCE_DIFF, &data);
     }
 
     /// A room of the `ready` event: its epoch and last offset at the join.

@@ -5,12 +5,14 @@
 //! unchanged. Requests: `auth`, `ping`, `join`, `leave`, `message`, `emit`,
 //! `typing`, `history`, `presence`, `rooms`. Answers and pushes:
 //! `auth_success`, `auth_failed`, `pong`, `ack`, `message`, `event`,
-//! `joined`, `left`, `typing`, `history`, `presence`, `rooms`, `error`.
+//! `joined`, `left`, `presence_diff`, `typing`, `history`, `presence`,
+//! `rooms`, `error`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::message::{Epoch, Message, Offset, RoomInfo, User};
+use crate::presence::{Diff, Page, put_page};
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -79,10 +81,14 @@ pub enum ClientFrame {
         /// Most messages to return.
         limit: Option<usize>,
     },
-    /// `{"type":"presence","room"}`.
+    /// `{"type":"presence","room","after"?,"limit"?}`: a page of members.
     Presence {
         /// Room name.
         room: String,
+        /// The `next` cursor of the previous page.
+        after: Option<String>,
+        /// Most members to return (capped at [`crate::presence::MAX_PAGE`]).
+        limit: Option<usize>,
     },
     /// `{"type":"rooms"}`.
     Rooms,
@@ -173,16 +179,18 @@ pub mod encode {
         with_id(v, id)
     }
 
-    /// The join answer: `ack {id?, room, epoch, offset, members, recovered?}`.
+    /// The join answer: `ack {id?, room, epoch, offset, members, count,
+    /// complete, next?, recovered?}`: the first page of members, not all.
     pub fn join_ack(
         id: Option<&Value>,
         room: &str,
         epoch: &Epoch,
         offset: Offset,
-        members: &[User],
+        members: &Page,
         recovered: Option<bool>,
     ) -> String {
-        let mut f = json!({"room": room, "epoch": epoch, "offset": offset, "members": members});
+        let mut f = json!({"room": room, "epoch": epoch, "offset": offset});
+        put_page(&mut f, members);
         if let (Some(r), Some(o)) = (recovered, f.as_object_mut()) {
             o.insert("recovered".into(), r.into());
         }
@@ -250,12 +258,24 @@ pub mod encode {
         )
     }
 
-    /// `{"type":"presence","id"?,"room","members":[…]}`.
-    pub fn presence(id: Option<&Value>, room: &str, members: &[User]) -> String {
-        with_id(
-            json!({"type": "presence", "room": room, "members": members}),
-            id,
-        )
+    /// `{"type":"presence","id"?,"room","members":[…],"count","complete","next"?}`.
+    pub fn presence(id: Option<&Value>, room: &str, page: &Page) -> String {
+        let mut v = json!({"type": "presence", "room": room});
+        put_page(&mut v, page);
+        with_id(v, id)
+    }
+
+    /// `{"type":"presence_diff","room","joined":[…],"left":[…],"count","complete"}`.
+    pub fn presence_diff(diff: &Diff) -> String {
+        json!({
+            "type": "presence_diff",
+            "room": diff.room,
+            "joined": diff.joined,
+            "left": diff.left,
+            "count": diff.count,
+            "complete": diff.complete,
+        })
+        .to_string()
     }
 
     /// `{"type":"rooms","id"?,"rooms":[…]}`.
@@ -377,5 +397,99 @@ mod tests {
         let s = encode::pong(Some(&json!(99)));
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v, json!({"type":"pong","timestamp":99}));
+    }
+
+    #[test]
+    fn presence_requests_page() {
+        let r =
+            Request::decode(r#"{"type":"presence","room":"a","after":"YQox","limit":5}"#).unwrap();
+        assert_eq!(
+            r.frame,
+            ClientFrame::Presence {
+                room: "a".into(),
+                after: Some("YQox".into()),
+                limit: Some(5)
+            }
+        );
+        let r = Request::decode(r#"{"type":"presence","room":"a"}"#).unwrap();
+        assert_eq!(
+            r.frame,
+            ClientFrame::Presence {
+                room: "a".into(),
+                after: None,
+                limit: None
+            }
+        );
+        assert!(Request::decode(r#"{"type":"presence","room":"a","limit":-1}"#).is_err());
+    }
+
+    fn page(n: usize, count: usize, more: bool) -> Page {
+        let members: Vec<User> = (0..n)
+            .map(|i| User {
+                id: format!("u{i}"),
+                name: format!("n{i}"),
+            })
+            .collect();
+        let next = more.then(|| crate::presence::Cursor::after(&members[n - 1]));
+        Page {
+            members,
+            count,
+            next,
+        }
+    }
+
+    #[test]
+    fn presence_answers_carry_the_count_and_the_cursor() {
+        let p = page(2, 300, true);
+        let v: Value = serde_json::from_str(&encode::presence(Some(&json!(1)), "a", &p)).unwrap();
+        assert_eq!(v["count"], json!(300));
+        assert_eq!(v["complete"], json!(false));
+        assert_eq!(v["members"].as_array().unwrap().len(), 2);
+        assert_eq!(v["id"], json!(1));
+        let next = v["next"].as_str().unwrap();
+        assert_eq!(crate::presence::Cursor::decode(next).unwrap().name, "n1");
+        let v: Value =
+            serde_json::from_str(&encode::presence(None, "a", &page(2, 2, false))).unwrap();
+        assert_eq!(v["complete"], json!(true));
+        assert!(v.get("next").is_none());
+    }
+
+    #[test]
+    fn the_join_answer_holds_one_page_and_the_count() {
+        let s = encode::join_ack(
+            None,
+            "a",
+            &Epoch("e".into()),
+            Offset(4),
+            &page(3, 5000, true),
+            Some(true),
+        );
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["type"], json!("ack"));
+        assert_eq!(v["count"], json!(5000));
+        assert_eq!(v["complete"], json!(false));
+        assert_eq!(v["members"].as_array().unwrap().len(), 3);
+        assert_eq!(v["recovered"], json!(true));
+        assert!(v["next"].is_string());
+    }
+
+    #[test]
+    fn a_presence_diff_lists_both_ways() {
+        let d = Diff {
+            room: "big".into(),
+            joined: vec![User {
+                id: "1".into(),
+                name: "a".into(),
+            }],
+            left: Vec::new(),
+            count: 1001,
+            complete: true,
+        };
+        let v: Value = serde_json::from_str(&encode::presence_diff(&d)).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"presence_diff","room":"big","joined":[{"id":"1","name":"a"}],
+                   "left":[],"count":1001,"complete":true})
+        );
     }
 }

@@ -22,6 +22,7 @@ import {
   applyHistory,
   applyJoinAck,
   applyJoinMembers,
+  applyPresenceDiff,
   dropPending,
   isMine,
   joinRequest,
@@ -105,6 +106,9 @@ function handle(msg) {
     case 'left':
       onLeft(msg.room, msg.user);
       break;
+    case 'presence_diff':
+      onPresenceDiff(msg);
+      break;
     case 'typing':
       onTyping(msg);
       break;
@@ -150,8 +154,17 @@ function onJoined(roomName, user) {
   const room = state.rooms.get(roomName);
   if (!room || !user) return;
   const known = memberNames(room).has(user.name);
+  if (room.count !== null && !room.members.has(user.id)) room.count++;
   room.members.set(user.id, user);
   if (!known) note(room, [el('strong', { text: user.name }), ' joined']);
+  if (room.name === state.active) renderPresence();
+  renderOtherRoomsSoon();
+}
+
+function onPresenceDiff(diff) {
+  const room = state.rooms.get(diff.room);
+  if (!room) return;
+  applyPresenceDiff(room, diff);
   if (room.name === state.active) renderPresence();
   renderOtherRoomsSoon();
 }
@@ -159,6 +172,7 @@ function onJoined(roomName, user) {
 function onLeft(roomName, user) {
   const room = state.rooms.get(roomName);
   if (!room || !user) return;
+  if (room.count !== null && room.members.has(user.id)) room.count = Math.max(0, room.count - 1);
   room.members.delete(user.id);
   const t = room.typing.get(user.id);
   if (t) {

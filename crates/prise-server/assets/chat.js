@@ -4,7 +4,7 @@
 
 import { el, paintAvatar, ui } from './dom.js';
 import { byMembersThenName, dayKey, dayLabel, linkParts, num, typingText } from './format.js';
-import { MAX_MESSAGES, dropPending, isGrouped, isMine, itemTs, memberNames, presenceOrder, roomSub, typingNames, unreadTotal } from './state.js';
+import { MAX_MESSAGES, dropPending, isGrouped, isMine, itemTs, memberCount, memberNames, presenceOrder, roomSub, typingNames, unreadTotal } from './state.js';
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
@@ -255,9 +255,10 @@ export function renderPresence() {
       ),
     );
   }
-  ui.membersCount.textContent = String(list.length);
-  ui.membersCountBtn.textContent = String(list.length);
-  ui.roomSub.textContent = roomSub(room, list.length, conn.ready);
+  const count = memberCount(room, list.length);
+  ui.membersCount.textContent = String(count);
+  ui.membersCountBtn.textContent = String(count);
+  ui.roomSub.textContent = roomSub(room, count, conn.ready);
 }
 
 export function renderTyping() {

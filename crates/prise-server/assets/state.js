@@ -28,6 +28,9 @@ export function newRoom(name) {
     joinedOnce: false,
     joining: false,
     members: new Map(),
+    // The room's whole member count from the server (the member list holds
+    // the first page and the changes since); null until known.
+    count: null,
     typing: new Map(),
     unread: 0,
     pending: [],
@@ -173,6 +176,19 @@ export function applyJoinMembers(room, ack, me) {
   room.members.clear();
   for (const u of ack.members || []) if (u && u.id !== undefined) room.members.set(u.id, u);
   if (me) room.members.set(me.id, me);
+  room.count = Number.isFinite(ack.count) ? ack.count : null;
+}
+
+/** A large room's `presence_diff`: who came and went since the last one, and the count. */
+export function applyPresenceDiff(room, diff) {
+  for (const u of diff.joined || []) if (u && u.id !== undefined) room.members.set(u.id, u);
+  for (const u of diff.left || []) if (u && u.id !== undefined) room.members.delete(u.id);
+  if (Number.isFinite(diff.count)) room.count = diff.count;
+}
+
+/** Members to show as the room's count: the server's count, or the list's length. */
+export function memberCount(room, listed) {
+  return room.count === null ? listed : Math.max(room.count, listed);
 }
 
 /** Applies an answer to `history`: its messages inserted, the epoch taken if none was known. */

@@ -73,11 +73,15 @@ pub struct ServeArgs {
     /// Outbound queue depth per session; a full queue disconnects a slow consumer.
     #[arg(long, env = "PRISE_QUEUE_DEPTH", default_value_t = limits::DEFAULT_QUEUE_DEPTH)]
     pub queue_depth: usize,
-    /// Most members of a room on this node that one join or leave is
-    /// announced to; larger rooms skip the announcements (presence stays
-    /// queryable). 0: no limit.
+    /// Most other members of a room on this node that one join or leave is
+    /// pushed to at once; larger rooms coalesce joins and leaves into one
+    /// presence diff per --presence-interval. 0: no limit.
     #[arg(long, env = "PRISE_MAX_PRESENCE_FANOUT", default_value_t = limits::DEFAULT_MAX_PRESENCE_FANOUT)]
     pub max_presence_fanout: usize,
+    /// How often a large room (above --max-presence-fanout) pushes its
+    /// presence diff, at most (e.g. 1s).
+    #[arg(long, env = "PRISE_PRESENCE_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub presence_interval: Duration,
     /// How long a disconnected Socket.IO session can be resumed (e.g. 2m).
     #[arg(long, env = "PRISE_RECOVERY_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub recovery_window: Duration,
@@ -141,6 +145,7 @@ impl ServeArgs {
         c.limits = self.limits();
         c.recovery_window = self.recovery_window;
         c.policies = std::sync::Arc::clone(&self.policies);
+        c.presence_interval = self.presence_interval.max(Duration::from_millis(10));
         c
     }
 

@@ -76,6 +76,25 @@ async fn two_nc_clients_and_a_websocket_share_a_room() {
         alice.ask("WHO general", "MEMBERS").await,
         "MEMBERS general 3 alice bob carol"
     );
+    // By pages: a NEXT line with the cursor while more follow.
+    assert_eq!(
+        alice.ask("WHO general 2", "MEMBERS").await,
+        "MEMBERS general 3 alice bob"
+    );
+    let next = alice.until("NEXT").await;
+    let cursor = next.strip_prefix("NEXT general ").expect("a cursor");
+    assert_eq!(
+        alice
+            .ask(&format!("WHO general {cursor} 2"), "MEMBERS")
+            .await,
+        "MEMBERS general 3 carol"
+    );
+    assert!(
+        alice
+            .ask("WHO general nonsense", "ERR")
+            .await
+            .starts_with("ERR BAD_REQUEST")
+    );
 
     // Leaving is seen by the others.
     bob.send("LEAVE general").await;

@@ -194,10 +194,34 @@ async fn http_api_publishes_and_reads_with_an_api_key() {
 
     let (s, b) = http(&server, "GET", "/api/rooms/news/presence", &key, b"").await;
     assert_eq!(s, 200);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["members"][0]["name"], "bob");
     assert_eq!(
-        serde_json::from_str::<Value>(&b).unwrap()["members"][0]["name"],
-        "bob"
+        (v["count"].as_u64(), v["complete"].as_bool()),
+        (Some(1), Some(true))
     );
+    assert!(v.get("next").is_none());
+    let path = "/api/rooms/news/presence?limit=0&after=";
+    let (s, b) = http(&server, "GET", path, &key, b"").await;
+    assert_eq!(s, 400, "an empty cursor is not one: {b}");
+    let (s, b) = http(
+        &server,
+        "GET",
+        "/api/rooms/news/presence?limit=-1",
+        &key,
+        b"",
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = http(
+        &server,
+        "GET",
+        "/api/rooms/news/presence?limit=99999999",
+        &key,
+        b"",
+    )
+    .await;
+    assert_eq!(s, 200, "a large limit is cut: {b}");
 
     let (s, _) = http(&server, "GET", "/api/rooms/nowhere/history", &key, b"").await;
     assert_eq!(s, 404);

@@ -4,7 +4,9 @@
 //!
 //! - `room.rs`: the shards, room entries, joining and leaving;
 //! - `presence.rs`: members and their counts, `joined`/`left`
-//!   announcements, the shared presence view of a cluster;
+//!   announcements, the coalesced diffs of large rooms, the shared presence
+//!   view of a cluster;
+//! - `roster.rs`: a room's distinct users, sorted, paged by cursor;
 //! - `fanout.rs`: delivering messages and events to members' queues;
 //! - `typing.rs`: typing indicators, local and from other nodes;
 //! - `publish.rs`: the checks before a message reaches the broker;
@@ -34,6 +36,7 @@ mod presence;
 mod publish;
 mod recovery;
 mod room;
+mod roster;
 mod sink;
 mod typing;
 
@@ -66,6 +69,8 @@ pub(crate) struct Inner {
     shared: bool,
     /// Highest seq delivered so far.
     delivered_seq: AtomicU64,
+    /// The hub itself, for timers that outlive a call (presence diffs).
+    me: Weak<Inner>,
 }
 
 /// The hub. Cheap to clone; every transport holds one.
@@ -126,6 +131,7 @@ impl Hub {
                 stats: Stats::default(),
                 next_session: AtomicU64::new(1),
                 delivered_seq: AtomicU64::new(0),
+                me: weak.clone(),
             }
         });
         Hub { inner }
@@ -210,9 +216,9 @@ impl Hub {
         for room in session.rooms() {
             let mut shard = self.shard(&room);
             if let Some(r) = shard.rooms.get_mut(&room)
-                && let Some(entry) = r.users.get_mut(&user.id)
+                && r.local.contains(&user.id)
             {
-                entry.user = user.clone();
+                r.local.insert(Arc::new(user.clone()));
             }
         }
         Ok(user)

@@ -4,16 +4,18 @@
 //! A room lives in one of [`SHARDS`] shards, each a `Mutex<HashMap>`; every
 //! change to a room and every fan-out to it happens under its shard's lock.
 
-use super::presence::{JoinState, View};
+use super::presence::{Change, JoinState, PendingDiff, Tell, View};
+use super::roster::Roster;
 use super::{Hub, Inner};
 use crate::HubError;
 use crate::policy::{EPHEMERAL_EPOCH, RoomPolicy, personal_owner};
 use crate::presence::PresenceEvent;
-use crate::session::{Outbound, Session, SessionId};
+use crate::session::{Session, SessionId};
 use crate::store::{HistoryQuery, RoomHead, StoreError};
 use prise_proto::limits::check_name;
 use prise_proto::message::RoomInfo;
 use prise_proto::message::{Epoch, Message, Offset, User};
+use prise_proto::presence::{DEFAULT_PAGE, Page};
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -27,21 +29,19 @@ pub(super) struct Room {
     pub(super) epoch: Epoch,
     pub(super) delivered: Offset,
     pub(super) sessions: HashMap<SessionId, Arc<Session>>,
-    /// Distinct users with the number of their sessions in the room.
-    pub(super) users: HashMap<String, RoomUser>,
+    /// The number of sessions of each distinct local user; an entry goes
+    /// when it drops to 0.
+    pub(super) users: HashMap<String, usize>,
+    /// The distinct local users, sorted (a rename moves them).
+    pub(super) local: Roster,
     /// With shared presence: the room's members on every node, once read.
     pub(super) view: Option<View>,
     /// With shared presence: events received before the view was read.
     pub(super) pending: Vec<PresenceEvent>,
-}
-
-/// A distinct user of a room on this node.
-#[derive(Debug)]
-pub(super) struct RoomUser {
-    /// The user as last seen (a rename updates it).
-    pub(super) user: User,
-    /// The user's sessions in the room; the entry goes when it drops to 0.
-    pub(super) sessions: usize,
+    /// With shared presence: a join is reading the view; the others wait.
+    pub(super) loading: Option<tokio::sync::watch::Receiver<bool>>,
+    /// A large room's changes waiting for the next presence diff.
+    pub(super) diff: Option<PendingDiff>,
 }
 
 impl Room {
@@ -52,8 +52,11 @@ impl Room {
             delivered,
             sessions: HashMap::new(),
             users: HashMap::new(),
+            local: Roster::default(),
             view: None,
             pending: Vec::new(),
+            loading: None,
+            diff: None,
         }
     }
 }
@@ -80,8 +83,9 @@ pub struct Joined {
     pub epoch: Epoch,
     /// The room's last offset at the time of the join.
     pub offset: Offset,
-    /// Members, the joiner included.
-    pub members: Vec<User>,
+    /// The first page of members (the joiner included), with the room's
+    /// member count: a join's answer stays bounded however large the room.
+    pub members: Page,
     /// Messages after `since`, oldest first, when `since` was given. Send them
     /// before anything else from the session's queue.
     pub replay: Vec<Arc<Message>>,
@@ -99,11 +103,11 @@ struct Admission {
     /// The last offset fanned out: the replay ends here, live delivery
     /// starts after it.
     delivered: Offset,
-    /// Members, the joiner included.
-    members: Vec<User>,
-    /// When this is the user's first session in the room on this node: the
-    /// room's other sessions, to be told about the join. `None` otherwise.
-    announce_to: Option<Vec<Arc<Session>>>,
+    /// This is the user's first session in the room on this node.
+    first_local: bool,
+    /// Without shared presence: the join's announcement, to send after the
+    /// lock is released.
+    tell: Tell,
 }
 
 impl Hub {
@@ -174,17 +178,20 @@ impl Hub {
         if !already && session.rooms().len() >= limits.max_rooms_per_session {
             return Err(HubError::TooManyRooms(limits.max_rooms_per_session));
         }
+        let user = Arc::new(user);
+        let announce =
+            (!self.inner.shared && policy.announces()).then_some(limits.max_presence_fanout);
         let Admission {
             name,
             epoch: room_epoch,
             delivered,
-            members,
-            announce_to: others,
+            first_local,
+            tell,
         } = loop {
             let generation = {
                 let mut shard = self.shard(room);
                 if let Some(r) = shard.rooms.get_mut(room) {
-                    break Self::add_member(r, session, &user, policy)?;
+                    break Self::add_member(r, session, &user, policy, announce)?;
                 }
                 shard.generation
             };
@@ -192,7 +199,7 @@ impl Hub {
             let total: usize = self.room_count();
             let mut shard = self.shard(room);
             if let Some(r) = shard.rooms.get_mut(room) {
-                break Self::add_member(r, session, &user, policy)?;
+                break Self::add_member(r, session, &user, policy, announce)?;
             }
             if shard.generation != generation {
                 continue;
@@ -209,7 +216,7 @@ impl Hub {
                 .rooms
                 .entry(Arc::clone(&name))
                 .or_insert_with(|| Room::new(name, head.epoch, head.last));
-            break Self::add_member(r, session, &user, policy)?;
+            break Self::add_member(r, session, &user, policy, announce)?;
         };
         if !already {
             session
@@ -218,24 +225,15 @@ impl Hub {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Arc::clone(&name));
         }
-        let mut members = members;
+        self.inner.tell(&name, tell);
         if self.inner.shared {
             let state = JoinState {
-                first_local: others.is_some(),
+                first_local,
                 already_member: already,
             };
-            members = self.join_shared(session, &name, &user, state).await?;
-        } else if let Some(others) = others
-            && policy.announces()
-        {
-            self.inner.announce(
-                &others,
-                &Outbound::Joined {
-                    room: Arc::clone(&name),
-                    user: Arc::new(user.clone()),
-                },
-            );
+            self.join_shared(session, &name, &user, state).await?;
         }
+        let members = self.presence_page(&name, None, Some(DEFAULT_PAGE));
         let mut joined = Joined {
             room: name,
             epoch: room_epoch.clone(),
@@ -291,45 +289,50 @@ impl Hub {
         }
     }
 
+    /// Adds the session under the shard lock, in O(1) (O(log n) for the
+    /// sorted roster), unless the room is at its `max_members`; with
+    /// `announce` (the fan-out cap, without shared presence, where the
+    /// room's policy announces) the user's first session is announced.
     fn add_member(
         r: &mut Room,
         session: &Arc<Session>,
-        user: &User,
+        user: &Arc<User>,
         policy: &RoomPolicy,
+        announce: Option<usize>,
     ) -> Result<Admission, HubError> {
         let max = policy.max_members;
         if max > 0 && !r.users.contains_key(&user.id) && r.users.len() >= max {
             return Err(HubError::RoomFull(r.name.to_string(), max));
         }
-        let mut others = None;
+        let mut first_local = false;
+        let mut tell = Tell::default();
         if r.sessions.insert(session.id, Arc::clone(session)).is_none() {
-            let entry = r.users.entry(user.id.clone()).or_insert_with(|| RoomUser {
-                user: user.clone(),
-                sessions: 0,
-            });
-            entry.sessions += 1;
-            if entry.sessions == 1 {
-                others = Some(
-                    r.sessions
-                        .values()
-                        .filter(|s| s.id != session.id)
-                        .cloned()
-                        .collect(),
-                );
+            let count = r.users.entry(user.id.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                first_local = true;
+                r.local.insert(Arc::clone(user));
+                if let Some(cap) = announce {
+                    r.change(cap, Change::Joined, Arc::clone(user), &mut tell);
+                }
             }
         }
         Ok(Admission {
             name: Arc::clone(&r.name),
             epoch: r.epoch.clone(),
             delivered: r.delivered,
-            members: r.members(),
-            announce_to: others,
+            first_local,
+            tell,
         })
     }
 
     /// Removes a session from a room; returns whether it was a member.
     pub(super) fn remove_member(&self, room: &str, session: &Arc<Session>) -> bool {
-        let (left, others, name) = {
+        let cap = self.inner.config.limits.max_presence_fanout;
+        let shared = self.inner.shared;
+        let policies = &self.inner.config.policies;
+        let mut tell = Tell::default();
+        let (left, name) = {
             let mut shard = self.shard(room);
             let Some(r) = shard.rooms.get_mut(room) else {
                 return false;
@@ -339,32 +342,31 @@ impl Hub {
             };
             let uid = s.user().id;
             let mut left = None;
-            if let Some(entry) = r.users.get_mut(&uid) {
-                entry.sessions -= 1;
-                if entry.sessions == 0 {
-                    left = r.users.remove(&uid).map(|e| e.user);
+            if let Some(count) = r.users.get_mut(&uid) {
+                *count -= 1;
+                if *count == 0 {
+                    r.users.remove(&uid);
+                    left = r.local.remove(&uid);
                 }
             }
-            let others: Vec<Arc<Session>> = r.sessions.values().cloned().collect();
+            if let Some(user) = &left
+                && !shared
+                && policies.room(&r.name).announces()
+            {
+                r.change(cap, Change::Left, Arc::clone(user), &mut tell);
+            }
             let name = Arc::clone(&r.name);
             if r.sessions.is_empty() {
                 shard.rooms.remove(room);
                 shard.generation += 1;
             }
-            (left, others, name)
+            (left, name)
         };
-        if let Some(user) = left {
-            if self.inner.shared {
-                self.inner.broker.presence_changed(&name, &user);
-            } else if self.inner.config.policies.room(&name).announces() {
-                self.inner.announce(
-                    &others,
-                    &Outbound::Left {
-                        room: name,
-                        user: Arc::new(user),
-                    },
-                );
-            }
+        self.inner.tell(&name, tell);
+        if let Some(user) = left
+            && shared
+        {
+            self.inner.broker.presence_changed(&name, &user);
         }
         true
     }

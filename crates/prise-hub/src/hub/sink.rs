@@ -61,9 +61,9 @@ impl DeliverySink for Inner {
     fn local_memberships(&self) -> Vec<(String, User)> {
         self.collect_rooms(|r, v| {
             v.extend(
-                r.users
-                    .values()
-                    .map(|e| (r.name.to_string(), e.user.clone())),
+                r.local
+                    .users()
+                    .map(|u| (r.name.to_string(), User::clone(u))),
             );
         })
     }

@@ -45,33 +45,29 @@ impl Shared {
     }
 }
 
-fn parse_snapshot(version: u64, flat: Vec<String>) -> PresenceSnapshot {
+/// Fields a presence hash is read by, per HSCAN call.
+const SCAN_PAGE: usize = 1000;
+
+/// The users of one HSCAN page (field, value, field, value, …).
+fn parse_page(flat: &[String], users: &mut Vec<User>) {
     #[derive(serde::Deserialize)]
     struct Record {
         u: User,
     }
-    let users = flat
-        .chunks(2)
-        .filter_map(|kv| match kv {
-            [_, v] => serde_json::from_str::<Record>(v).ok().map(|r| r.u),
-            _ => None,
-        })
-        .collect();
-    PresenceSnapshot { version, users }
+    users.extend(flat.chunks(2).filter_map(|kv| match kv {
+        [_, v] => serde_json::from_str::<Record>(v).ok().map(|r| r.u),
+        _ => None,
+    }));
 }
 
 /// [`crate::broker::Broker::presence_join`]: registers this node for `user`
-/// in `room` and answers the room's members.
-pub(super) async fn join(
-    s: &Shared,
-    room: &str,
-    user: &User,
-) -> Result<PresenceSnapshot, BrokerError> {
+/// in `room`, in O(1) of the room's size.
+pub(super) async fn join(s: &Shared, room: &str, user: &User) -> Result<(), BrokerError> {
     let user_json =
         serde_json::to_string(user).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
     let ttl = u64::try_from(s.config.presence_ttl.as_millis()).unwrap_or(u64::MAX);
     let mut conn = s.conn.clone();
-    let (version, flat): (u64, Vec<String>) = s
+    let _first: i64 = s
         .scripts
         .join
         .key(s.keys.presence(room))
@@ -88,21 +84,44 @@ pub(super) async fn join(
         .invoke_async(&mut conn)
         .await
         .map_err(unavailable)?;
-    Ok(parse_snapshot(version, flat))
+    Ok(())
 }
 
-/// Reads a room's members with their version, in one script.
+/// Reads a room's members by pages (HSCAN, [`SCAN_PAGE`] fields a call), so
+/// Redis never builds a whole large hash into one reply. The version is read
+/// first: every event after it reaches the view, which converges even though
+/// the pages are not one atomic read (see
+/// [`crate::broker::DeliverySink::presence_install`]).
 pub(super) async fn read(s: &Shared, room: &str) -> Result<PresenceSnapshot, BrokerError> {
     let mut conn = s.conn.clone();
-    let (version, flat): (u64, Vec<String>) = s
-        .scripts
-        .read
-        .key(s.keys.presence(room))
-        .key(s.keys.presence_version(room))
-        .invoke_async(&mut conn)
+    let key = s.keys.presence(room);
+    let version: Option<u64> = redis::cmd("GET")
+        .arg(s.keys.presence_version(room))
+        .query_async(&mut conn)
         .await
         .map_err(unavailable)?;
-    Ok(parse_snapshot(version, flat))
+    let mut users = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+            .arg(&key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(SCAN_PAGE)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        parse_page(&flat, &mut users);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    // HSCAN may return a field twice; the view keeps one entry per id.
+    Ok(PresenceSnapshot {
+        version: version.unwrap_or(0),
+        users,
+    })
 }
 
 /// Removes `node`'s members from every room's presence (when its heartbeat
@@ -176,7 +195,7 @@ pub(super) async fn presence_task(s: Arc<Shared>) {
         for (membership, user) in dirty {
             let Membership { room, user_id: uid } = &membership;
             let r = if sink.local_member(room, uid) {
-                join(&s, room, &user).await.map(|_| ())
+                join(&s, room, &user).await
             } else {
                 let mut conn = s.conn.clone();
                 s.scripts
@@ -238,4 +257,147 @@ async fn heartbeat(s: &Shared, ttl_ms: u64) -> Result<(), redis::RedisError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::SystemClock;
+    use crate::redis_broker::{RedisCluster, RedisConfig};
+    use crate::testing::RedisServer;
+    use crate::{Hub, HubConfig, Outbound, Session, Transport};
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::mpsc::Receiver;
+
+    type Member = (Arc<Session>, Receiver<Outbound>);
+
+    /// A node of a cluster on `url`, ready (subscribed) before it returns.
+    async fn node(url: &str, max_presence_fanout: usize) -> (Hub, RedisCluster) {
+        let mut config = RedisConfig::new(url);
+        config.prefix = "pages:".into();
+        let cluster = RedisCluster::connect(config).await.expect("redis");
+        let mut hub_config = HubConfig::default();
+        hub_config.limits.max_presence_fanout = max_presence_fanout;
+        hub_config.limits.max_connections = 10_000;
+        hub_config.presence_interval = Duration::from_millis(100);
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+        let hub = Hub::with_broker(hub_config, cluster.store(), Arc::clone(&clock), |sink| {
+            cluster.broker(sink, clock)
+        });
+        eventually(|| hub.ready()).await;
+        (hub, cluster)
+    }
+
+    /// Waits for a condition that other tasks make true (pub/sub delivery
+    /// between nodes has no event to wait on here).
+    async fn eventually(mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn join_many(hub: &Hub, n: usize) -> Vec<Member> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (s, rx) = hub.connect(Transport::Ws, None).expect("connect");
+            hub.join(&s, "big", None, None).await.expect("join");
+            v.push((s, rx));
+        }
+        v
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn presence_is_paged_and_coalesced_across_nodes() {
+        let server = RedisServer::start();
+        let url = server.url();
+        let (a, _ca) = node(&url, 5).await;
+        let (b, _cb) = node(&url, 1000).await;
+        let mut on_a = join_many(&a, 120).await;
+        let on_b = join_many(&b, 120).await;
+        eventually(|| a.presence_count("big") == 240 && b.presence_count("big") == 240).await;
+
+        // A join's answer is one page and the count, on a node that already
+        // has the room's view and on one that reads it by pages.
+        let (late, _late_rx) = b.connect(Transport::Ws, None).expect("connect");
+        let joined = b.join(&late, "big", None, None).await.expect("join");
+        assert_eq!(joined.members.count, 241);
+        assert_eq!(joined.members.members.len(), 100);
+        assert!(!joined.members.complete());
+        let (c, _cc) = node(&url, 1000).await;
+        let (fresh, _fresh_rx) = c.connect(Transport::Ws, None).expect("connect");
+        let joined = c.join(&fresh, "big", None, None).await.expect("join");
+        assert_eq!(joined.members.count, 242, "the view read by HSCAN pages");
+        assert_eq!(joined.members.members.len(), 100);
+
+        // Many first joins at once on a node without the view: one reads it,
+        // the others wait for that read; every answer counts the room.
+        let (d, _cd) = node(&url, 1000).await;
+        let mut joins = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let d = d.clone();
+            joins.spawn(async move {
+                let (s, rx) = d.connect(Transport::Ws, None).expect("connect");
+                let joined = d.join(&s, "big", None, None).await.expect("join");
+                (joined.members.count, (s, rx))
+            });
+        }
+        let mut on_d = Vec::new();
+        while let Some(r) = joins.join_next().await {
+            let (count, member) = r.expect("join task");
+            assert!((243..=282).contains(&count), "count {count}");
+            on_d.push(member);
+        }
+        eventually(|| d.presence_count("big") == 282).await;
+
+        // Page on node A while members come and go on both nodes.
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut churn = Vec::new();
+        for round in 0.. {
+            let page = a.presence_page("big", after.as_ref(), Some(30));
+            assert!(page.members.len() <= 30);
+            seen.extend(page.members.iter().map(|u| u.id.clone()));
+            let hub = if round % 2 == 0 { &b } else { &a };
+            let mut joined = join_many(hub, 3).await;
+            if let Some((s, _)) = joined.pop() {
+                hub.leave(&s, "big").expect("a member");
+            }
+            churn.extend(joined);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let unique: HashSet<_> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "no member listed twice");
+        for (s, _) in on_a.iter().chain(&on_b).chain(&on_d) {
+            assert!(unique.contains(&s.user().id), "a stable member is listed");
+        }
+
+        // Node A's room is above its cap of 5: its members got diffs, not
+        // one push per join from node B.
+        let (_, rx) = &mut on_a[0];
+        let (mut joined, mut diffs) = (0, 0);
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                Outbound::Joined { .. } => joined += 1,
+                Outbound::PresenceDiff(_) => diffs += 1,
+                _ => {}
+            }
+        }
+        assert!(joined <= 5, "{joined} single announcements");
+        assert!(diffs >= 1, "no diff");
+        // Every node ends with the same, exact count once the leaves are
+        // reconciled and the events have arrived.
+        let total = 240 + 2 + on_d.len() + churn.len();
+        eventually(|| {
+            [&a, &b, &c, &d]
+                .iter()
+                .all(|h| h.presence_count("big") == total)
+        })
+        .await;
+    }
 }

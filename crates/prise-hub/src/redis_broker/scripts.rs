@@ -25,7 +25,8 @@ return {epoch, offset, seq}
 ";
 
 /// KEYS: pres, presv, noderooms, nodes, node. ARGV: room, node, user id,
-/// user JSON, channel, ttl ms.
+/// user JSON, channel, ttl ms. O(1) in the room's size: answers 1 when the
+/// user is new to the room, not the members.
 const PRESENCE_JOIN_LUA: &str = r"
 local rec = redis.call('HGET', KEYS[1], ARGV[3])
 local r
@@ -37,14 +38,11 @@ redis.call('HSET', KEYS[1], ARGV[3], cjson.encode(r))
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[2])
 if redis.call('EXISTS', KEYS[5]) == 0 then redis.call('SET', KEYS[5], '1', 'PX', ARGV[6]) end
-local v
 if first then
-  v = redis.call('INCR', KEYS[2])
+  local v = redis.call('INCR', KEYS[2])
   redis.call('PUBLISH', ARGV[5], 'j\n' .. ARGV[1] .. '\n' .. v .. '\n' .. ARGV[4])
-else
-  v = tonumber(redis.call('GET', KEYS[2]) or '0')
 end
-return {v, redis.call('HGETALL', KEYS[1])}
+return first and 1 or 0
 ";
 
 /// KEYS: pres, presv. ARGV: room, node, user id, channel.
@@ -64,34 +62,36 @@ end
 return 1
 ";
 
-/// KEYS: pres, presv.
-const PRESENCE_READ_LUA: &str = r"
-return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('HGETALL', KEYS[1])}
-";
-
 /// KEYS: nodes, noderooms of the node, its heartbeat. ARGV: node, prefix,
-/// channel, force (1: reap even if the heartbeat exists).
+/// channel, force (1: reap even if the heartbeat exists). Each room's hash
+/// is walked by pages (HSCAN); a member seen twice has lost this node on the
+/// first visit and is skipped on the second.
 const REAP_LUA: &str = r"
 if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 local n = 0
 for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local pk = ARGV[2] .. 'pres:' .. room
   local vk = ARGV[2] .. 'presv:' .. room
-  local all = redis.call('HGETALL', pk)
-  for i = 1, #all, 2 do
-    local r = cjson.decode(all[i + 1])
-    if r.c[ARGV[1]] then
-      r.c[ARGV[1]] = nil
-      if next(r.c) == nil then
-        redis.call('HDEL', pk, all[i])
-        local v = redis.call('INCR', vk)
-        redis.call('PUBLISH', ARGV[3], 'l\n' .. room .. '\n' .. v .. '\n' .. cjson.encode(r.u))
-        n = n + 1
-      else
-        redis.call('HSET', pk, all[i], cjson.encode(r))
+  local cursor = '0'
+  repeat
+    local scan = redis.call('HSCAN', pk, cursor, 'COUNT', 1000)
+    cursor = scan[1]
+    local page = scan[2]
+    for i = 1, #page, 2 do
+      local r = cjson.decode(page[i + 1])
+      if r.c[ARGV[1]] then
+        r.c[ARGV[1]] = nil
+        if next(r.c) == nil then
+          redis.call('HDEL', pk, page[i])
+          local v = redis.call('INCR', vk)
+          redis.call('PUBLISH', ARGV[3], 'l\n' .. room .. '\n' .. v .. '\n' .. cjson.encode(r.u))
+          n = n + 1
+        else
+          redis.call('HSET', pk, page[i], cjson.encode(r))
+        end
       end
     end
-  end
+  until cursor == '0'
 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('SREM', KEYS[1], ARGV[1])
@@ -104,7 +104,6 @@ pub(super) struct Scripts {
     pub(super) publish: redis::Script,
     pub(super) join: redis::Script,
     pub(super) leave: redis::Script,
-    pub(super) read: redis::Script,
     pub(super) reap: redis::Script,
     pub(super) owner: redis::Script,
 }
@@ -115,7 +114,6 @@ impl Scripts {
             publish: redis::Script::new(&format!("{TRIM_LUA}{PUBLISH_LUA}")),
             join: redis::Script::new(PRESENCE_JOIN_LUA),
             leave: redis::Script::new(PRESENCE_LEAVE_LUA),
-            read: redis::Script::new(PRESENCE_READ_LUA),
             reap: redis::Script::new(REAP_LUA),
             owner: redis::Script::new(owners::OWNER_LUA),
         }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::message::{Message, Offset, RoomInfo};
+use crate::presence::Diff;
 
 /// Replaces line breaks so `text` cannot start a line of its own.
 fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
@@ -136,9 +137,15 @@ pub fn time(out: &mut String, rfc3339: &str) {
     let _ = writeln!(out, "TIME {rfc3339}");
 }
 
-/// `MEMBERS room <count> name…`.
-pub fn members<'a>(out: &mut String, room: &str, names: impl ExactSizeIterator<Item = &'a str>) {
-    let _ = write!(out, "MEMBERS {room} {} ", names.len());
+/// `MEMBERS room <count> name…`: a page of members; `count` is the room's
+/// whole count, which the page may be shorter than (then `NEXT` follows).
+pub fn members<'a>(
+    out: &mut String,
+    room: &str,
+    count: usize,
+    names: impl Iterator<Item = &'a str>,
+) {
+    let _ = write!(out, "MEMBERS {room} {count} ");
     let mut first = true;
     for n in names {
         if !first {
@@ -146,6 +153,29 @@ pub fn members<'a>(out: &mut String, room: &str, names: impl ExactSizeIterator<I
         }
         out.push_str(n);
         first = false;
+    }
+    out.push('\n');
+}
+
+/// `NEXT room <cursor>`: after a `MEMBERS` page that does not reach the end,
+/// the cursor to pass to `WHO room <cursor>` for the next page.
+pub fn next(out: &mut String, room: &str, cursor: &str) {
+    let _ = writeln!(out, "NEXT {room} {cursor}");
+}
+
+/// `PRESENCE room <count> +joined… -left…[ *]`: who came and went in a
+/// large room during one interval; `*` ends a diff cut at
+/// [`crate::presence::MAX_DIFF_USERS`] a way.
+pub fn presence_diff(out: &mut String, diff: &Diff) {
+    let _ = write!(out, "PRESENCE {} {}", diff.room, diff.count);
+    for u in &diff.joined {
+        let _ = write!(out, " +{}", u.name);
+    }
+    for u in &diff.left {
+        let _ = write!(out, " -{}", u.name);
+    }
+    if !diff.complete {
+        out.push_str(" *");
     }
     out.push('\n');
 }
@@ -205,8 +235,10 @@ mod tests {
         joined_room(&mut out, "general", Offset(3), 2, "01JD");
         pong(&mut out, None);
         time(&mut out, "2026-11-22T00:41:07.120Z");
-        members(&mut out, "general", ["alice", "bob"].into_iter());
-        members(&mut out, "empty", std::iter::empty());
+        members(&mut out, "general", 2, ["alice", "bob"].into_iter());
+        members(&mut out, "empty", 0, std::iter::empty());
+        members(&mut out, "big", 300, ["alice"].into_iter());
+        next(&mut out, "big", "YWxpY2UKMQ");
         room(
             &mut out,
             &RoomInfo {
@@ -222,6 +254,7 @@ mod tests {
         let expected = "HELLO prise/0.1.0 line/1 name=guest-1 auth=required (HELP for commands)\n\
             OK\nOK 42\nOK alice exp=1700000000\nOK general offset=3 members=2 epoch=01JD\n\
             PONG\nTIME 2026-11-22T00:41:07.120Z\nMEMBERS general 2 alice bob\nMEMBERS empty 0 \n\
+            MEMBERS big 300 alice\nNEXT big YWxpY2UKMQ\n\
             ROOM general 2 3\nJOINED general bob\nLEFT general bob\nTYPING general bob off\nBYE\n";
         assert_eq!(out, expected);
     }
@@ -252,6 +285,27 @@ mod tests {
             "EVENT /game:a 4 bob move {\"t\":\"a\\nb\"}\n\
              EVENT /game:a - bob \"chat message\" {\"t\":\"a\\nb\"}\nOK 4\nOK -\n"
         );
+    }
+
+    #[test]
+    fn a_presence_diff_is_one_line_of_signed_names() {
+        let user = |n: &str| crate::message::User {
+            id: n.into(),
+            name: n.into(),
+        };
+        let mut diff = Diff {
+            room: "big".into(),
+            joined: vec![user("a"), user("b")],
+            left: vec![user("c")],
+            count: 1200,
+            complete: true,
+        };
+        let mut out = String::new();
+        presence_diff(&mut out, &diff);
+        diff.joined.clear();
+        diff.complete = false;
+        presence_diff(&mut out, &diff);
+        assert_eq!(out, "PRESENCE big 1200 +a +b -c\nPRESENCE big 1200 -c *\n");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! POST /api/publish                    {"room","content","event"?,"user"?:{"id","name"}} → {"room","offset","messageId","timestamp"}
 //! GET  /api/rooms                      → {"rooms":[{name,members,offset}]}
 //! GET  /api/rooms/{room}/history       ?since=n&limit=n → {"room","epoch","messages","complete"}
-//! GET  /api/rooms/{room}/presence      → {"room","members":[{id,name}]}
+//! GET  /api/rooms/{room}/presence?after=&limit= → {"room","members":[{id,name}],"count","complete","next"?}
 //! ```
 //!
 //! `event` names the event (default `message`); a room of another namespace
@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use prise_hub::HubError;
 use prise_proto::message::{Offset, User};
+use prise_proto::presence::{Cursor, put_page};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -233,15 +234,42 @@ async fn history(
     }
 }
 
+#[derive(Deserialize)]
+struct PresenceQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
 async fn presence(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(room): Path<String>,
+    query: Result<Query<PresenceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if let Err(r) = authorize(&shared, &headers) {
         return *r;
     }
-    axum::Json(json!({"room": room, "members": shared.hub.presence(&room)})).into_response()
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "limit is a non-negative integer",
+        );
+    };
+    let after = match q.after.as_deref().map(Cursor::decode).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("after: {e}"),
+            );
+        }
+    };
+    let page = shared.hub.presence_page(&room, after.as_ref(), q.limit);
+    let mut body = json!({"room": room});
+    put_page(&mut body, &page);
+    axum::Json(body).into_response()
 }
 
 #[cfg(test)]

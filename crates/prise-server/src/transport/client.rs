@@ -20,6 +20,7 @@ use crate::security::auth::{AuthError, Claims, Denied, Identity};
 use crate::security::ratelimit::MessageLimiter;
 use prise_hub::policy::{PERSONAL_PREFIX, ROOT_NAMESPACE, Relay, full_room, personal_owner};
 use prise_hub::{Event, Hub, HubError, Outbound, Session, Transport};
+use prise_proto::presence::Cursor;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -222,14 +223,14 @@ impl Client {
         let check = match req {
             Request::Join { room, .. }
             | Request::History { room, .. }
-            | Request::Presence(room)
+            | Request::Presence { room, .. }
                 if self.is_own_room(room) =>
             {
                 Ok(())
             }
             Request::Join { room, .. }
             | Request::History { room, .. }
-            | Request::Presence(room) => self
+            | Request::Presence { room, .. } => self
                 .identity
                 .check_join(anon, room)
                 .map_err(|d| (d, room.as_str())),
@@ -328,7 +329,7 @@ impl Client {
                     self.current = Some(Arc::clone(&joined.room));
                 }
                 if !hub.room_policy(&room).is_ok_and(|p| p.presence) {
-                    joined.members.clear();
+                    joined.members = prise_proto::presence::Page::default();
                 }
                 Reply::Joined(joined)
             }
@@ -356,13 +357,17 @@ impl Client {
                 }
                 Reply::Nothing
             }
-            Request::Presence(room) => {
-                let members = if hub.room_policy(&room)?.presence {
-                    hub.presence(&room)
-                } else {
-                    Vec::new()
+            Request::Presence { room, after, limit } => {
+                let after = match after.as_deref().map(Cursor::decode).transpose() {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Reply::Refused(Refusal::bad_cursor(e))),
                 };
-                Reply::Presence { room, members }
+                let page = if hub.room_policy(&room)?.presence {
+                    hub.presence_page(&room, after.as_ref(), limit)
+                } else {
+                    prise_proto::presence::Page::default()
+                };
+                Reply::Presence { room, page }
             }
             Request::History { room, since, limit } => {
                 let limit = limit.unwrap_or(DEFAULT_HISTORY);

@@ -5,6 +5,7 @@ use crate::security::auth::AuthError;
 use prise_hub::store::HistoryPage;
 use prise_hub::{CloseReason, HubError, Joined, Transport};
 use prise_proto::message::{Epoch, Message, RoomInfo, User};
+use prise_proto::presence::{CursorError, Page};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -35,12 +36,12 @@ pub(crate) enum Reply {
     Published(Arc<Message>),
     /// A Socket.IO event relayed: one message per room it went to.
     Relayed(Vec<Arc<Message>>),
-    /// A room's members.
+    /// A page of a room's members.
     Presence {
         /// Room name.
         room: String,
-        /// Distinct users, sorted by name.
-        members: Vec<User>,
+        /// Distinct users in sort order, the room's count, the next cursor.
+        page: Page,
     },
     /// A page of a room's history.
     History {
@@ -189,6 +190,11 @@ impl Refusal {
             "HISTORY_GAP",
             "some messages after that offset are no longer retained",
         )
+    }
+
+    /// A presence cursor that is not one the server handed out.
+    pub(crate) fn bad_cursor(e: CursorError) -> Self {
+        Self::new("BAD_REQUEST", format!("after: {e}"))
     }
 
     /// Input that is not a request of the protocol.

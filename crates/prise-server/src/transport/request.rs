@@ -77,8 +77,15 @@ pub(crate) enum Request {
         /// Typing or stopped.
         on: bool,
     },
-    /// The members of a room.
-    Presence(String),
+    /// A page of a room's members, in sort order.
+    Presence {
+        /// Room name.
+        room: String,
+        /// The cursor (`next`) of the previous page, as the client sent it.
+        after: Option<String>,
+        /// How many at most (default and cap in [`prise_proto::presence`]).
+        limit: Option<usize>,
+    },
     /// A room's history: the last `limit` messages, or those after `since`.
     History {
         /// Room name.
@@ -115,7 +122,7 @@ impl Request {
                 room: Target::Room(room),
                 ..
             }
-            | Self::Presence(room)
+            | Self::Presence { room, .. }
             | Self::History { room, .. } => Some(room),
             _ => None,
         }
@@ -162,7 +169,7 @@ impl From<prise_proto::line::Command> for Request {
                 room: Target::Room(room),
                 on,
             },
-            Command::Who(room) => Self::Presence(room),
+            Command::Who { room, after, limit } => Self::Presence { room, after, limit },
             Command::History { room, count } => Self::History {
                 room,
                 since: None,
@@ -207,7 +214,7 @@ impl From<prise_proto::wsjson::ClientFrame> for Request {
                 on: typing,
             },
             ClientFrame::History { room, since, limit } => Self::History { room, since, limit },
-            ClientFrame::Presence { room } => Self::Presence(room),
+            ClientFrame::Presence { room, after, limit } => Self::Presence { room, after, limit },
             ClientFrame::Rooms => Self::Rooms,
         }
     }
@@ -245,7 +252,7 @@ impl From<prise_proto::sio_events::ClientEvent> for Request {
                 content,
             },
             ClientEvent::History { room, since, limit } => Self::History { room, since, limit },
-            ClientEvent::Presence(room) => Self::Presence(room),
+            ClientEvent::Presence { room, after, limit } => Self::Presence { room, after, limit },
         }
     }
 }

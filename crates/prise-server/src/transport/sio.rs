@@ -20,8 +20,9 @@
 //! | `joinRoom(room)` | leave the current room, join this one |
 //! | `sendMessage(content, ack)` | publish to the current room; `ack(messageId)` |
 //! | `startTyping()` / `stopTyping()` | `typing` to the others in the current room |
-//! | `join(room \| {room, since, epoch}, ack)` | `ack({room, epoch, offset, members, recovered?})`, then the replay |
-//! | `leave(room, ack)`, `publish({room, content}, ack)`, `history({room, since?, limit?}, ack)`, `presence(room, ack)` | multi-room API |
+//! | `join(room \| {room, since, epoch}, ack)` | `ack({room, epoch, offset, members, count, complete, next?, recovered?})` (the first 100 members), then the replay |
+//! | `leave(room, ack)`, `publish({room, content}, ack)`, `history({room, since?, limit?}, ack)` | multi-room API |
+//! | `presence(room \| {room, after?, limit?}, ack)` | `ack({room, members, count, complete, next?})`: one page |
 //!
 //! | any other event (where the namespace says `relay = "rooms"`) | broadcast to the socket's rooms, name and arguments unchanged; `ack({rooms: [{room, offset}]})` once committed |
 //!
@@ -32,7 +33,8 @@
 //!
 //! Pushes: `message(msg, offset)`, any named event `name(...args, offset)`,
 //! `userJoined({id, name, roomId}, offset)`,
-//! `userLeft(userId, offset)`, `typing({userId, userName, roomId, typing}, offset)`,
+//! `userLeft(userId, offset)`, `presenceDiff({roomId, joined, left, count, complete}, offset)`
+//! (large rooms, once per interval), `typing({userId, userName, roomId, typing}, offset)`,
 //! `error({code, message}, offset)`. Acks of the multi-room API answer
 //! `{error: {code, message}}` on failure.
 
@@ -43,6 +45,7 @@ use crate::Shared;
 use prise_hub::policy::{ROOT_NAMESPACE, USER_PLACEHOLDER};
 use prise_hub::{CloseReason, Outbound, Session, Transport};
 use prise_proto::message::Message;
+use prise_proto::presence::Diff;
 use prise_proto::sio_events::{ClientEvent, ack, encode, error_value, names};
 use prise_sio::{
     Ack, BoxFuture, ConnectOutcome, ConnectRefusal, DisconnectReason, EmitError, EncodedPacket,
@@ -173,6 +176,15 @@ fn message_packet_at(nsp: &str, m: &Message, offset: u64) -> EncodedPacket {
     EncodedPacket::event(nsp, names::MESSAGE, &Payload::new(args))
 }
 
+/// A `presenceDiff` event with the socket's resume offset.
+fn presence_diff_packet(nsp: &str, diff: &Diff, offset: u64) -> EncodedPacket {
+    EncodedPacket::event(
+        nsp,
+        names::PRESENCE_DIFF,
+        &Payload::new(encode::presence_diff(diff, offset)),
+    )
+}
+
 /// Keeps the session's recovery record current while it lives (see
 /// [`prise_hub::Hub::checkpoints_sessions`]): rewritten at half the
 /// recovery window, so it never expires under a live session.
@@ -280,6 +292,19 @@ fn emit_push(socket: &Socket, conn: &Conn, nsp: &str, ev: &Outbound) -> Result<(
             names::USER_LEFT,
             &Payload::new(encode::user_left(user, conn.seq())),
         ),
+        Outbound::PresenceDiff(d) => {
+            // Encoded once for the sockets whose resume offset matches the
+            // first one's (in a room of one conversation, nearly all).
+            let seq = conn.seq();
+            let cached = d.encoded(Transport::SocketIo, |diff| {
+                (seq, presence_diff_packet(nsp, diff, seq))
+            });
+            if cached.0 == seq {
+                socket.emit_encoded(&cached.1)
+            } else {
+                socket.emit_encoded(&presence_diff_packet(nsp, &d.diff, seq))
+            }
+        }
         Outbound::Typing { room, user, typing } => socket.emit(
             names::TYPING,
             &Payload::new(encode::typing(user, local(nsp, room), *typing, conn.seq())),
@@ -540,7 +565,7 @@ fn ack_value(nsp: &str, event: Option<&ClientEvent>, reply: Reply) -> Option<Val
                 page.complete,
             ))
         }
-        Reply::Presence { room, members } => Some(encode::presence(local(nsp, &room), &members)),
+        Reply::Presence { room, page } => Some(encode::presence(local(nsp, &room), &page)),
         // `joinRoom` and typing answer nothing; the rest are not events of
         // this vocabulary.
         _ => None,

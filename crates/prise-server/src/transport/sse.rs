@@ -323,7 +323,7 @@ async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
             room: &j.room,
             epoch: &j.epoch,
             offset: j.offset,
-            members: &j.members,
+            members: &j.members.members,
         })
         .collect();
     let user = session.user();
@@ -375,6 +375,14 @@ impl Stream {
             Outbound::Joined { room, user } => encode::joined(out, room, user),
             Outbound::Left { room, user } => encode::left(out, room, user),
             Outbound::Typing { room, user, typing } => encode::typing(out, room, user, *typing),
+            Outbound::PresenceDiff(d) => {
+                let text = d.encoded(Transport::Sse, |diff| {
+                    let mut s = String::new();
+                    encode::presence_diff(&mut s, diff);
+                    s
+                });
+                out.push_str(&text);
+            }
         }
     }
 

@@ -50,7 +50,7 @@ fn msg_line(m: &Message) -> Bytes {
 }
 
 /// Appends one hub push.
-fn encode_push(out: &mut Vec<u8>, line: &mut String, ev: &Outbound) {
+pub(super) fn encode_push(out: &mut Vec<u8>, line: &mut String, ev: &Outbound) {
     if let Outbound::Message(d) = ev {
         out.extend_from_slice(&d.encoded(Transport::Tcp, msg_line));
         return;
@@ -60,13 +60,22 @@ fn encode_push(out: &mut Vec<u8>, line: &mut String, ev: &Outbound) {
         Outbound::Message(_) => {}
         Outbound::Joined { room, user } => encode::joined(line, room, &user.name),
         Outbound::Left { room, user } => encode::left(line, room, &user.name),
+        Outbound::PresenceDiff(d) => {
+            let text = d.encoded(Transport::Tcp, |diff| {
+                let mut s = String::new();
+                encode::presence_diff(&mut s, diff);
+                Bytes::from(s)
+            });
+            out.extend_from_slice(&text);
+            return;
+        }
         Outbound::Typing { room, user, typing } => encode::typing(line, room, &user.name, *typing),
     }
     out.extend_from_slice(line.as_bytes());
 }
 
 /// Appends the answer to one request; `true` when the session ends after it.
-fn encode_reply(out: &mut String, reply: &Reply) -> bool {
+pub(super) fn encode_reply(out: &mut String, reply: &Reply) -> bool {
     match reply {
         Reply::Nothing => {}
         Reply::Pong(token) => encode::pong(out, token.as_ref().and_then(|t| t.as_str())),
@@ -77,7 +86,7 @@ fn encode_reply(out: &mut String, reply: &Reply) -> bool {
         Reply::Authenticated { user, exp } => encode::authenticated(out, &user.name, *exp),
         Reply::Named(user) => encode::ok_with(out, &user.name),
         Reply::Joined(j) => {
-            encode::joined_room(out, &j.room, j.offset, j.members.len(), &j.epoch.0);
+            encode::joined_room(out, &j.room, j.offset, j.members.count, &j.epoch.0);
             if j.recovered == Some(false) {
                 let r = Refusal::history_gap();
                 encode::error(out, r.code, &r.message);
@@ -90,8 +99,12 @@ fn encode_reply(out: &mut String, reply: &Reply) -> bool {
         Reply::Published(m) => encode::published(out, m.offset),
         // Not a request of this protocol: its decoder never makes one.
         Reply::Relayed(_) => encode::error(out, "BAD_REQUEST", "not a request of this protocol"),
-        Reply::Presence { room, members } => {
-            encode::members(out, room, members.iter().map(|u| u.name.as_str()));
+        Reply::Presence { room, page } => {
+            let names = page.members.iter().map(|u| u.name.as_str());
+            encode::members(out, room, page.count, names);
+            if let Some(next) = page.next_text() {
+                encode::next(out, room, &next);
+            }
         }
         Reply::History { page, .. } => {
             for m in &page.messages {

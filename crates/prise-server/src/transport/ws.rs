@@ -93,7 +93,7 @@ fn text(s: String) -> Message {
     Message::Text(Utf8Bytes::from(s))
 }
 
-fn push(ev: &Outbound) -> Message {
+pub(super) fn push(ev: &Outbound) -> Message {
     match ev {
         Outbound::Message(d) => {
             let text = d.encoded(Transport::Ws, |m| Utf8Bytes::from(encode::message(m)));
@@ -101,6 +101,12 @@ fn push(ev: &Outbound) -> Message {
         }
         Outbound::Joined { room, user } => text(encode::joined(room, user)),
         Outbound::Left { room, user } => text(encode::left(room, user)),
+        Outbound::PresenceDiff(d) => {
+            let text = d.encoded(Transport::Ws, |diff| {
+                Utf8Bytes::from(encode::presence_diff(diff))
+            });
+            Message::Text(Utf8Bytes::clone(&text))
+        }
         Outbound::Typing { room, user, typing } => text(encode::typing(room, user, *typing)),
     }
 }
@@ -128,7 +134,7 @@ fn auth_failed(r: &Refusal) -> (Message, Message) {
 
 /// The frames answering one request and, when the session ends, the close
 /// frame.
-fn encode_reply(id: Option<&Value>, reply: Reply) -> (Vec<Message>, Option<Message>) {
+pub(super) fn encode_reply(id: Option<&Value>, reply: Reply) -> (Vec<Message>, Option<Message>) {
     let one = |m: Message| (vec![m], None);
     match reply {
         Reply::Nothing => (Vec::new(), None),
@@ -153,7 +159,7 @@ fn encode_reply(id: Option<&Value>, reply: Reply) -> (Vec<Message>, Option<Messa
             id,
             json!({"room": m.room_id, "offset": encode::offset(m.offset), "messageId": m.id}),
         ))),
-        Reply::Presence { room, members } => one(text(encode::presence(id, &room, &members))),
+        Reply::Presence { room, page } => one(text(encode::presence(id, &room, &page))),
         Reply::History { room, epoch, page } => one(text(encode::history(
             id,
             &room,
