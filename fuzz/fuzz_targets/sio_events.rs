@@ -9,8 +9,8 @@ use prise_proto::sio_events::{ClientEvent, EventError};
 fuzz_target!(|input: &str| {
     // `name\nJSON array of arguments`, as a Socket.IO EVENT carries them.
     let (name, rest) = input.split_once('\n').unwrap_or((input, "[]"));
-    let args: Vec<serde_json::Value> = serde_json::from_str(rest).unwrap_or_default();
-    match ClientEvent::decode(name, &args) {
+    let mut args: Vec<serde_json::Value> = serde_json::from_str(rest).unwrap_or_default();
+    match ClientEvent::decode(name, &mut args) {
         Ok(e) => {
             let _ = (e.is_chat(), e.has_ack());
         }

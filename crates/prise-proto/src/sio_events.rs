@@ -135,12 +135,14 @@ impl ClientEvent {
     ///
     /// # Errors
     /// [`EventError::Unknown`] for a name outside the vocabulary.
-    pub fn decode(name: &str, args: &[Value]) -> Result<Self, EventError> {
-        let null = Value::Null;
-        let arg = args.first().unwrap_or(&null);
+    /// The arguments the event uses are moved out of `args` (content is
+    /// never copied); an unknown event leaves them as they were.
+    pub fn decode(name: &str, args: &mut [Value]) -> Result<Self, EventError> {
+        let mut first = Value::Null;
+        let arg = args.first_mut().unwrap_or(&mut first);
         Ok(match name {
             "joinRoom" => Self::JoinRoom(room_of(arg)),
-            "sendMessage" => Self::SendMessage(arg.clone()),
+            "sendMessage" => Self::SendMessage(std::mem::take(arg)),
             "startTyping" => Self::Typing(true),
             "stopTyping" => Self::Typing(false),
             "join" => match arg {
@@ -161,7 +163,10 @@ impl ClientEvent {
             "leave" => Self::Leave(room_of(arg)),
             "publish" => Self::Publish {
                 room: field_str(arg, "room"),
-                content: arg.get("content").cloned().unwrap_or(Value::Null),
+                content: arg
+                    .get_mut("content")
+                    .map(std::mem::take)
+                    .unwrap_or(Value::Null),
             },
             "history" => Self::History {
                 room: field_str(arg, "room"),
@@ -184,20 +189,65 @@ impl ClientEvent {
         })
     }
 
+    /// Which event this is, without its arguments.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::JoinRoom(_) => EventKind::JoinRoom,
+            Self::SendMessage(_) => EventKind::SendMessage,
+            Self::Typing(_) => EventKind::Typing,
+            Self::Join { .. } => EventKind::Join,
+            Self::Leave(_) => EventKind::Leave,
+            Self::Publish { .. } => EventKind::Publish,
+            Self::History { .. } => EventKind::History,
+            Self::Presence { .. } => EventKind::Presence,
+        }
+    }
+
+    /// See [`EventKind::is_chat`].
+    pub fn is_chat(&self) -> bool {
+        self.kind().is_chat()
+    }
+
+    /// See [`EventKind::has_ack`].
+    pub fn has_ack(&self) -> bool {
+        self.kind().has_ack()
+    }
+}
+
+/// The kind of a [`ClientEvent`]: what a transport needs to know of it
+/// once its arguments went into a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `joinRoom`.
+    JoinRoom,
+    /// `sendMessage`.
+    SendMessage,
+    /// `startTyping` / `stopTyping`.
+    Typing,
+    /// `join`.
+    Join,
+    /// `leave`.
+    Leave,
+    /// `publish`.
+    Publish,
+    /// `history`.
+    History,
+    /// `presence`.
+    Presence,
+}
+
+impl EventKind {
     /// Is this an event of the seed chat's single-room API, whose failures
     /// are reported as `error` events?
-    pub fn is_chat(&self) -> bool {
-        matches!(
-            self,
-            Self::JoinRoom(_) | Self::SendMessage(_) | Self::Typing(_)
-        )
+    pub fn is_chat(self) -> bool {
+        matches!(self, Self::JoinRoom | Self::SendMessage | Self::Typing)
     }
 
     /// Does the contract define an ack for this event? A client asking for
     /// one on an event without it is the official client's retry queue,
     /// which reads the first ack argument as an error.
-    pub fn has_ack(&self) -> bool {
-        !matches!(self, Self::JoinRoom(_) | Self::Typing(_))
+    pub fn has_ack(self) -> bool {
+        !matches!(self, Self::JoinRoom | Self::Typing)
     }
 }
 
@@ -363,19 +413,19 @@ mod tests {
     #[test]
     fn the_seed_chat_events_decode() {
         assert_eq!(
-            ClientEvent::decode("joinRoom", &[json!("general")]),
+            ClientEvent::decode("joinRoom", &mut [json!("general")]),
             Ok(ClientEvent::JoinRoom("general".into()))
         );
         assert_eq!(
-            ClientEvent::decode("sendMessage", &[json!("hi")]),
+            ClientEvent::decode("sendMessage", &mut [json!("hi")]),
             Ok(ClientEvent::SendMessage(json!("hi")))
         );
         assert_eq!(
-            ClientEvent::decode("startTyping", &[]),
+            ClientEvent::decode("startTyping", &mut []),
             Ok(ClientEvent::Typing(true))
         );
         assert_eq!(
-            ClientEvent::decode("stopTyping", &[]),
+            ClientEvent::decode("stopTyping", &mut []),
             Ok(ClientEvent::Typing(false))
         );
         assert!(ClientEvent::JoinRoom(String::new()).is_chat());
@@ -386,7 +436,10 @@ mod tests {
     #[test]
     fn the_multi_room_events_decode() {
         assert_eq!(
-            ClientEvent::decode("join", &[json!({"room": "a", "since": 3, "epoch": "e"})]),
+            ClientEvent::decode(
+                "join",
+                &mut [json!({"room": "a", "since": 3, "epoch": "e"})]
+            ),
             Ok(ClientEvent::Join {
                 room: "a".into(),
                 since: Some(Offset(3)),
@@ -394,7 +447,7 @@ mod tests {
             })
         );
         assert_eq!(
-            ClientEvent::decode("join", &[json!("a")]),
+            ClientEvent::decode("join", &mut [json!("a")]),
             Ok(ClientEvent::Join {
                 room: "a".into(),
                 since: None,
@@ -402,14 +455,14 @@ mod tests {
             })
         );
         assert_eq!(
-            ClientEvent::decode("publish", &[json!({"room": "a", "content": {"x": 1}})]),
+            ClientEvent::decode("publish", &mut [json!({"room": "a", "content": {"x": 1}})]),
             Ok(ClientEvent::Publish {
                 room: "a".into(),
                 content: json!({"x": 1})
             })
         );
         assert_eq!(
-            ClientEvent::decode("history", &[json!({"room": "a", "limit": 5})]),
+            ClientEvent::decode("history", &mut [json!({"room": "a", "limit": 5})]),
             Ok(ClientEvent::History {
                 room: "a".into(),
                 since: None,
@@ -417,11 +470,11 @@ mod tests {
             })
         );
         assert_eq!(
-            ClientEvent::decode("leave", &[json!("a")]),
+            ClientEvent::decode("leave", &mut [json!("a")]),
             Ok(ClientEvent::Leave("a".into()))
         );
         assert_eq!(
-            ClientEvent::decode("presence", &[json!("a")]),
+            ClientEvent::decode("presence", &mut [json!("a")]),
             Ok(ClientEvent::Presence {
                 room: "a".into(),
                 after: None,
@@ -431,7 +484,7 @@ mod tests {
         assert_eq!(
             ClientEvent::decode(
                 "presence",
-                &[json!({"room": "a", "after": "YQox", "limit": 10})]
+                &mut [json!({"room": "a", "after": "YQox", "limit": 10})]
             ),
             Ok(ClientEvent::Presence {
                 room: "a".into(),
@@ -441,7 +494,7 @@ mod tests {
         );
         // A limit of the wrong type reads as none; the server caps the rest.
         assert_eq!(
-            ClientEvent::decode("presence", &[json!({"room": "a", "limit": -3})]),
+            ClientEvent::decode("presence", &mut [json!({"room": "a", "limit": -3})]),
             Ok(ClientEvent::Presence {
                 room: "a".into(),
                 after: None,
@@ -461,7 +514,7 @@ mod tests {
     #[test]
     fn wrong_argument_types_read_as_empty_rooms() {
         assert_eq!(
-            ClientEvent::decode("join", &[json!(5)]),
+            ClientEvent::decode("join", &mut [json!(5)]),
             Ok(ClientEvent::Join {
                 room: String::new(),
                 since: None,
@@ -469,14 +522,14 @@ mod tests {
             })
         );
         assert_eq!(
-            ClientEvent::decode("publish", &[]),
+            ClientEvent::decode("publish", &mut []),
             Ok(ClientEvent::Publish {
                 room: String::new(),
                 content: Value::Null
             })
         );
         assert_eq!(
-            ClientEvent::decode("joinRoom", &[json!({"room": "a"})]),
+            ClientEvent::decode("joinRoom", &mut [json!({"room": "a"})]),
             Ok(ClientEvent::JoinRoom(String::new()))
         );
     }
@@ -485,7 +538,7 @@ mod tests {
     fn unknown_names_are_cut_on_a_character_boundary() {
         let name = format!("{}\u{5E1A}", "e".repeat(63));
         assert_eq!(
-            ClientEvent::decode(&name, &[]),
+            ClientEvent::decode(&name, &mut []),
             Err(EventError::Unknown("e".repeat(63)))
         );
     }

@@ -46,7 +46,7 @@ use prise_hub::policy::{ROOT_NAMESPACE, USER_PLACEHOLDER};
 use prise_hub::{CloseReason, Outbound, Session, Transport};
 use prise_proto::message::Message;
 use prise_proto::presence::Diff;
-use prise_proto::sio_events::{ClientEvent, ack, encode, error_value, names};
+use prise_proto::sio_events::{ClientEvent, EventKind, ack, encode, error_value, names};
 use prise_sio::{
     Ack, BoxFuture, ConnectOutcome, ConnectRefusal, DisconnectReason, EmitError, EncodedPacket,
     Payload, RecoveryRequest, SioHandler, Socket,
@@ -443,8 +443,9 @@ impl HubSio {
         let (Some(conn), Some(shared)) = (self.conn(&socket), self.shared.upgrade()) else {
             return;
         };
+        let mut args = payload.args;
         let decoded = if payload.attachments.is_empty() {
-            ClientEvent::decode(&event_name, &payload.args)
+            ClientEvent::decode(&event_name, &mut args)
                 .map_err(|e| Refusal::new(e.code(), e.to_string()))
         } else {
             Err(Refusal::bad_request(
@@ -452,21 +453,18 @@ impl HubSio {
             ))
         };
         let (event, req) = match decoded {
-            Ok(e) => {
-                let req = Request::from(e.clone());
-                (Some(e), req)
-            }
+            Ok(e) => (Some(e.kind()), Request::from(e)),
             Err(_) if payload.attachments.is_empty() => (
                 None,
                 Request::Relay {
                     event: event_name,
-                    args: payload.args,
+                    args,
                 },
             ),
             Err(r) => (None, Request::Malformed(r)),
         };
         let is_relay = matches!(req, Request::Relay { .. });
-        if ack.is_some() && event.as_ref().is_some_and(|e| !e.has_ack()) {
+        if ack.is_some() && event.is_some_and(|e| !e.has_ack()) {
             // The contract defines no ack for this event: a client asking
             // for one is the official client's retry queue, which reads the
             // first ack argument as an error. Answer it error-first.
@@ -492,14 +490,12 @@ impl HubSio {
                 // hub or too many of them, report failures as `error` events;
                 // a relayed event does in its ack when it asked for one.
                 let in_ack = is_relay && ack.is_some();
-                if (event.as_ref().is_none_or(ClientEvent::is_chat) && !in_ack)
-                    || r.code == "RATE_LIMITED"
-                {
+                if (event.is_none_or(EventKind::is_chat) && !in_ack) || r.code == "RATE_LIMITED" {
                     conn.emit_error(&socket, &r);
                 }
                 Err(error_value(r.code, &r.message))
             }
-            Reply::Joined(j) if matches!(event, Some(ClientEvent::Join { .. })) => {
+            Reply::Joined(j) if event == Some(EventKind::Join) => {
                 // The ack first, then the replay, then live messages.
                 let nsp = socket.namespace();
                 let value = encode::join_ack(
@@ -519,7 +515,7 @@ impl HubSio {
                 drop(emitting);
                 return;
             }
-            other => Ok(ack_value(socket.namespace(), event.as_ref(), other)),
+            other => Ok(ack_value(socket.namespace(), event, other)),
         };
         drop(emitting);
         // Every event that asked for an ack gets one (the official client
@@ -532,11 +528,11 @@ impl HubSio {
 
 /// The ack value of a successful request, room names as the socket of
 /// namespace `nsp` knows them.
-fn ack_value(nsp: &str, event: Option<&ClientEvent>, reply: Reply) -> Option<Value> {
+fn ack_value(nsp: &str, event: Option<EventKind>, reply: Reply) -> Option<Value> {
     match reply {
         Reply::Left(room) => Some(encode::leave_ack(local(nsp, &room))),
         Reply::Published(m) => Some(match event {
-            Some(ClientEvent::SendMessage(_)) => encode::send_message_ack(&m.id),
+            Some(EventKind::SendMessage) => encode::send_message_ack(&m.id),
             _ => encode::publish_ack(local(nsp, &m.room_id), m.offset, &m.id),
         }),
         Reply::Relayed(sent) => Some(encode::relay_ack(
