@@ -2,9 +2,10 @@
 //! test can wait (bounded) for a line, such as the `listening` lines of the
 //! `prise` binary, without blocking on a pipe.
 
+use std::io::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, ExitStatus};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -170,7 +171,7 @@ impl Drop for ChildProcess {
 }
 
 /// Sends each line of `r` to the returned channel, from a thread.
-fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
+pub fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(r).lines() {
@@ -193,4 +194,38 @@ fn after(rx: &mpsc::Receiver<String>, marker: &str, deadline: Instant) -> String
             return rest.to_owned();
         }
     }
+}
+
+/// Runs `program` to completion with `input` on its stdin, bounded by
+/// [`PROCESS_WAIT`] (killed by its pid past it).
+///
+/// # Panics
+/// When it cannot be started or does not finish in time.
+pub fn run_to_end(program: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    let input = input.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(PROCESS_WAIT) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("{program}: {e}")),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("{program} {args:?} did not finish");
+        }
+    };
+    let _ = writer.join();
+    out
 }

@@ -6,11 +6,9 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use prise_testkit::process::PROCESS_WAIT;
+use prise_testkit::process::{PROCESS_WAIT, run_to_end as run};
 use prise_testkit::{ChildProcess, TestDir, free_tcp_port, free_udp_port};
 
 const PRISE: &str = env!("CARGO_BIN_EXE_prise");
@@ -47,36 +45,6 @@ fn connect_args<'a>(flags: &[&'a str], url: &'a str) -> Vec<&'a str> {
     args.extend(FAST_RETRY);
     args.push(url);
     args
-}
-
-/// Runs a command to completion with `input` on stdin, bounded in time.
-fn run(program: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(WAIT) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("{program} {args:?} did not finish");
-        }
-    };
-    writer.join().unwrap();
-    out
 }
 
 /// `prise discover` succeeded and listed `entry`.

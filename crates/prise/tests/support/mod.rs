@@ -5,10 +5,12 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 // Each test binary uses its own part of these.
 #[allow(unused_imports)]
 pub(crate) use prise_testkit::free_tcp_port;
+#[allow(unused_imports)]
+pub(crate) use prise_testkit::process::{lines, run_to_end as run};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
@@ -32,20 +34,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The lines of `r`, read on a thread.
-pub(crate) fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Starts `program` with piped stdin, stdout and stderr.
@@ -139,36 +127,6 @@ impl Proc {
             thread::sleep(Duration::from_millis(5));
         }
     }
-}
-
-/// Runs a command to completion with `input` on stdin, bounded in time.
-pub(crate) fn run(program: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(WAIT) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("{program} {args:?} did not finish");
-        }
-    };
-    writer.join().unwrap();
-    out
 }
 
 pub(crate) fn text(bytes: &[u8]) -> String {
