@@ -9,8 +9,9 @@
 //!
 //! ```text
 //!  socket bytes ──▶ line::CommandLineDecoder ──▶ line::Command::parse ──▶ hub
-//!  hub event    ──▶ line::write_msg / wsjson::encode::* ──▶ socket bytes
+//!  hub event    ──▶ line::encode::* / wsjson::encode::* ──▶ socket bytes
 //!  text frame   ──▶ wsjson::Request::decode ──▶ hub
+//!  Socket.IO EVENT ──▶ sio_events::ClientEvent::decode ──▶ hub ──▶ sio_events::encode::*
 //!  hub event    ──▶ sse::encode::* ──▶ text/event-stream bytes
 //!  Engine.IO / Socket.IO packets ──▶ engineio / socketio ──▶ prise-sio
 //!  toolkit streams ──▶ framing (lines, length prefix) ──▶ prise-net
