@@ -28,9 +28,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Default number of messages a history request returns.
-const DEFAULT_HISTORY: usize = 50;
-
 /// The `/api` routes.
 pub(crate) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()
@@ -219,7 +216,7 @@ async fn history(
         .history(
             &room,
             q.since.map(Offset),
-            q.limit.unwrap_or(DEFAULT_HISTORY),
+            q.limit.unwrap_or(crate::transport::DEFAULT_HISTORY),
         )
         .await
     {
