@@ -26,6 +26,8 @@ pub(crate) mod ws;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
+mod presence_tests;
+#[cfg(test)]
 mod tests;
 
 /// Messages a history request returns when it names no limit, on every
