@@ -86,6 +86,11 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 20;
 /// holds little memory (the buffer is reserved per connection); large
 /// messages still arrive, in more reads.
 pub const DEFAULT_READ_BUFFER_SIZE: usize = 1024;
+/// Default size up to which frames fed without a flush are held back, so that
+/// a backlog of frames leaves in one `write(2)` at the next flush (corked
+/// writes). Every caller flushes after feeding, so nothing waits longer than
+/// its own batch; the buffer only grows while a batch is being written.
+pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 64 * 1024;
 /// Default cap on bytes waiting to be written. A peer that stops reading makes
 /// writes fail with [`WsError::WriteBufferFull`] instead of growing memory.
 pub const DEFAULT_MAX_WRITE_BUFFER_SIZE: usize = 4 << 20;
@@ -125,7 +130,8 @@ pub struct WsConfig {
     pub max_frame_size: usize,
     /// Bytes asked of the socket per read.
     pub read_buffer_size: usize,
-    /// Bytes buffered before a write reaches the socket (0 writes each message at once).
+    /// Bytes of fed frames held back before a write reaches the socket; a
+    /// flush writes whatever is held (0 writes each message at once).
     pub write_buffer_size: usize,
     /// Most bytes buffered for writing before writes fail.
     pub max_write_buffer_size: usize,
@@ -160,7 +166,7 @@ impl Default for WsConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
-            write_buffer_size: 0,
+            write_buffer_size: DEFAULT_WRITE_BUFFER_SIZE,
             max_write_buffer_size: DEFAULT_MAX_WRITE_BUFFER_SIZE,
             deflate: None,
         }

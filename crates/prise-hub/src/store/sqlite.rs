@@ -152,15 +152,22 @@ impl SqliteStore {
         make: impl FnOnce(Reply<T>) -> Op,
     ) -> BoxFuture<'static, Result<T, StoreError>> {
         let (tx, rx) = oneshot::channel();
-        let writer = self.writer.clone();
         let op = make(tx);
+        // The queue is bounded. Room in it (the usual case): the operation is
+        // queued at once, no thread hand-off per call; a full queue waits on
+        // a blocking thread, never on the runtime's workers.
+        let queued = match self.writer.try_send(op) {
+            Ok(()) => Ok(None),
+            Err(mpsc::TrySendError::Full(op)) => Ok(Some((self.writer.clone(), op))),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        };
         async move {
-            // The queue is bounded: a full queue waits on a blocking thread,
-            // never on the runtime's workers.
-            tokio::task::spawn_blocking(move || writer.send(op))
-                .await
-                .map_err(|_| StoreError::Closed)?
-                .map_err(|_| StoreError::Closed)?;
+            if let Some((writer, op)) = queued? {
+                tokio::task::spawn_blocking(move || writer.send(op))
+                    .await
+                    .map_err(|_| StoreError::Closed)?
+                    .map_err(|_| StoreError::Closed)?;
+            }
             rx.await.map_err(|_| StoreError::Closed)?
         }
         .boxed()
