@@ -11,7 +11,7 @@
 //!  transport ──join/leave/typing──▶ Hub (rooms in 16 shards, sorted rosters, O(1) counts)
 //!  large room: joins and leaves ──▶ one presence diff per interval ──▶ session queues
 //!  transport ──publish──▶ Hub ──▶ Broker (order) ──▶ HistoryStore (commit)
-//!                                    └──deliver, in order──▶ Hub ──try_send──▶ session queues
+//!                                    └──deliver, in order──▶ Hub ──offer──▶ session queues / outboxes
 //!  session queue full ──▶ session closed as a slow consumer (counted)
 //! ```
 //!
@@ -24,6 +24,7 @@
 pub mod broker;
 pub mod clock;
 mod hub;
+pub mod outbox;
 pub mod policy;
 pub mod presence;
 pub mod redis_broker;
@@ -34,6 +35,7 @@ pub mod store;
 pub mod testing;
 
 pub use hub::{Event, Hub, Joined, Resumed};
+pub use outbox::{Offer, Outbox};
 pub use session::{CloseReason, Delivery, Outbound, PresenceDiff, Session, SessionId};
 
 use prise_proto::limits::{Limits, NameError};

@@ -1,11 +1,13 @@
 //! A session: one client connection on any transport, as the hub sees it.
 
 use crate::Transport;
+use crate::outbox::{Offer, Outbox};
 use prise_proto::message::{Message, User};
 use prise_proto::presence::Diff;
 use std::any::Any;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 /// A session's id, unique within the process.
@@ -167,7 +169,7 @@ pub enum Outbound {
 }
 
 /// The hub's side of a session. The transport holds an `Arc<Session>` and the
-/// receiving end of its queue.
+/// receiving end of its queue, or attaches an [`Outbox`] of its own.
 #[derive(Debug)]
 pub struct Session {
     /// Process-unique id.
@@ -175,7 +177,9 @@ pub struct Session {
     /// Transport that carries it.
     pub transport: Transport,
     user: Mutex<User>,
-    pub(crate) tx: mpsc::Sender<Outbound>,
+    tx: mpsc::Sender<Outbound>,
+    /// When set, events go here instead of `tx` (see [`crate::outbox`]).
+    outbox: OnceLock<Arc<dyn Outbox>>,
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
     pub(crate) rooms: Mutex<Vec<Arc<str>>>,
@@ -193,9 +197,29 @@ impl Session {
             transport,
             user: Mutex::new(user),
             tx,
+            outbox: OnceLock::new(),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends the session's events to `outbox` from now on instead of its
+    /// queue (whose receiver the transport may then drop). Attach before the
+    /// session joins a room. False when an outbox was already attached.
+    pub fn attach(&self, outbox: Arc<dyn Outbox>) -> bool {
+        self.outbox.set(outbox).is_ok()
+    }
+
+    /// Appends one event to the session's outbox (or queue), never waiting.
+    pub(crate) fn offer(&self, event: &Outbound) -> Offer {
+        if let Some(outbox) = self.outbox.get() {
+            return outbox.push(event);
+        }
+        match self.tx.try_send(event.clone()) {
+            Ok(()) => Offer::Queued,
+            Err(TrySendError::Full(_)) => Offer::Full,
+            Err(TrySendError::Closed(_)) => Offer::Closed,
         }
     }
 
@@ -215,7 +239,11 @@ impl Session {
 
     /// Asks the transport to end the session; the first reason wins.
     pub fn close(&self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
+        if self.reason.set(reason).is_ok()
+            && let Some(outbox) = self.outbox.get()
+        {
+            outbox.close(reason);
+        }
         self.closed.cancel();
     }
 

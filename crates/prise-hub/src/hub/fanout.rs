@@ -1,19 +1,19 @@
 //! Fan-out: handing messages and events to members' bounded queues.
 //!
 //! A message is delivered under its room's shard lock: one
-//! `Arc<Delivery>` (which caches its encoding per transport), `try_send`
-//! into each member's queue, then `delivered = offset`. A full queue closes
+//! `Arc<Delivery>` (which caches its encoding per transport), offered to
+//! each member's queue or attached outbox (`crate::outbox`), then `delivered = offset`. A full queue closes
 //! that session as a slow consumer (counted); nothing waits on a slow client.
 //! An ephemeral message (a room with `history = "none"`) is not stored and
 //! has no offset: a full queue only misses it (counted), the session stays.
 
 use super::room::{Room, SHARDS, shard_of};
 use super::{Hub, Inner};
+use crate::outbox::Offer;
 use crate::session::{CloseReason, Delivery, Outbound, Session, SessionId};
 use prise_proto::message::{Epoch, Message, Offset};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc::error::TrySendError;
 
 impl Hub {
     pub(super) fn send_all<'a>(
@@ -33,7 +33,7 @@ impl Inner {
     ) {
         let mut slow = Vec::new();
         for s in targets {
-            if let Err(TrySendError::Full(_)) = s.tx.try_send(event.clone()) {
+            if s.offer(event) == Offer::Full {
                 slow.push(Arc::clone(s));
             }
         }
@@ -87,7 +87,7 @@ impl Inner {
                     if Some(s.id) == except {
                         continue;
                     }
-                    if let Err(TrySendError::Full(_)) = s.tx.try_send(event.clone()) {
+                    if s.offer(&event) == Offer::Full {
                         slow.push(Arc::clone(s));
                     }
                 }
@@ -119,10 +119,10 @@ impl Inner {
                     if Some(s.id) == except {
                         continue;
                     }
-                    match s.tx.try_send(event.clone()) {
-                        Ok(()) => sent += 1,
-                        Err(TrySendError::Full(_)) => dropped += 1,
-                        Err(TrySendError::Closed(_)) => {}
+                    match s.offer(&event) {
+                        Offer::Queued => sent += 1,
+                        Offer::Full => dropped += 1,
+                        Offer::Closed => {}
                     }
                 }
             }

@@ -29,7 +29,6 @@ use crate::session::{CloseReason, Outbound, PresenceDiff, Session};
 use prise_proto::message::User;
 use prise_proto::presence::{Cursor, Diff, MAX_DIFF_USERS, Page, page_limit};
 use std::sync::Arc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::watch;
 
 /// A room's shared presence at a version (see [`crate::presence`]).
@@ -416,7 +415,7 @@ impl Inner {
             };
             let event = Outbound::PresenceDiff(Arc::new(PresenceDiff::new(diff)));
             for s in r.sessions.values() {
-                if let Err(TrySendError::Full(_)) = s.tx.try_send(event.clone()) {
+                if s.offer(&event) == crate::outbox::Offer::Full {
                     slow.push(Arc::clone(s));
                 }
             }

@@ -16,11 +16,13 @@
 //! [`client`].
 
 pub(crate) mod client;
+pub(crate) mod handoff;
 pub(crate) mod reply;
 pub(crate) mod request;
 pub(crate) mod sio;
 pub(crate) mod sse;
 pub(crate) mod tcp;
+pub(crate) mod timers;
 pub(crate) mod ws;
 
 #[cfg(test)]

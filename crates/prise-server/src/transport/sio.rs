@@ -1,8 +1,12 @@
 //! Socket.IO at `/socket.io/`: the hub's event contract on top of prise-sio.
 //!
-//! Each connected namespace socket is one hub session. A pump task per
-//! socket turns the session's queued hub events into Socket.IO events;
-//! client events become hub calls.
+//! Each connected namespace socket is one hub session. The session's
+//! outbox is the socket itself ([`SioOutbox`], attached with
+//! [`Session::attach`]): the hub's fan-out encodes each event once (shared
+//! by every socket of the namespace) and queues it on the Engine.IO
+//! session, which wakes the connection's one writer task; no task of its
+//! own per socket. Token expiry and recovery checkpoints are deadlines in
+//! the server's shared [`Timers`]. Client events become hub calls.
 //!
 //! # Connection state recovery
 //!
@@ -39,11 +43,13 @@
 //! `{error: {code, message}}` on failure.
 
 use super::client::{Client, Credentials, Handshake};
+use super::handoff::{Handoff, Pushed};
 use super::reply::{Refusal, Reply};
 use super::request::Request;
+use super::timers::{Timed, Timers};
 use crate::Shared;
 use prise_hub::policy::{ROOT_NAMESPACE, USER_PLACEHOLDER};
-use prise_hub::{CloseReason, Outbound, Session, Transport};
+use prise_hub::{CloseReason, Offer, Outbound, Outbox, Session, Transport};
 use prise_proto::message::Message;
 use prise_proto::presence::Diff;
 use prise_proto::sio_events::{ClientEvent, EventKind, ack, encode, error_value, names};
@@ -54,13 +60,12 @@ use prise_sio::{
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-/// Most queued hub events turned into Socket.IO events in one go.
-const PUMP_BATCH: usize = 64;
-/// A far-off instant for timers that are off.
-const ONE_DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+/// [`Timers`] tag: the socket's token expired.
+const EXPIRY: u8 = 0;
+/// [`Timers`] tag: rewrite the socket's recovery record.
+const CHECKPOINT: u8 = 1;
 
 /// Rewrites the session's recovery record (its user and rooms) when the
 /// store keeps it beyond this process; a session in no room has nothing to
@@ -83,23 +88,20 @@ async fn checkpoint(hub: &prise_hub::Hub, session: &Arc<Session>, pid: &str) {
 struct Conn {
     session: Arc<Session>,
     /// The request state. Events of a socket are handled one at a time, so
-    /// this lock is never contended; the pump does not take it.
+    /// this lock is never contended; deliveries do not take it.
     client: tokio::sync::Mutex<Client>,
-    /// The seq sent as the offset of the next non-message event.
-    last_seq: AtomicU64,
-    pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Held by the pump while it emits, and by a join from before it becomes
-    /// a member until its replay is queued: live messages of the room can
-    /// then never overtake the replay.
-    emit_lock: tokio::sync::Mutex<()>,
+    /// The socket's outbox, attached to the session.
+    out: Arc<SioOutbox>,
     /// Acks are sent error-first (`(null, value)` / `(error)`), for clients
     /// using the official client's retry queue.
     error_first: AtomicBool,
+    /// Rewrites the recovery record on the shared timers' schedule.
+    checkpoints: Option<Checkpoints>,
 }
 
 impl Conn {
     fn seq(&self) -> u64 {
-        self.last_seq.load(Ordering::Acquire)
+        self.out.seq()
     }
 
     fn ack(&self, ack: Ack, answer: Result<Option<Value>, Value>) {
@@ -108,10 +110,160 @@ impl Conn {
     }
 
     fn emit_error(&self, socket: &Socket, r: &Refusal) {
+        self.out.emit_error(socket, r);
+    }
+}
+
+impl Timed for Conn {
+    fn fire(self: Arc<Self>, tag: u8, timers: &Arc<Timers>) {
+        match tag {
+            // Closing runs the outbox's close: error event, namespace
+            // disconnect (no recovery with an expired token).
+            EXPIRY => self.session.close(CloseReason::AuthExpired),
+            _ => {
+                let Some(c) = &self.checkpoints else { return };
+                if !self.out.socket.is_connected() {
+                    return;
+                }
+                let every = c.every;
+                if !self.session.rooms().is_empty() {
+                    let conn = Arc::clone(&self);
+                    // A store write: its own short task, once per interval.
+                    tokio::spawn(async move {
+                        if let Some(c) = &conn.checkpoints {
+                            checkpoint(&c.hub, &conn.session, &conn.out.socket.pid()).await;
+                        }
+                    });
+                }
+                let again = Arc::downgrade(&self) as Weak<dyn Timed>;
+                timers.at(tokio::time::Instant::now() + every, CHECKPOINT, again);
+            }
+        }
+    }
+}
+
+/// A socket as its session's outbox (see [`prise_hub::outbox`]): the hub's
+/// events are encoded and queued on the Engine.IO session as they are
+/// offered, whose bounded queue is the only one between the hub and the
+/// socket (full: the session closes as a slow consumer, counted once, by
+/// prise-sio). While a join or a recovery emits its replay, events wait
+/// here instead (bounded by the same depth), so live messages never
+/// overtake it.
+struct SioOutbox {
+    socket: Socket,
+    /// The seq sent as the offset of the next non-message event.
+    last_seq: AtomicU64,
+    /// Holds live events back while a replay is written.
+    handoff: Handoff<Outbound>,
+}
+
+impl std::fmt::Debug for SioOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SioOutbox")
+            .field("socket", &self.socket.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SioOutbox {
+    fn seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Holds the hub's events back until the guard is dropped.
+    fn hold(&self) -> Release<'_> {
+        self.handoff.hold();
+        Release(self)
+    }
+
+    /// Emits the events held back, then lets the next ones through.
+    fn release(&self) {
+        self.handoff.release(|ev| self.emit(ev));
+    }
+
+    fn emit_error(&self, socket: &Socket, r: &Refusal) {
         let _ = socket.emit(
             names::ERROR,
             &Payload::new(encode::error(r.code, &r.message, self.seq())),
         );
+    }
+
+    /// Emits one hub push on the socket.
+    fn emit(&self, ev: &Outbound) -> Result<(), EmitError> {
+        let socket = &self.socket;
+        let nsp = socket.namespace();
+        match ev {
+            Outbound::Message(d) if d.message.seq == 0 => {
+                // Ephemeral: no seq of its own, so the socket's newest is its
+                // resume offset, which differs per socket: not cached.
+                socket.emit_encoded(&message_packet(nsp, &d.message, self.seq()))
+            }
+            Outbound::Message(d) => {
+                let packet = d.encoded(Transport::SocketIo, |m| message_packet(nsp, m, m.seq));
+                self.last_seq.fetch_max(d.message.seq, Ordering::AcqRel);
+                socket.emit_encoded(&packet)
+            }
+            Outbound::Joined { room, user } => socket.emit(
+                names::USER_JOINED,
+                &Payload::new(encode::user_joined(user, local(nsp, room), self.seq())),
+            ),
+            Outbound::Left { user, .. } => socket.emit(
+                names::USER_LEFT,
+                &Payload::new(encode::user_left(user, self.seq())),
+            ),
+            Outbound::PresenceDiff(d) => {
+                // Encoded once for the sockets whose resume offset matches the
+                // first one's (in a room of one conversation, nearly all).
+                let seq = self.seq();
+                let cached = d.encoded(Transport::SocketIo, |diff| {
+                    (seq, presence_diff_packet(nsp, diff, seq))
+                });
+                if cached.0 == seq {
+                    socket.emit_encoded(&cached.1)
+                } else {
+                    socket.emit_encoded(&presence_diff_packet(nsp, &d.diff, seq))
+                }
+            }
+            Outbound::Typing { room, user, typing } => socket.emit(
+                names::TYPING,
+                &Payload::new(encode::typing(user, local(nsp, room), *typing, self.seq())),
+            ),
+        }
+    }
+}
+
+/// Releases the events a [`SioOutbox::hold`] kept back, when dropped (also
+/// when the handling future is dropped halfway).
+struct Release<'a>(&'a SioOutbox);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+impl Outbox for SioOutbox {
+    fn push(&self, ev: &Outbound) -> Offer {
+        match self.handoff.push(ev, |ev| self.emit(ev)) {
+            Pushed::Emitted(Ok(())) | Pushed::Held => Offer::Queued,
+            Pushed::Full => Offer::Full,
+            // prise-sio closed the session as a slow consumer and counted it.
+            Pushed::Emitted(Err(_)) => Offer::Closed,
+        }
+    }
+
+    fn close(&self, reason: CloseReason) {
+        if let Some(r) = Refusal::for_close(reason, Transport::SocketIo) {
+            self.emit_error(&self.socket, &r);
+        }
+        if reason == CloseReason::AuthExpired {
+            // A namespace disconnect: no recovery with an expired token.
+            self.socket.disconnect();
+        } else {
+            // Closing the transport (not the namespace) lets the client
+            // reconnect and recover what it missed.
+            self.socket.close_transport();
+        }
     }
 }
 
@@ -119,6 +271,8 @@ impl Conn {
 pub(crate) struct HubSio {
     shared: Weak<Shared>,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
+    /// Every socket's deadlines; its task starts with the first socket.
+    timers: OnceLock<Arc<Timers>>,
 }
 
 impl HubSio {
@@ -126,7 +280,17 @@ impl HubSio {
         Self {
             shared,
             conns: Mutex::new(HashMap::new()),
+            timers: OnceLock::new(),
         }
+    }
+
+    fn timers(&self, shared: &Shared) -> &Arc<Timers> {
+        self.timers.get_or_init(|| {
+            let timers = Arc::new(Timers::default());
+            let stop = shared.shutdown.clone().cancelled_owned();
+            shared.tracker.spawn(Arc::clone(&timers).run(stop));
+            timers
+        })
     }
 
     fn conn(&self, socket: &Socket) -> Option<Arc<Conn>> {
@@ -193,125 +357,6 @@ struct Checkpoints {
     every: std::time::Duration,
 }
 
-/// Sends the session's queued hub events to the socket until either ends,
-/// and rewrites its recovery record on `checkpoints`' schedule. `expiry` is
-/// when the socket's token expires.
-async fn pump(
-    socket: Socket,
-    conn: Arc<Conn>,
-    mut rx: mpsc::Receiver<Outbound>,
-    checkpoints: Option<Checkpoints>,
-    expiry: Option<tokio::time::Instant>,
-) {
-    let nsp = socket.namespace().to_owned();
-    let every = checkpoints.as_ref().map_or(ONE_DAY, |c| c.every);
-    // One timer for the life of the pump, reset after each checkpoint.
-    let checkpoint_due = tokio::time::sleep(every);
-    tokio::pin!(checkpoint_due);
-    // The end of the session: closed by the hub, or by the token's expiry
-    // (the client reconnects with a fresh token in its `auth`), which
-    // closes it and falls through to the same handling. Created once: it
-    // completes once, and the loop returns when it does.
-    let ended = async {
-        tokio::select! {
-            biased;
-            reason = conn.session.closed() => reason,
-            () = super::until(expiry) => {
-                conn.session.close(CloseReason::AuthExpired);
-                conn.session.closed().await
-            }
-        }
-    };
-    tokio::pin!(ended);
-    loop {
-        tokio::select! {
-            biased;
-            reason = &mut ended => {
-                if let Some(r) = Refusal::for_close(reason, Transport::SocketIo) {
-                    conn.emit_error(&socket, &r);
-                }
-                if reason == CloseReason::AuthExpired {
-                    // A namespace disconnect: no recovery with an expired token.
-                    socket.disconnect();
-                } else {
-                    // Closing the transport (not the namespace) lets the
-                    // client reconnect and recover what it missed.
-                    socket.close_transport();
-                }
-                return;
-            }
-            () = &mut checkpoint_due, if checkpoints.is_some() => {
-                checkpoint_due.as_mut().reset(tokio::time::Instant::now() + every);
-                if let Some(c) = &checkpoints
-                    && !conn.session.rooms().is_empty()
-                {
-                    // Boxed: a store write is a large future, and rare here.
-                    Box::pin(checkpoint(&c.hub, &conn.session, &socket.pid())).await;
-                }
-            }
-            ev = rx.recv() => {
-                let Some(first) = ev else { return };
-                let _emitting = conn.emit_lock.lock().await;
-                // What else is already queued goes out under the same lock,
-                // up to a batch; without a buffer of its own, so an idle
-                // pump holds none.
-                let mut next = Some(first);
-                let mut emitted = 0;
-                while let Some(ev) = next {
-                    if emit_push(&socket, &conn, &nsp, &ev).is_err() {
-                        // The socket is gone or was closed as a slow consumer
-                        // by the Socket.IO layer; its disconnect cleans up.
-                        return;
-                    }
-                    emitted += 1;
-                    next = if emitted < PUMP_BATCH { rx.try_recv().ok() } else { None };
-                }
-            }
-        }
-    }
-}
-
-/// Emits one hub push on the socket.
-fn emit_push(socket: &Socket, conn: &Conn, nsp: &str, ev: &Outbound) -> Result<(), EmitError> {
-    match ev {
-        Outbound::Message(d) if d.message.seq == 0 => {
-            // Ephemeral: no seq of its own, so the socket's newest is its
-            // resume offset, which differs per socket: not cached.
-            socket.emit_encoded(&message_packet(nsp, &d.message, conn.seq()))
-        }
-        Outbound::Message(d) => {
-            let packet = d.encoded(Transport::SocketIo, |m| message_packet(nsp, m, m.seq));
-            conn.last_seq.fetch_max(d.message.seq, Ordering::AcqRel);
-            socket.emit_encoded(&packet)
-        }
-        Outbound::Joined { room, user } => socket.emit(
-            names::USER_JOINED,
-            &Payload::new(encode::user_joined(user, local(nsp, room), conn.seq())),
-        ),
-        Outbound::Left { user, .. } => socket.emit(
-            names::USER_LEFT,
-            &Payload::new(encode::user_left(user, conn.seq())),
-        ),
-        Outbound::PresenceDiff(d) => {
-            // Encoded once for the sockets whose resume offset matches the
-            // first one's (in a room of one conversation, nearly all).
-            let seq = conn.seq();
-            let cached = d.encoded(Transport::SocketIo, |diff| {
-                (seq, presence_diff_packet(nsp, diff, seq))
-            });
-            if cached.0 == seq {
-                socket.emit_encoded(&cached.1)
-            } else {
-                socket.emit_encoded(&presence_diff_packet(nsp, &d.diff, seq))
-            }
-        }
-        Outbound::Typing { room, user, typing } => socket.emit(
-            names::TYPING,
-            &Payload::new(encode::typing(user, local(nsp, room), *typing, conn.seq())),
-        ),
-    }
-}
-
 /// A refused handshake: the documented `connect_error`, with `data`
 /// `{code, reason}`.
 fn connect_refusal(r: &Refusal) -> ConnectRefusal {
@@ -349,17 +394,27 @@ impl HubSio {
         )
         .map_err(|r| connect_refusal(&r))?;
         let session = Arc::clone(client.session());
+        // The socket is the session's outbox; until the recovery replay and
+        // the auto-joins are queued, live events wait in it.
+        let out = Arc::new(SioOutbox {
+            socket: socket.clone(),
+            last_seq: AtomicU64::new(hub.delivered_seq()),
+            handoff: Handoff::new(hub.config().limits.queue_depth, true),
+        });
+        session.attach(Arc::clone(&out) as Arc<dyn Outbox>);
+        // Nothing was queued before the outbox was attached: the session is
+        // in no room yet.
+        drop(rx);
         let mut outcome = ConnectOutcome::Fresh;
-        let last_seq = AtomicU64::new(hub.delivered_seq());
         if let Some(req) = recovery
             && let Ok(after) = req.offset.parse::<u64>()
         {
             match hub.resume(&session, &req.pid, after).await {
                 Ok(Some(resumed)) => {
                     for m in &resumed.replay {
-                        let newest = last_seq.load(Ordering::Acquire);
-                        let _ = socket.emit_encoded(&message_packet(socket.namespace(), m, newest));
-                        last_seq.fetch_max(m.seq, Ordering::AcqRel);
+                        let packet = message_packet(socket.namespace(), m, out.seq());
+                        let _ = socket.emit_encoded(&packet);
+                        out.last_seq.fetch_max(m.seq, Ordering::AcqRel);
                     }
                     client.set_current_room(resumed.rooms.first().cloned());
                     // Resuming took the record: write it again under the
@@ -376,30 +431,30 @@ impl HubSio {
             checkpoint(hub, &session, &socket.pid()).await;
         }
         let expiry = client.deadline();
-        let conn = Arc::new(Conn {
-            session,
-            client: tokio::sync::Mutex::new(client),
-            last_seq,
-            pump: Mutex::new(None),
-            emit_lock: tokio::sync::Mutex::new(()),
-            error_first: AtomicBool::new(false),
-        });
         let checkpoints = hub.checkpoints_sessions().then(|| Checkpoints {
             hub: hub.clone(),
             every: (hub.config().recovery_window / 2).max(std::time::Duration::from_secs(1)),
         });
-        let handle = tokio::spawn(pump(
-            socket.clone(),
-            Arc::clone(&conn),
-            rx,
+        let conn = Arc::new(Conn {
+            session,
+            client: tokio::sync::Mutex::new(client),
+            out,
+            error_first: AtomicBool::new(false),
             checkpoints,
-            expiry,
-        ));
-        *conn.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        });
+        let timers = self.timers(&shared);
+        let weak = Arc::downgrade(&conn) as Weak<dyn Timed>;
+        if let Some(at) = expiry {
+            timers.at(at, EXPIRY, Weak::clone(&weak));
+        }
+        if let Some(c) = &conn.checkpoints {
+            timers.at(tokio::time::Instant::now() + c.every, CHECKPOINT, weak);
+        }
         self.conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(socket.id().to_owned(), conn);
+            .insert(socket.id().to_owned(), Arc::clone(&conn));
+        conn.out.release();
         Ok(outcome)
     }
 
@@ -412,9 +467,6 @@ impl HubSio {
         else {
             return;
         };
-        if let Some(h) = conn.pump.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            h.abort();
-        }
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
@@ -473,12 +525,8 @@ impl HubSio {
         let is_join = matches!(req, Request::Join { .. });
         let ctx = shared.ctx();
         let mut client = conn.client.lock().await;
-        // A join holds the emit lock until its replay is queued.
-        let emitting = if is_join {
-            Some(conn.emit_lock.lock().await)
-        } else {
-            None
-        };
+        // A join holds the hub's events back until its replay is queued.
+        let held = is_join.then(|| conn.out.hold());
         let reply = client.apply(ctx, req).await;
         drop(client);
         if matches!(reply, Reply::Joined(_) | Reply::Left(_)) {
@@ -512,12 +560,12 @@ impl HubSio {
                 for m in &j.replay {
                     let _ = socket.emit_encoded(&message_packet_at(socket.namespace(), m, newest));
                 }
-                drop(emitting);
+                drop(held);
                 return;
             }
             other => Ok(ack_value(socket.namespace(), event, other)),
         };
-        drop(emitting);
+        drop(held);
         // Every event that asked for an ack gets one (the official client
         // with `retries` sends its next packet only after the ack).
         if let Some(ack) = ack {
