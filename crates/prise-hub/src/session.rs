@@ -177,7 +177,9 @@ pub struct Session {
     /// Transport that carries it.
     pub transport: Transport,
     user: Mutex<User>,
-    tx: mpsc::Sender<Outbound>,
+    /// The queue's sending end; `None` once an outbox is attached, so the
+    /// queue's memory goes when the transport drops its receiver.
+    tx: Mutex<Option<mpsc::Sender<Outbound>>>,
     /// When set, events go here instead of `tx` (see [`crate::outbox`]).
     outbox: OnceLock<Arc<dyn Outbox>>,
     closed: CancellationToken,
@@ -196,7 +198,7 @@ impl Session {
             id,
             transport,
             user: Mutex::new(user),
-            tx,
+            tx: Mutex::new(Some(tx)),
             outbox: OnceLock::new(),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
@@ -205,10 +207,16 @@ impl Session {
     }
 
     /// Sends the session's events to `outbox` from now on instead of its
-    /// queue (whose receiver the transport may then drop). Attach before the
-    /// session joins a room. False when an outbox was already attached.
+    /// queue, which is let go: the transport drops its receiver and the
+    /// queue's memory is freed. Attach before the session joins a room.
+    /// False when an outbox was already attached.
     pub fn attach(&self, outbox: Arc<dyn Outbox>) -> bool {
-        self.outbox.set(outbox).is_ok()
+        if self.outbox.set(outbox).is_err() {
+            return false;
+        }
+        // Nothing offers to a session in no room: no event is in flight.
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        true
     }
 
     /// Appends one event to the session's outbox (or queue), never waiting.
@@ -216,10 +224,11 @@ impl Session {
         if let Some(outbox) = self.outbox.get() {
             return outbox.push(event);
         }
-        match self.tx.try_send(event.clone()) {
-            Ok(()) => Offer::Queued,
-            Err(TrySendError::Full(_)) => Offer::Full,
-            Err(TrySendError::Closed(_)) => Offer::Closed,
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.as_ref().map(|tx| tx.try_send(event.clone())) {
+            Some(Ok(())) => Offer::Queued,
+            Some(Err(TrySendError::Full(_))) => Offer::Full,
+            Some(Err(TrySendError::Closed(_))) | None => Offer::Closed,
         }
     }
 

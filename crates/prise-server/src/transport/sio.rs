@@ -402,8 +402,8 @@ impl HubSio {
             handoff: Handoff::new(hub.config().limits.queue_depth, true),
         });
         session.attach(Arc::clone(&out) as Arc<dyn Outbox>);
-        // Nothing was queued before the outbox was attached: the session is
-        // in no room yet.
+        // The hub's queue goes with its receiver (the session is in no room
+        // yet: nothing was queued in it).
         drop(rx);
         let mut outcome = ConnectOutcome::Fresh;
         if let Some(req) = recovery
