@@ -3,9 +3,10 @@
 //! # Design
 //!
 //! The hub knows nothing of sockets. A transport registers a [`Session`] with
-//! [`Hub::connect`] and gets the receiving end of the session's bounded queue;
-//! it turns client requests into hub calls and queued [`Outbound`] events into
-//! its own wire format.
+//! [`Hub::connect`] and gets the receiving end of the session's bounded queue,
+//! or attaches an [`Outbox`] of its own that the fan-out appends to directly
+//! ([`outbox`]); it turns client requests into hub calls and [`Outbound`]
+//! events into its own wire format.
 //!
 //! ```text
 //!  transport ──join/leave/typing──▶ Hub (rooms in 16 shards, sorted rosters, O(1) counts)
