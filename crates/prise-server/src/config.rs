@@ -111,6 +111,9 @@ pub struct ServeArgs {
     /// `prise config default`); flags and variables override it.
     #[arg(long, env = "PRISE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Backend hooks: connect, refresh, join, publish, rpc.
+    #[command(flatten)]
+    pub hooks: Box<crate::hooks::HookArgs>,
     /// Authentication, rate limits, origins, TLS and HTTP timeouts.
     #[command(flatten)]
     pub security: Box<crate::security::SecurityArgs>,

@@ -21,6 +21,7 @@
 mod accept;
 pub mod config;
 pub mod config_file;
+pub mod hooks;
 mod http;
 pub mod policy_file;
 pub mod security;
@@ -66,6 +67,9 @@ pub enum ServeError {
     /// Keys, certificates or API key files could not be loaded.
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    /// A hook setting could not be applied.
+    #[error(transparent)]
+    Hooks(#[from] hooks::HookError),
     /// Redis could not be reached at startup.
     #[error("{0}")]
     Redis(#[from] prise_hub::redis_broker::RedisError),
@@ -103,6 +107,8 @@ pub(crate) struct Shared {
     pub(crate) rate: Rate,
     /// Authentication, limits, origins and TLS.
     pub(crate) security: Security,
+    /// The backend's hooks.
+    pub(crate) hooks: hooks::Hooks,
     /// permessage-deflate on `/ws` (`--ws-deflate`).
     pub(crate) ws_deflate: Option<prise_ws::DeflateConfig>,
     /// Interval of the keep-alive comments on `/sse` (`--sse-keepalive`).
@@ -115,6 +121,7 @@ impl Shared {
         transport::client::Ctx {
             hub: &self.hub,
             security: &self.security,
+            hooks: &self.hooks,
         }
     }
 }
@@ -178,6 +185,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let security = Security::build(&args.security, args.http, args.tcp, &args.data)?;
     let (hub, cluster) = start_hub(&args).await?;
+    let hooks = hooks::Hooks::build(&args.hooks, &args.policies, hub.node_id())?;
     http::prometheus();
     let http_listener = bind(args.http).await?;
     let tcp_listener = bind(args.tcp).await?;
@@ -208,6 +216,7 @@ pub async fn run(
         tracker: tracker.clone(),
         rate: Rate::default(),
         security,
+        hooks,
         ws_deflate: args.ws_deflate(),
         // A zero interval would be a busy loop.
         sse_keepalive: args.sse_keepalive.max(Duration::from_millis(10)),

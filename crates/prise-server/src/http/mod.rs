@@ -40,9 +40,14 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
 }
 
 pub(crate) fn peer_of(req: &Request) -> String {
+    remote_of(req).map_or_else(|| "?".to_owned(), |a| a.to_string())
+}
+
+/// The client's address, when the listener recorded it.
+pub(crate) fn remote_of<B>(req: &http::Request<B>) -> Option<SocketAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "?".to_owned(), |c| c.0.to_string())
+        .map(|c| c.0)
 }
 
 /// The routes.

@@ -38,7 +38,7 @@
 //! `error({code, message}, offset)`. Acks of the multi-room API answer
 //! `{error: {code, message}}` on failure.
 
-use super::client::{Client, Credentials, Handshake};
+use super::client::{Client, Credentials, Deadline, Handshake};
 use super::reply::{Refusal, Reply};
 use super::request::Request;
 use crate::Shared;
@@ -110,7 +110,7 @@ impl Conn {
     fn emit_error(&self, socket: &Socket, r: &Refusal) {
         let _ = socket.emit(
             names::ERROR,
-            &Payload::new(encode::error(r.code, &r.message, self.seq())),
+            &Payload::new(encode::error(&r.code, &r.message, self.seq())),
         );
     }
 }
@@ -202,6 +202,7 @@ async fn pump(
     mut rx: mpsc::Receiver<Outbound>,
     checkpoints: Option<Checkpoints>,
     expiry: Option<tokio::time::Instant>,
+    shared: Weak<Shared>,
 ) {
     let nsp = socket.namespace().to_owned();
     let every = checkpoints.as_ref().map_or(ONE_DAY, |c| c.every);
@@ -212,13 +213,25 @@ async fn pump(
     // (the client reconnects with a fresh token in its `auth`), which
     // closes it and falls through to the same handling. Created once: it
     // completes once, and the loop returns when it does.
+    // A session the backend admitted may be extended by its refresh hook
+    // instead.
     let ended = async {
-        tokio::select! {
-            biased;
-            reason = conn.session.closed() => reason,
-            () = super::until(expiry) => {
-                conn.session.close(CloseReason::AuthExpired);
-                conn.session.closed().await
+        let mut at = expiry;
+        loop {
+            tokio::select! {
+                biased;
+                reason = conn.session.closed() => return reason,
+                () = super::until(at) => {
+                    if let Some(shared) = shared.upgrade() {
+                        let mut client = conn.client.lock().await;
+                        if client.deadline_passed(shared.ctx()).await == Deadline::Extended {
+                            at = client.deadline();
+                            continue;
+                        }
+                    }
+                    conn.session.close(CloseReason::AuthExpired);
+                    return conn.session.closed().await;
+                }
             }
         }
     };
@@ -336,17 +349,25 @@ impl HubSio {
             .ok_or_else(|| ConnectRefusal::new("server is shutting down"))?;
         let hub = &shared.hub;
         let text = |key: &str| auth.get(key).and_then(Value::as_str).map(str::to_owned);
-        let credentials = Credentials {
+        let mut credentials = Credentials {
             token: text("token"),
             name: text("name"),
             namespace: Some(socket.namespace().to_owned()),
+            remote: socket.remote_addr(),
+            ..Credentials::default()
         };
+        if shared.hooks.is_active() {
+            credentials.headers = socket.headers().clone();
+            credentials.query = socket.query().to_owned();
+            credentials.auth = auth;
+        }
         let (mut client, rx) = Client::connect(
             shared.ctx(),
             Transport::SocketIo,
             credentials,
             Handshake::Now,
         )
+        .await
         .map_err(|r| connect_refusal(&r))?;
         let session = Arc::clone(client.session());
         let mut outcome = ConnectOutcome::Fresh;
@@ -394,6 +415,7 @@ impl HubSio {
             rx,
             checkpoints,
             expiry,
+            Weak::clone(&self.shared),
         ));
         *conn.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         self.conns
@@ -459,6 +481,7 @@ impl HubSio {
                 Request::Relay {
                     event: event_name,
                     args,
+                    wants_answer: ack.is_some(),
                 },
             ),
             Err(r) => (None, Request::Malformed(r)),
@@ -493,7 +516,7 @@ impl HubSio {
                 if (event.is_none_or(EventKind::is_chat) && !in_ack) || r.code == "RATE_LIMITED" {
                     conn.emit_error(&socket, &r);
                 }
-                Err(error_value(r.code, &r.message))
+                Err(error_value(&r.code, &r.message))
             }
             Reply::Joined(j) if event == Some(EventKind::Join) => {
                 // The ack first, then the replay, then live messages.
@@ -562,6 +585,7 @@ fn ack_value(nsp: &str, event: Option<EventKind>, reply: Reply) -> Option<Value>
             ))
         }
         Reply::Presence { room, page } => Some(encode::presence(local(nsp, &room), &page)),
+        Reply::RpcResult(result) => Some(result),
         // `joinRoom` and typing answer nothing; the rest are not events of
         // this vocabulary.
         _ => None,
@@ -620,7 +644,7 @@ async fn auto_join(shared: &Shared, client: &mut Client, nsp: &str) {
             switch: false,
         };
         if let Reply::Refused(r) = client.apply(shared.ctx(), req).await {
-            tracing::info!(room, code = r.code, reason = %r.message, "auto_join refused");
+            tracing::info!(room, code = %r.code, reason = %r.message, "auto_join refused");
         }
     }
 }

@@ -79,7 +79,7 @@ fn refuse(status: StatusCode, r: &Refusal) -> Response {
 
 /// The status of a refusal of the request layer.
 fn status_of(r: &Refusal) -> StatusCode {
-    match r.code {
+    match &*r.code {
         "AUTH_REQUIRED" | "AUTH_FAILED" | "AUTH_EXPIRED" => StatusCode::UNAUTHORIZED,
         "FORBIDDEN" => StatusCode::FORBIDDEN,
         "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
@@ -225,10 +225,20 @@ pub(crate) async fn handler(
         Err(r) => return *r,
     };
     let peer = crate::http::peer_of(&req);
+    let mut credentials = Credentials {
+        remote: crate::http::remote_of(&req),
+        ..Credentials::default()
+    };
+    if shared.hooks.is_active() {
+        credentials.headers = headers.clone();
+        credentials.query = req.uri().query().unwrap_or("").to_owned();
+    }
     let origin = headers.get(header::ORIGIN).cloned();
     let permit = req.extensions().get::<Arc<IpPermit>>().cloned();
     let span = tracing::info_span!("sse", peer = %peer);
-    let opened = open(&shared, ask).instrument(span.clone()).await;
+    let opened = open(&shared, ask, credentials)
+        .instrument(span.clone())
+        .await;
     let (stream, first) = match opened {
         Ok(o) => o,
         Err(r) => return refuse(status_of(&r), &r),
@@ -271,17 +281,19 @@ struct Stream {
 
 /// Admits the client, joins its rooms and reads what it missed; returns the
 /// stream and its first chunk (`retry`, `gap`, `ready`, the replay).
-async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
+async fn open(
+    shared: &Shared,
+    ask: Ask,
+    mut credentials: Credentials,
+) -> Result<(Stream, String), Refusal> {
     let ctx = shared.ctx();
     let hub = &shared.hub;
     // Every message at or below this seq was fanned out before the joins,
     // so none of them is in the session's queue.
     let before = hub.delivered_seq();
-    let credentials = Credentials {
-        token: ask.token,
-        ..Credentials::default()
-    };
-    let (mut client, rx) = Client::connect(ctx, Transport::Sse, credentials, Handshake::Now)?;
+    credentials.token = ask.token;
+    let (mut client, rx) =
+        Client::connect(ctx, Transport::Sse, credentials, Handshake::Now).await?;
     let session = Arc::clone(client.session());
     let mut joined = Vec::with_capacity(ask.rooms.len());
     for room in ask.rooms {
@@ -353,7 +365,7 @@ async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
 fn close_event(reason: CloseReason) -> Option<String> {
     let r = Refusal::for_close(reason, Transport::Sse)?;
     let mut out = String::new();
-    encode::error(&mut out, r.code, &r.message);
+    encode::error(&mut out, &r.code, &r.message);
     Some(out)
 }
 
@@ -403,7 +415,11 @@ impl Stream {
             let chunk = tokio::select! {
                 biased;
                 reason = &mut closed => break close_event(reason),
-                () = &mut expiry => match self.client.deadline_passed() {
+                () = &mut expiry => match self.client.deadline_passed(shared.ctx()).await {
+                    Deadline::Extended => {
+                        expiry.set(super::until(self.client.deadline()));
+                        continue;
+                    }
                     Deadline::Expired => break close_event(CloseReason::AuthExpired),
                     Deadline::AuthTimeout => break None,
                 },

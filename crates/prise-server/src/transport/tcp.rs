@@ -89,7 +89,7 @@ pub(super) fn encode_reply(out: &mut String, reply: &Reply) -> bool {
             encode::joined_room(out, &j.room, j.offset, j.members.count, &j.epoch.0);
             if j.recovered == Some(false) {
                 let r = Refusal::history_gap();
-                encode::error(out, r.code, &r.message);
+                encode::error(out, &r.code, &r.message);
             }
             for m in &j.replay {
                 encode::message(out, m);
@@ -97,6 +97,7 @@ pub(super) fn encode_reply(out: &mut String, reply: &Reply) -> bool {
         }
         Reply::Left(room) => encode::ok_with(out, room),
         Reply::Published(m) => encode::published(out, m.offset),
+        Reply::RpcResult(result) => encode::ok_with(out, result),
         // Not a request of this protocol: its decoder never makes one.
         Reply::Relayed(_) => encode::error(out, "BAD_REQUEST", "not a request of this protocol"),
         Reply::Presence { room, page } => {
@@ -123,9 +124,9 @@ pub(super) fn encode_reply(out: &mut String, reply: &Reply) -> bool {
             encode::bye(out, None);
             return true;
         }
-        Reply::Refused(r) => encode::error(out, r.code, &r.message),
+        Reply::Refused(r) => encode::error(out, &r.code, &r.message),
         Reply::Ended(r) => {
-            encode::error(out, r.code, &r.message);
+            encode::error(out, &r.code, &r.message);
             encode::bye(out, Some("authentication failed"));
             return true;
         }
@@ -164,17 +165,17 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
                 return;
             }
         };
-    let connected = Client::connect(
-        shared.ctx(),
-        Transport::Tcp,
-        Credentials::default(),
-        Handshake::Later,
-    );
+    let credentials = Credentials {
+        remote: Some(peer),
+        ..Credentials::default()
+    };
+    let connected =
+        Client::connect(shared.ctx(), Transport::Tcp, credentials, Handshake::Later).await;
     let (client, mut rx) = match connected {
         Ok(c) => c,
         Err(r) => {
             let mut out = String::new();
-            encode::error(&mut out, r.code, &r.message);
+            encode::error(&mut out, &r.code, &r.message);
             let _ = stream.write_all(out.as_bytes()).await;
             return;
         }
@@ -250,14 +251,15 @@ impl Conn<'_> {
             tokio::select! {
                 biased;
                 reason = &mut closed => return self.close(&mut wr, reason).await,
-                () = &mut expiry => match self.client.deadline_passed() {
+                () = &mut expiry => match self.client.deadline_passed(self.shared.ctx()).await {
+                    Deadline::Extended => {}
                     Deadline::Expired => {
                         tracing::debug!("token expired");
                         return self.close(&mut wr, CloseReason::AuthExpired).await;
                     }
                     Deadline::AuthTimeout => {
                         let r = Refusal::auth_timeout(Transport::Tcp);
-                        encode::error(&mut self.out, r.code, &r.message);
+                        encode::error(&mut self.out, &r.code, &r.message);
                         encode::bye(&mut self.out, Some("authentication timeout"));
                         return self.finish(&mut wr).await;
                     }
@@ -347,7 +349,7 @@ impl Conn<'_> {
     ) -> std::io::Result<()> {
         self.out.clear();
         if let Some(r) = Refusal::for_close(reason, Transport::Tcp) {
-            encode::error(&mut self.out, r.code, &r.message);
+            encode::error(&mut self.out, &r.code, &r.message);
         }
         encode::bye(&mut self.out, Some(reason.as_str()));
         self.finish(wr).await

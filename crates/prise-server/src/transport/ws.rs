@@ -68,6 +68,15 @@ pub(crate) async fn handler(
             .find_map(|kv| kv.strip_prefix("token="))
             .map(str::to_owned)
     });
+    let mut credentials = Credentials {
+        token,
+        remote: crate::http::remote_of(&req),
+        ..Credentials::default()
+    };
+    if shared.hooks.is_active() {
+        credentials.headers = req.headers().clone();
+        credentials.query = req.uri().query().unwrap_or("").to_owned();
+    }
     let permit = req.extensions().get::<Arc<IpPermit>>().cloned();
     match prise_ws::upgrade(&mut req, ws_config(&shared), None) {
         Ok((response, pending)) => {
@@ -77,7 +86,7 @@ pub(crate) async fn handler(
                 async move {
                     let _permit = permit;
                     match pending.finish().await {
-                        Ok(ws) => connection(ws, task_shared, token).await,
+                        Ok(ws) => connection(ws, task_shared, credentials).await,
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
                 }
@@ -121,7 +130,7 @@ fn close_for(reason: CloseReason) -> Message {
 }
 
 fn error(id: Option<&Value>, r: &Refusal) -> Message {
-    text(encode::error(id, r.code, &r.message))
+    text(encode::error(id, &r.code, &r.message))
 }
 
 /// `auth_failed`, then close 4001.
@@ -168,6 +177,7 @@ pub(super) fn encode_reply(id: Option<&Value>, reply: Reply) -> (Vec<Message>, O
             page.complete,
         ))),
         Reply::Rooms(rooms) => one(text(encode::rooms(id, &rooms))),
+        Reply::RpcResult(result) => one(text(encode::rpc_result(id, &result))),
         Reply::Refused(r) => one(error(id, &r)),
         Reply::Ended(r) => {
             let (answer, close) = auth_failed(&r);
@@ -189,14 +199,11 @@ fn request(frame: &str) -> (Option<Value>, Request) {
     }
 }
 
-async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<String>) {
+async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, credentials: Credentials) {
     let hub = &shared.hub;
     let (mut sink, mut stream) = ws.split();
-    let credentials = Credentials {
-        token,
-        ..Credentials::default()
-    };
-    let connected = Client::connect(shared.ctx(), Transport::Ws, credentials, Handshake::Later);
+    let connected =
+        Client::connect(shared.ctx(), Transport::Ws, credentials, Handshake::Later).await;
     let (mut client, mut rx) = match connected {
         Ok(c) => c,
         Err(r) => {
@@ -241,7 +248,8 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
         tokio::select! {
             biased;
             reason = &mut closed => break Some(close_for(reason)),
-            () = &mut expiry => match client.deadline_passed() {
+            () = &mut expiry => match client.deadline_passed(shared.ctx()).await {
+                Deadline::Extended => {}
                 Deadline::Expired => break Some(close_for(CloseReason::AuthExpired)),
                 Deadline::AuthTimeout => {
                     break Some(prise_ws::close_message(close_code::AUTH, "authentication timeout"));
@@ -279,8 +287,15 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => break close_for_error(&e),
                 };
+                let is_rpc = matches!(req, Request::Rpc { .. });
                 let reply = client.apply(shared.ctx(), req).await;
-                let (replies, close) = encode_reply(id.as_ref(), reply);
+                let (replies, close) = match reply {
+                    Reply::Refused(r) if is_rpc => (
+                        vec![text(encode::rpc_error(id.as_ref(), &r.code, &r.message))],
+                        None,
+                    ),
+                    reply => encode_reply(id.as_ref(), reply),
+                };
                 let write = async {
                     for r in replies {
                         sink.feed(r).await?;
