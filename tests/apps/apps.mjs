@@ -241,7 +241,7 @@ await check("bad input gets its documented error and nothing acked is lost", asy
   await tcp.until("OK r3");
   tcp.send(`EMIT r3 ${long} 1`);
   assert.match(await tcp.until("ERR"), /^ERR BAD_REQUEST invalid event name/);
-  // Hook relays are not available yet.
+  // Without an rpc hook, an RPC is not available.
   const h = await sio("/hooked", { name: "hook" });
   assert.equal((await call(h, "move", 1)).error.code, "NOT_AVAILABLE");
   // Every acked event is in the history, in order.

@@ -42,6 +42,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub(crate) use cache::key as cache_key;
+#[cfg(test)]
+pub(crate) use gate::TRIP_AFTER;
+
+/// The signature header value of `body` with `secret`, as a backend computes it.
+#[cfg(test)]
+pub(crate) fn sign_for_tests(secret: &str, body: &[u8]) -> String {
+    sign::Signer::new(secret.as_bytes()).header(body)
+}
 
 /// Longest error code taken from a backend's answer.
 pub const MAX_CODE: usize = 64;

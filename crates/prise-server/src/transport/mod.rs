@@ -24,6 +24,8 @@ pub(crate) mod tcp;
 pub(crate) mod ws;
 
 #[cfg(test)]
+mod hook_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod presence_tests;
