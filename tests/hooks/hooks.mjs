@@ -6,7 +6,8 @@
 // in history as sent), RPCs with a result and with an error, a refresh that
 // extends a session and one that ends it; then the backend stopped: every
 // hook fails closed with HOOK_UNAVAILABLE and the hub stays responsive.
-//   node hooks.mjs   (PRISE_BIN: the binary; PYTHON: the interpreter)
+//   node hooks.mjs [backend.py|backend.mjs]   (PRISE_BIN: the binary;
+//   PYTHON: the interpreter of backend.py)
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -27,8 +28,9 @@ const dir = fs.mkdtempSync(`${os.tmpdir()}/prise-hooks-`);
 const secretFile = path.join(dir, "secret");
 fs.writeFileSync(secretFile, `${SECRET}\n`);
 
-// The backend: prints "listening PORT" once it serves.
-const backend = spawn(PYTHON, [path.join(import.meta.dirname, "backend.py"), secretFile], {
+// The backend, in Python or Node.js: prints "listening PORT" once it serves.
+const script = path.join(import.meta.dirname, process.argv[2] || "backend.py");
+const backend = spawn(script.endsWith(".py") ? PYTHON : process.execPath, [script, secretFile], {
   stdio: ["ignore", "pipe", "inherit"],
 });
 const backendExited = new Promise((res) => backend.once("exit", res));

@@ -77,15 +77,18 @@ fn refuse(status: StatusCode, r: &Refusal) -> Response {
         .into_response()
 }
 
-/// The status of a refusal of the request layer.
+/// The status of a refusal of the request layer: a backend's own code
+/// (from a hook) is a 403.
 fn status_of(r: &Refusal) -> StatusCode {
     match &*r.code {
         "AUTH_REQUIRED" | "AUTH_FAILED" | "AUTH_EXPIRED" => StatusCode::UNAUTHORIZED,
-        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "FORBIDDEN" | "HOOK_REFUSED" => StatusCode::FORBIDDEN,
         "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
-        "SERVER_FULL" => StatusCode::SERVICE_UNAVAILABLE,
+        "SERVER_FULL" | "HOOK_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         "SEND_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+        "BAD_REQUEST" | "TOO_MANY_ROOMS" | "UNKNOWN_NAMESPACE" | "NO_ROOM" | "ROOM_FULL"
+        | "TOO_LARGE" | "HISTORY_GAP" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::FORBIDDEN,
     }
 }
 
@@ -515,5 +518,7 @@ mod tests {
         assert_eq!(s("TOO_MANY_ROOMS"), StatusCode::BAD_REQUEST);
         assert_eq!(s("BAD_REQUEST"), StatusCode::BAD_REQUEST);
         assert_eq!(s("SERVER_FULL"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(s("HOOK_UNAVAILABLE"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(s("BANNED"), StatusCode::FORBIDDEN, "a backend's own code");
     }
 }
