@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+pub mod activity;
 pub mod broker;
 pub mod clock;
 mod hub;

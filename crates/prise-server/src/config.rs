@@ -114,6 +114,9 @@ pub struct ServeArgs {
     /// Backend hooks: connect, refresh, join, publish, rpc.
     #[command(flatten)]
     pub hooks: Box<crate::hooks::HookArgs>,
+    /// Webhooks: the hub's events, sent to the backend.
+    #[command(flatten)]
+    pub webhooks: Box<crate::webhooks::WebhookArgs>,
     /// Authentication, rate limits, origins, TLS and HTTP timeouts.
     #[command(flatten)]
     pub security: Box<crate::security::SecurityArgs>,

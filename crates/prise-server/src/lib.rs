@@ -26,6 +26,7 @@ mod http;
 pub mod policy_file;
 pub mod security;
 mod transport;
+pub mod webhooks;
 
 pub use config::{ServeArgs, StoreKind};
 pub use security::{Security, SecurityArgs};
@@ -70,6 +71,12 @@ pub enum ServeError {
     /// A hook setting could not be applied.
     #[error(transparent)]
     Hooks(#[from] hooks::HookError),
+    /// The webhook outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] webhooks::OutboxError),
+    /// Settings that do not go together.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// Redis could not be reached at startup.
     #[error("{0}")]
     Redis(#[from] prise_hub::redis_broker::RedisError),
@@ -109,6 +116,8 @@ pub(crate) struct Shared {
     pub(crate) security: Security,
     /// The backend's hooks.
     pub(crate) hooks: hooks::Hooks,
+    /// The webhooks' outbox, with `--webhook-url`.
+    pub(crate) webhooks: Option<webhooks::Webhooks>,
     /// permessage-deflate on `/ws` (`--ws-deflate`).
     pub(crate) ws_deflate: Option<prise_ws::DeflateConfig>,
     /// Interval of the keep-alive comments on `/sse` (`--sse-keepalive`).
@@ -186,6 +195,16 @@ pub async fn run(
     let security = Security::build(&args.security, args.http, args.tcp, &args.data)?;
     let (hub, cluster) = start_hub(&args).await?;
     let hooks = hooks::Hooks::build(&args.hooks, &args.policies, hub.node_id())?;
+    let webhook_tasks = TaskTracker::new();
+    let webhooks_stop = CancellationToken::new();
+    let webhooks = start_webhooks(
+        &args,
+        &hub,
+        cluster.is_some(),
+        &webhook_tasks,
+        &shutdown,
+        &webhooks_stop,
+    )?;
     http::prometheus();
     let http_listener = bind(args.http).await?;
     let tcp_listener = bind(args.tcp).await?;
@@ -217,6 +236,7 @@ pub async fn run(
         rate: Rate::default(),
         security,
         hooks,
+        webhooks,
         ws_deflate: args.ws_deflate(),
         // A zero interval would be a busy loop.
         sse_keepalive: args.sse_keepalive.max(Duration::from_millis(10)),
@@ -247,6 +267,15 @@ pub async fn run(
             "connections still open at the shutdown deadline"
         );
     }
+    // Every session's close is reported: write the last reports.
+    webhooks_stop.cancel();
+    webhook_tasks.close();
+    if tokio::time::timeout(args.shutdown_timeout, webhook_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("webhook outbox still writing at the shutdown deadline");
+    }
     if let Some(cluster) = cluster {
         cluster.shutdown().await;
     }
@@ -256,6 +285,40 @@ pub async fn run(
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the webhook outbox (the store's SQLite file, or memory) and starts
+/// its writer and sender, with `--webhook-url`.
+fn start_webhooks(
+    args: &ServeArgs,
+    hub: &Hub,
+    clustered: bool,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+    stop: &CancellationToken,
+) -> Result<Option<webhooks::Webhooks>, ServeError> {
+    if args.webhooks.webhook_url.is_none() {
+        return Ok(None);
+    }
+    if clustered {
+        return Err(ServeError::Unsupported(
+            "--webhook-url with --redis is not supported yet: run webhooks on a single node",
+        ));
+    }
+    let outbox = match args.store {
+        StoreKind::Memory => webhooks::outbox::Outbox::memory(),
+        StoreKind::Sqlite => webhooks::outbox::Outbox::sqlite(&args.data.join("prise.db"))?,
+    };
+    let secret = hooks::secret(&args.hooks)?;
+    Ok(webhooks::Webhooks::start(
+        &args.webhooks,
+        secret.as_deref(),
+        outbox,
+        hub,
+        tasks,
+        shutdown,
+        stop,
+    )?)
 }
 
 /// Publishes this node's HTTP address and lets its Socket.IO engine

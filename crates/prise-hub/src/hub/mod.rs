@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     delivered_seq: AtomicU64,
     /// The hub itself, for timers that outlive a call (presence diffs).
     me: Weak<Inner>,
+    /// Where joins, leaves and closes are reported, once set.
+    activity: std::sync::OnceLock<Arc<dyn crate::activity::ActivitySink>>,
 }
 
 /// The hub. Cheap to clone; every transport holds one.
@@ -82,6 +84,16 @@ pub struct Hub {
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// The activity sink, on a hub whose presence is its own.
+    pub(crate) fn activity(&self) -> Option<&dyn crate::activity::ActivitySink> {
+        if self.shared {
+            return None;
+        }
+        self.activity.get().map(|a| &**a)
     }
 }
 
@@ -132,6 +144,7 @@ impl Hub {
                 next_session: AtomicU64::new(1),
                 delivered_seq: AtomicU64::new(0),
                 me: weak.clone(),
+                activity: std::sync::OnceLock::new(),
             }
         });
         Hub { inner }
@@ -202,6 +215,21 @@ impl Hub {
             self.remove_member(&room, session);
         }
         self.inner.stats.disconnected(session.transport);
+        if let Some(sink) = self.inner.activity() {
+            sink.record(crate::activity::Activity::SessionClosed {
+                session: session.id,
+                user: session.user(),
+                transport: session.transport,
+                reason: session.close_reason(),
+            });
+        }
+    }
+
+    /// Reports joins, leaves and closes to `sink` from now on (once: a
+    /// second sink is ignored). Only a hub whose presence is its own
+    /// reports them (see [`crate::activity`]).
+    pub fn set_activity(&self, sink: Arc<dyn crate::activity::ActivitySink>) {
+        let _ = self.inner.activity.set(sink);
     }
 
     /// Changes the session's display name (also in the presence of its rooms).

@@ -21,8 +21,8 @@
 mod args;
 mod cache;
 mod gate;
-mod http;
-mod sign;
+pub(crate) mod http;
+pub(crate) mod sign;
 
 pub use args::{
     DEFAULT_HOOK_CACHE_TTL, DEFAULT_HOOK_CONCURRENCY, DEFAULT_HOOK_TIMEOUT, HookArgs, HookKind,
@@ -132,19 +132,7 @@ impl Hooks {
         if default.is_none() && namespaces.is_empty() {
             return Ok(Self::off());
         }
-        let secret = match (&args.hook_secret, &args.hook_secret_file) {
-            (Some(s), _) => Some(s.clone()),
-            (None, Some(p)) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|source| HookError::Read {
-                        path: p.clone(),
-                        source,
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
+        let secret = secret(args)?;
         if secret.is_none() {
             tracing::warn!(
                 "hooks are not signed: set --hook-secret-file so the backend can check them"
@@ -226,6 +214,23 @@ impl Hooks {
     /// The hook timeout (zero when hooks are off).
     pub fn timeout(&self) -> Duration {
         self.backend.as_ref().map_or(Duration::ZERO, |b| b.timeout)
+    }
+}
+
+/// The hook secret, from the flag or its file.
+///
+/// # Errors
+/// An unreadable secret file.
+pub(crate) fn secret(args: &HookArgs) -> Result<Option<String>, HookError> {
+    match (&args.hook_secret, &args.hook_secret_file) {
+        (Some(s), _) => Ok(Some(s.clone())),
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_owned()))
+            .map_err(|source| HookError::Read {
+                path: p.clone(),
+                source,
+            }),
+        (None, None) => Ok(None),
     }
 }
 

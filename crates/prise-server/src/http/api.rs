@@ -40,7 +40,7 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
         ))
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         [(header::CACHE_CONTROL, "no-store")],
@@ -74,7 +74,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Checks the API key; `Err` is the 401 answer.
-fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
+pub(crate) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let keys = &shared.security.api_keys;
     if keys.is_empty() {
         crate::security::ratelimit::refused("api_key");

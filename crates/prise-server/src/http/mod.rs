@@ -2,6 +2,7 @@
 //! `/readyz`, on hyper with upgrades, one task per connection.
 
 pub(crate) mod api;
+pub(crate) mod events;
 pub(crate) mod forward;
 pub(crate) mod page;
 
@@ -63,6 +64,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(crate::http::api::routes(&shared))
+        .merge(crate::http::events::routes())
         .with_state(Arc::clone(&shared))
         .merge(
             shared

@@ -229,6 +229,11 @@ impl Client {
         &self.session
     }
 
+    /// Must the client still authenticate before anything else?
+    pub(crate) fn needs_auth(&self) -> bool {
+        !self.identity.is_allowed(self.anonymous_ok)
+    }
+
     /// Authenticated, with a token or by the backend?
     pub(crate) fn is_authenticated(&self) -> bool {
         !matches!(self.identity, Identity::Anonymous)

@@ -192,7 +192,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
         &mut conn.out,
         env!("CARGO_PKG_VERSION"),
         &session.user().name,
-        !shared.security.anonymous_tcp,
+        conn.client.needs_auth(),
     );
     if let Err(e) = conn.run(stream, &mut rx).await {
         tracing::debug!(error = %e, "connection ended");
