@@ -5,9 +5,12 @@
 //! the order it happened for each room: joins and leaves are reported under
 //! the room's shard lock, so a sink must only queue them (never block).
 //!
-//! Reported on a hub whose presence is its own (one node); with presence
-//! shared over a broker, a node sees only its own sessions and reports
-//! nothing.
+//! Joins and leaves are reported on a hub whose presence is its own (one
+//! node); with presence shared over a broker, a node sees only its own
+//! sessions, and the broker records the cluster's transitions itself (the
+//! Redis engine in its presence scripts, see
+//! [`crate::redis_broker::WebhookOutbox`]). Closed sessions are reported on
+//! every hub.
 
 use crate::Transport;
 use crate::session::{CloseReason, SessionId};

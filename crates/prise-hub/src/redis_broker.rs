@@ -47,8 +47,10 @@ mod presence;
 mod scripts;
 mod subscriber;
 mod typing;
+mod webhooks;
 
 pub use owners::{Owner, SID_TTL};
+pub use webhooks::{WebhookEvent, WebhookOutbox};
 
 use crate::broker::{Broker, BrokerError, DeliverySink, Draft};
 use crate::clock::Clock;
@@ -96,6 +98,9 @@ pub struct RedisConfig {
     pub retention: Retention,
     /// See [`DEFAULT_EVENT_QUEUE`].
     pub event_queue: usize,
+    /// Presence transitions are appended to the webhook stream (see
+    /// [`RedisCluster::webhook_outbox`]).
+    pub webhooks: bool,
 }
 
 impl RedisConfig {
@@ -107,6 +112,7 @@ impl RedisConfig {
             presence_ttl: DEFAULT_PRESENCE_TTL,
             retention: Retention::default(),
             event_queue: DEFAULT_EVENT_QUEUE,
+            webhooks: false,
         }
     }
 }
@@ -279,6 +285,11 @@ struct RedisBroker {
 }
 
 impl Shared {
+    /// `'1'` when presence transitions go to the webhook stream.
+    fn webhooks_flag(&self) -> &'static str {
+        if self.config.webhooks { "1" } else { "0" }
+    }
+
     fn sink(&self) -> Option<Arc<dyn DeliverySink>> {
         self.sink.get().and_then(Weak::upgrade)
     }

@@ -162,6 +162,7 @@ impl ServeArgs {
             c.prefix = self.redis_prefix.clone();
             c.presence_ttl = self.presence_ttl;
             c.retention = self.retention();
+            c.webhooks = self.webhooks.webhook_url.is_some();
             c
         })
     }

@@ -74,9 +74,6 @@ pub enum ServeError {
     /// The webhook outbox could not be opened.
     #[error(transparent)]
     Outbox(#[from] webhooks::OutboxError),
-    /// Settings that do not go together.
-    #[error("{0}")]
-    Unsupported(&'static str),
     /// Redis could not be reached at startup.
     #[error("{0}")]
     Redis(#[from] prise_hub::redis_broker::RedisError),
@@ -200,7 +197,7 @@ pub async fn run(
     let webhooks = start_webhooks(
         &args,
         &hub,
-        cluster.is_some(),
+        cluster.as_ref(),
         &webhook_tasks,
         &shutdown,
         &webhooks_stop,
@@ -292,7 +289,7 @@ pub async fn run(
 fn start_webhooks(
     args: &ServeArgs,
     hub: &Hub,
-    clustered: bool,
+    cluster: Option<&RedisCluster>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
     stop: &CancellationToken,
@@ -300,14 +297,10 @@ fn start_webhooks(
     if args.webhooks.webhook_url.is_none() {
         return Ok(None);
     }
-    if clustered {
-        return Err(ServeError::Unsupported(
-            "--webhook-url with --redis is not supported yet: run webhooks on a single node",
-        ));
-    }
-    let outbox = match args.store {
-        StoreKind::Memory => webhooks::outbox::Outbox::memory(),
-        StoreKind::Sqlite => webhooks::outbox::Outbox::sqlite(&args.data.join("prise.db"))?,
+    let outbox = match (cluster, args.store) {
+        (Some(c), _) => webhooks::outbox::Outbox::Redis(c.webhook_outbox()),
+        (None, StoreKind::Memory) => webhooks::outbox::Outbox::memory(),
+        (None, StoreKind::Sqlite) => webhooks::outbox::Outbox::sqlite(&args.data.join("prise.db"))?,
     };
     let secret = hooks::secret(&args.hooks)?;
     Ok(webhooks::Webhooks::start(

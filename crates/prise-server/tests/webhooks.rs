@@ -234,3 +234,114 @@ async fn undelivered_events_survive_a_restart_on_sqlite() {
     );
     again.stop().await;
 }
+
+/// The events of `events` once each (a batch sent again after a lease
+/// handover may repeat some), in order of `seq`.
+fn distinct(events: &[Value]) -> Vec<Value> {
+    let mut seen = std::collections::BTreeMap::new();
+    for e in events {
+        seen.entry(e["seq"].as_u64().unwrap())
+            .or_insert_with(|| e.clone());
+    }
+    seen.into_values().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_emit_each_transition_once_and_reap_a_dead_nodes_members() {
+    let (receiver, url) = Receiver::start(2).await;
+    let redis = RedisServer::start();
+    let mut f = flags(&url);
+    f.extend(["--jwt-secret".to_owned(), SECRET.to_owned()]);
+    let f: Vec<&str> = f.iter().map(String::as_str).collect();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Node::spawn(&redis.url(), "hooks:", &f).await);
+    }
+    let token = |sub: &str| {
+        let exp = prise_testkit::jwt::now() + 600;
+        prise_testkit::jwt::hs256(SECRET, &serde_json::json!({"sub": sub, "exp": exp}))
+    };
+    let mut alice0 = nodes[0].line().await;
+    alice0
+        .expect(&format!("AUTH {}", token("alice")), "OK")
+        .await;
+    alice0.expect("JOIN lobby", "OK lobby").await;
+    let mut alice1 = nodes[1].line().await;
+    alice1
+        .expect(&format!("AUTH {}", token("alice")), "OK")
+        .await;
+    alice1.expect("JOIN lobby", "OK lobby").await;
+    let mut bob = nodes[2].line().await;
+    bob.expect(&format!("AUTH {}", token("bob")), "OK").await;
+    bob.expect("JOIN lobby", "OK lobby").await;
+    // Alice still has a session on node 1: no member_left yet.
+    alice0.expect("QUIT", "BYE").await;
+    // Bob's node dies: another node reaps its members once its heartbeat expires.
+    nodes[2].kill();
+    let joined_left = |events: &[Value]| -> Vec<String> {
+        distinct(events)
+            .iter()
+            .filter(|e| e["event"] != "session_closed")
+            .map(|e| {
+                let who = e["user"]["id"].as_str().unwrap_or("");
+                format!("{} {}", e["event"].as_str().unwrap(), who)
+            })
+            .collect()
+    };
+    tokio::time::timeout(WAIT * 2, async {
+        while joined_left(&receiver.accepted()).len() < 4 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("bob's member_left; got {:?}", receiver.accepted()));
+    alice1.expect("QUIT", "BYE").await;
+    tokio::time::timeout(WAIT * 2, async {
+        while joined_left(&receiver.accepted()).len() < 6 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the last events; got {:?}", receiver.accepted()));
+    let events = distinct(&receiver.accepted());
+    assert_eq!(
+        joined_left(&events),
+        [
+            "room_occupied ",
+            "member_joined alice",
+            "member_joined bob",
+            "member_left bob",
+            "member_left alice",
+            "room_vacated ",
+        ]
+    );
+    let closed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "session_closed")
+        .collect();
+    assert!(
+        closed
+            .iter()
+            .all(|e| e["user"]["id"] == "alice" && e["reason"] == "client"),
+        "{closed:?}"
+    );
+    assert!(
+        *receiver.attempts.lock().unwrap() >= 3,
+        "the refused batches were retried"
+    );
+    assert_eq!(*receiver.bad_signatures.lock().unwrap(), 0);
+    // Every node reads the same outbox.
+    let listed = HttpRequest::get("/api/events?after=0&limit=1000")
+        .header("x-api-key", API_KEY)
+        .send(nodes[1].bound.http)
+        .await
+        .json();
+    let seqs: Vec<u64> = listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(seqs.len() >= events.len());
+}

@@ -215,7 +215,7 @@ impl Hub {
             self.remove_member(&room, session);
         }
         self.inner.stats.disconnected(session.transport);
-        if let Some(sink) = self.inner.activity() {
+        if let Some(sink) = self.inner.activity.get() {
             sink.record(crate::activity::Activity::SessionClosed {
                 session: session.id,
                 user: session.user(),
@@ -226,8 +226,8 @@ impl Hub {
     }
 
     /// Reports joins, leaves and closes to `sink` from now on (once: a
-    /// second sink is ignored). Only a hub whose presence is its own
-    /// reports them (see [`crate::activity`]).
+    /// second sink is ignored). Joins and leaves only on a hub whose
+    /// presence is its own (see [`crate::activity`]).
     pub fn set_activity(&self, sink: Arc<dyn crate::activity::ActivitySink>) {
         let _ = self.inner.activity.set(sink);
     }

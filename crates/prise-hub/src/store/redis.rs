@@ -94,6 +94,22 @@ impl Keys {
     pub fn node(&self, node: &str) -> String {
         format!("{}node:{node}", self.prefix)
     }
+    /// The webhook event stream (ids `seq-0`).
+    pub fn webhooks(&self) -> String {
+        format!("{}webhooks", self.prefix)
+    }
+    /// The last webhook event seq handed out.
+    pub fn webhooks_seq(&self) -> String {
+        format!("{}webhooks:seq", self.prefix)
+    }
+    /// The last webhook event seq delivered.
+    pub fn webhooks_cursor(&self) -> String {
+        format!("{}webhooks:cursor", self.prefix)
+    }
+    /// The node that sends webhooks now (a lease with a TTL).
+    pub fn webhooks_sender(&self) -> String {
+        format!("{}webhooks:sender", self.prefix)
+    }
     /// Rooms where a node registered presence.
     pub fn node_rooms(&self, node: &str) -> String {
         format!("{}noderooms:{node}", self.prefix)

@@ -5,8 +5,10 @@
 //! sent, then POSTed to `--webhook-url` as JSON arrays, in order, signed
 //! like hooks, and retried with exponential backoff until the backend
 //! answers 2xx: delivered at least once, never out of order. Each event has
-//! a unique `id` (its position in the outbox, also `seq`). docs/HOOKS.md is
-//! the contract.
+//! a unique `id` (its position in the outbox, also `seq`). In a cluster the
+//! presence scripts write the transitions (one event each, whichever node
+//! made it) and one node at a time, the holder of a lease, sends.
+//! docs/HOOKS.md is the contract.
 
 mod args;
 pub(crate) mod outbox;
@@ -37,6 +39,10 @@ pub(crate) const QUEUE: usize = 65_536;
 pub(crate) const BATCH: usize = 100;
 /// How often delivered events past `--webhook-retain` are dropped.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
+/// How often an idle sender looks for events written by other nodes.
+const POLL: Duration = Duration::from_millis(500);
+/// The cluster's sender lease: renewed every third of it.
+const LEASE: Duration = Duration::from_secs(6);
 /// Retry delays: from 250 ms doubling to 30 s.
 const RETRY: BackoffConfig =
     BackoffConfig::new(Duration::from_millis(250), Duration::from_secs(30), None);
@@ -183,10 +189,7 @@ impl Webhooks {
     /// # Errors
     /// The outbox could not be read.
     pub(crate) async fn events(&self, after: u64, limit: usize) -> Result<Vec<Value>, OutboxError> {
-        let outbox = self.outbox.clone();
-        let read = tokio::task::spawn_blocking(move || outbox.read(after, limit))
-            .await
-            .map_err(|e| OutboxError::join(&e))??;
+        let read = self.outbox.read(after, limit).await?;
         Ok(read.iter().map(rendered).collect())
     }
 }
@@ -214,15 +217,13 @@ async fn write(
             .drain(..)
             .flat_map(|(at, a)| events_of(&a).into_iter().map(move |e| (at, e.to_string())))
             .collect();
-        let o = outbox.clone();
-        match tokio::task::spawn_blocking(move || o.append(&events)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(refused)) => {
+        match outbox.append(events).await {
+            Ok(0) => {}
+            Ok(refused) => {
                 metrics::counter!("prise_webhook_dropped_total").increment(refused as u64);
                 tracing::warn!(refused, "webhook outbox full: events dropped");
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "webhook events not written"),
-            Err(e) => tracing::error!(error = %e, "webhook writer failed"),
+            Err(e) => tracing::error!(error = %e, "webhook events not written"),
         }
         written.notify_one();
         if stopping {
@@ -242,16 +243,6 @@ struct Sender {
 }
 
 impl Sender {
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Outbox) -> Result<T, OutboxError> + Send + 'static,
-    ) -> Result<T, OutboxError> {
-        let o = self.outbox.clone();
-        tokio::task::spawn_blocking(move || f(&o))
-            .await
-            .map_err(|e| OutboxError::join(&e))?
-    }
-
     async fn post(&self, batch: &[Stored]) -> Result<(), Failure> {
         let body = Bytes::from(Value::Array(batch.iter().map(rendered).collect()).to_string());
         let mut headers = vec![(
@@ -270,9 +261,18 @@ impl Sender {
     }
 }
 
+/// Waits `d`; `false` when the server shuts down first.
+async fn pause(s: &Sender, d: Duration) -> bool {
+    tokio::select! {
+        () = s.shutdown.cancelled() => false,
+        () = tokio::time::sleep(d) => true,
+    }
+}
+
 /// Sends the outbox in order, batch by batch, retrying a batch until the
 /// backend takes it; stops at shutdown (what is left is sent after a
-/// restart, with a durable outbox).
+/// restart, with a durable outbox). In a cluster only while this node
+/// holds the sender's lease, from the cursor the previous holder left.
 async fn send(s: Sender) {
     let mut backoff = Backoff::new(
         RETRY,
@@ -280,15 +280,46 @@ async fn send(s: Sender) {
     );
     let mut trim = tokio::time::interval(TRIM_EVERY);
     trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut cursor = match s.blocking(Outbox::cursor).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "webhook outbox unreadable: no webhooks sent");
-            return;
-        }
-    };
+    let mut leased_at: Option<tokio::time::Instant> = None;
+    let mut cursor = 0;
     loop {
-        let batch = match s.blocking(move |o| o.read(cursor, BATCH)).await {
+        if leased_at.is_none_or(|at| at.elapsed() >= LEASE / 3) {
+            let taken = leased_at.is_none();
+            match s.outbox.lease(LEASE).await {
+                Ok(true) => {
+                    if taken {
+                        // First start, or taken over: on from the cursor.
+                        match s.outbox.cursor().await {
+                            Ok(c) => cursor = c,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "webhook cursor unreadable");
+                                if !pause(&s, POLL).await {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    leased_at = Some(tokio::time::Instant::now());
+                }
+                Ok(false) => {
+                    leased_at = None;
+                    if !pause(&s, LEASE / 3).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook sender lease unavailable");
+                    leased_at = None;
+                    if !pause(&s, POLL).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let batch = match s.outbox.read(cursor, BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "webhook outbox unreadable");
@@ -299,9 +330,10 @@ async fn send(s: Sender) {
             tokio::select! {
                 () = s.shutdown.cancelled() => return,
                 () = s.written.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
                 _ = trim.tick() => {
                     let before = now_ms().saturating_sub(s.retain.as_millis() as u64);
-                    if let Err(e) = s.blocking(move |o| o.trim(before)).await {
+                    if let Err(e) = s.outbox.trim(before).await {
                         tracing::warn!(error = %e, "webhook outbox not trimmed");
                     }
                 }
@@ -314,8 +346,14 @@ async fn send(s: Sender) {
                 cursor = batch.last().map_or(cursor, |e| e.seq);
                 metrics::counter!("prise_webhook_events_total", "outcome" => "delivered")
                     .increment(batch.len() as u64);
-                if let Err(e) = s.blocking(move |o| o.set_cursor(cursor)).await {
-                    tracing::warn!(error = %e, "webhook cursor not saved: events may be sent again");
+                match s.outbox.set_cursor(cursor).await {
+                    Ok(true) => {}
+                    // The lease passed on: its new holder goes on from the
+                    // cursor it finds (events may be sent again, never lost).
+                    Ok(false) => leased_at = None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook cursor not saved: events may be sent again");
+                    }
                 }
             }
             Err(e) => {
@@ -323,9 +361,8 @@ async fn send(s: Sender) {
                     .increment(batch.len() as u64);
                 let wait = backoff.next_delay().unwrap_or(RETRY.cap);
                 tracing::warn!(error = %e, retry_in = ?wait, "webhook not delivered");
-                tokio::select! {
-                    () = s.shutdown.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
+                if !pause(&s, wait).await {
+                    return;
                 }
             }
         }

@@ -2,10 +2,14 @@
 //! stays (delivered or not) for `--webhook-retain`, so a consumer that was
 //! down reads what it missed (`GET /api/events?after=`). In the SQLite file
 //! of the store (`DATA/prise.db`, tables `webhook_events` and
-//! `webhook_cursor`) with `--store sqlite`; in memory with `--store memory`.
-//! Bounded: beyond [`MAX_EVENTS`] kept, new events are refused (counted)
-//! rather than undelivered ones dropped.
+//! `webhook_cursor`) with `--store sqlite`; in memory with `--store memory`;
+//! in the cluster's Redis stream with `--redis`
+//! ([`prise_hub::redis_broker::WebhookOutbox`], where the presence scripts
+//! append the transitions and one node at a time sends). Bounded: beyond
+//! [`MAX_EVENTS`] kept, new events are refused (counted) rather than
+//! undelivered ones dropped (Redis keeps about as many, oldest first).
 
+use prise_hub::redis_broker::WebhookOutbox;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -28,13 +32,6 @@ pub(crate) struct Stored {
 #[error("webhook outbox: {0}")]
 pub struct OutboxError(String);
 
-impl OutboxError {
-    /// A blocking task that did not finish.
-    pub(crate) fn join(e: &tokio::task::JoinError) -> Self {
-        Self(e.to_string())
-    }
-}
-
 impl From<rusqlite::Error> for OutboxError {
     fn from(e: rusqlite::Error) -> Self {
         Self(e.to_string())
@@ -55,6 +52,105 @@ pub(crate) enum Outbox {
     Memory(Arc<Mutex<Memory>>),
     /// Durable.
     Sqlite(Arc<Mutex<Connection>>),
+    /// Shared by the nodes of a cluster.
+    Redis(WebhookOutbox),
+}
+
+impl From<redis::RedisError> for OutboxError {
+    fn from(e: redis::RedisError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Runs `f` on the blocking pool (SQLite calls).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static,
+) -> Result<T, OutboxError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| OutboxError(e.to_string()))?
+}
+
+impl Outbox {
+    /// Appends `events` (time, JSON) in one step; how many were refused
+    /// because the outbox is full.
+    pub(crate) async fn append(&self, events: Vec<(u64, String)>) -> Result<usize, OutboxError> {
+        match self {
+            Self::Redis(r) => {
+                let bodies: Vec<String> = events.into_iter().map(|(_, b)| b).collect();
+                r.append(&bodies).await?;
+                Ok(0)
+            }
+            local => {
+                let o = local.clone();
+                blocking(move || o.append_local(&events)).await
+            }
+        }
+    }
+
+    /// At most `limit` events after `after`, in order.
+    pub(crate) async fn read(&self, after: u64, limit: usize) -> Result<Vec<Stored>, OutboxError> {
+        match self {
+            Self::Redis(r) => Ok(r
+                .read(after, limit)
+                .await?
+                .into_iter()
+                .map(|e| Stored {
+                    seq: e.seq,
+                    at_ms: e.at_ms,
+                    body: e.body,
+                })
+                .collect()),
+            local => {
+                let o = local.clone();
+                blocking(move || o.read_local(after, limit)).await
+            }
+        }
+    }
+
+    /// The last event delivered.
+    pub(crate) async fn cursor(&self) -> Result<u64, OutboxError> {
+        match self {
+            Self::Redis(r) => Ok(r.cursor().await?),
+            local => {
+                let o = local.clone();
+                blocking(move || o.cursor_local()).await
+            }
+        }
+    }
+
+    /// Records that everything up to `seq` was delivered; false when this
+    /// node no longer sends (a cluster's lease passed to another node).
+    pub(crate) async fn set_cursor(&self, seq: u64) -> Result<bool, OutboxError> {
+        match self {
+            Self::Redis(r) => Ok(r.set_cursor(seq).await?),
+            local => {
+                let o = local.clone();
+                blocking(move || o.set_cursor_local(seq).map(|()| true)).await
+            }
+        }
+    }
+
+    /// Drops delivered events older than `before_ms` (a cluster's stream
+    /// is capped by length instead).
+    pub(crate) async fn trim(&self, before_ms: u64) -> Result<(), OutboxError> {
+        match self {
+            Self::Redis(_) => Ok(()),
+            local => {
+                let o = local.clone();
+                blocking(move || o.trim_local(before_ms)).await
+            }
+        }
+    }
+
+    /// May this node send now? Always on one node; in a cluster, while it
+    /// holds the sender's lease for `ttl`.
+    pub(crate) async fn lease(&self, ttl: std::time::Duration) -> Result<bool, OutboxError> {
+        match self {
+            Self::Redis(r) => Ok(r.lease(ttl).await?),
+            _ => Ok(true),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,9 +181,7 @@ impl Outbox {
         Ok(Self::Sqlite(Arc::new(Mutex::new(c))))
     }
 
-    /// Appends `events` (time, JSON) in one transaction; how many were
-    /// refused because the outbox is full.
-    pub(crate) fn append(&self, events: &[(u64, String)]) -> Result<usize, OutboxError> {
+    fn append_local(&self, events: &[(u64, String)]) -> Result<usize, OutboxError> {
         match self {
             Self::Memory(m) => {
                 let mut m = lock(m);
@@ -124,11 +218,11 @@ impl Outbox {
                 tx.commit()?;
                 Ok(events.len().saturating_sub(room))
             }
+            Self::Redis(_) => Ok(0),
         }
     }
 
-    /// At most `limit` events after `after`, in order.
-    pub(crate) fn read(&self, after: u64, limit: usize) -> Result<Vec<Stored>, OutboxError> {
+    fn read_local(&self, after: u64, limit: usize) -> Result<Vec<Stored>, OutboxError> {
         match self {
             Self::Memory(m) => {
                 let m = lock(m);
@@ -149,11 +243,11 @@ impl Outbox {
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)
             }
+            Self::Redis(_) => Ok(Vec::new()),
         }
     }
 
-    /// The last event delivered.
-    pub(crate) fn cursor(&self) -> Result<u64, OutboxError> {
+    fn cursor_local(&self) -> Result<u64, OutboxError> {
         match self {
             Self::Memory(m) => Ok(lock(m).cursor),
             Self::Sqlite(c) => Ok(lock(c)
@@ -164,11 +258,11 @@ impl Outbox {
                 )
                 .optional()?
                 .unwrap_or(0)),
+            Self::Redis(_) => Ok(0),
         }
     }
 
-    /// Records that everything up to `seq` was delivered.
-    pub(crate) fn set_cursor(&self, seq: u64) -> Result<(), OutboxError> {
+    fn set_cursor_local(&self, seq: u64) -> Result<(), OutboxError> {
         match self {
             Self::Memory(m) => {
                 lock(m).cursor = seq;
@@ -182,12 +276,12 @@ impl Outbox {
                 )?;
                 Ok(())
             }
+            Self::Redis(_) => Ok(()),
         }
     }
 
-    /// Drops delivered events older than `before_ms`.
-    pub(crate) fn trim(&self, before_ms: u64) -> Result<(), OutboxError> {
-        let delivered = self.cursor()?;
+    fn trim_local(&self, before_ms: u64) -> Result<(), OutboxError> {
+        let delivered = self.cursor_local()?;
         match self {
             Self::Memory(m) => {
                 let mut m = lock(m);
@@ -207,6 +301,7 @@ impl Outbox {
                 )?;
                 Ok(())
             }
+            Self::Redis(_) => Ok(()),
         }
     }
 }
@@ -215,22 +310,23 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn exercise(o: &Outbox) {
-        assert_eq!(o.cursor().unwrap(), 0);
-        o.append(&[(10, "a".into()), (20, "b".into()), (30, "c".into())])
+    async fn exercise(o: &Outbox) {
+        assert_eq!(o.cursor().await.unwrap(), 0);
+        o.append(vec![(10, "a".into()), (20, "b".into()), (30, "c".into())])
+            .await
             .unwrap();
-        let all = o.read(0, 10).unwrap();
+        let all = o.read(0, 10).await.unwrap();
         assert_eq!(
             all.iter().map(|e| e.body.as_str()).collect::<Vec<_>>(),
             ["a", "b", "c"]
         );
-        let after = o.read(all[0].seq, 1).unwrap();
+        let after = o.read(all[0].seq, 1).await.unwrap();
         assert_eq!(after[0].body, "b");
-        o.set_cursor(all[1].seq).unwrap();
-        assert_eq!(o.cursor().unwrap(), all[1].seq);
+        assert!(o.set_cursor(all[1].seq).await.unwrap());
+        assert_eq!(o.cursor().await.unwrap(), all[1].seq);
         // Only delivered events go, however old.
-        o.trim(1_000).unwrap();
-        let left = o.read(0, 10).unwrap();
+        o.trim(1_000).await.unwrap();
+        let left = o.read(0, 10).await.unwrap();
         assert_eq!(
             left.iter().map(|e| e.body.as_str()).collect::<Vec<_>>(),
             ["c"]
@@ -238,15 +334,15 @@ mod tests {
         assert!(left[0].seq > all[1].seq, "positions are never reused");
     }
 
-    #[test]
-    fn memory_and_sqlite_keep_order_cursor_and_retention() {
-        exercise(&Outbox::memory());
+    #[tokio::test]
+    async fn memory_and_sqlite_keep_order_cursor_and_retention() {
+        exercise(&Outbox::memory()).await;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prise.db");
-        exercise(&Outbox::sqlite(&path).unwrap());
+        exercise(&Outbox::sqlite(&path).unwrap()).await;
         // What was written is still there after a reopen.
         let o = Outbox::sqlite(&path).unwrap();
-        assert_eq!(o.read(0, 10).unwrap().len(), 1);
-        assert!(o.cursor().unwrap() > 0);
+        assert_eq!(o.read(0, 10).await.unwrap().len(), 1);
+        assert!(o.cursor().await.unwrap() > 0);
     }
 }
