@@ -17,7 +17,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { checks, connected, lineClient, once, sleep, startPrise, timeout } from "../common/harness.mjs";
+import { checks, jsonSocket, lineClient, sleep, startPrise, timeout } from "../common/harness.mjs";
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..");
 const BIN = process.env.PRISE_BIN || path.join(ROOT, "target", "debug", "prise");
@@ -87,34 +87,10 @@ function sio({ auth = {}, cookie } = {}) {
   );
 }
 
-/** A WebSocket JSON client of /ws?QUERY. */
+/** A WebSocket JSON client of /ws?QUERY (see `jsonSocket`). */
 async function wsClient(query = "") {
-  const ws = new WebSocket(`ws://${server.addrs.http}/ws${query ? `?${query}` : ""}`);
-  const frames = [];
-  const waiters = [];
-  const closed = new Promise((res) => ws.on("close", (code, reason) => res({ code, reason: reason.toString() })));
-  ws.on("message", (d) => {
-    frames.push(JSON.parse(d.toString()));
-    for (const w of waiters.splice(0)) w();
-  });
-  await once(ws, "open");
-  open.push({ close: () => ws.close() });
-  let id = 0;
-  const c = {
-    closed,
-    async next(pred, what = "frame") {
-      for (;;) {
-        const i = frames.findIndex(pred);
-        if (i >= 0) return frames.splice(i, 1)[0];
-        await timeout(new Promise((res) => waiters.push(res)), 8000, `${what}; got ${JSON.stringify(frames)}`);
-      }
-    },
-    async request(obj) {
-      const n = ++id;
-      ws.send(JSON.stringify({ ...obj, id: n }));
-      return c.next((f) => f.id === n, `answer to ${obj.type}`);
-    },
-  };
+  const c = await jsonSocket(WebSocket, `ws://${server.addrs.http}/ws${query ? `?${query}` : ""}`);
+  open.push(c);
   return c;
 }
 

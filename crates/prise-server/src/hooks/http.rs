@@ -75,6 +75,21 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
+/// An HTTP/1.1 client connection over `io`, driven by a task of its own
+/// that ends when the connection closes or its sender is dropped.
+async fn handshake<S>(io: S) -> Result<SendRequest<Full<Bytes>>, Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Failure::Connect(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
 impl Endpoint {
     /// An endpoint for `url` keeping up to `max_idle` idle connections.
     ///
@@ -129,27 +144,13 @@ impl Endpoint {
             .map_err(|e| Failure::Connect(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| Failure::Connect(e.to_string()))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(sender)
-            }
+            None => handshake(tcp).await,
             Some((connector, name)) => {
                 let tls = connector
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(|e| Failure::Connect(e.to_string()))?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(|e| Failure::Connect(e.to_string()))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(sender)
+                handshake(tls).await
             }
         }
     }

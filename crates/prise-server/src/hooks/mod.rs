@@ -222,12 +222,27 @@ impl Hooks {
 /// # Errors
 /// An unreadable secret file.
 pub(crate) fn secret(args: &HookArgs) -> Result<Option<String>, HookError> {
-    match (&args.hook_secret, &args.hook_secret_file) {
-        (Some(s), _) => Ok(Some(s.clone())),
+    read_secret(
+        args.hook_secret.as_deref(),
+        args.hook_secret_file.as_deref(),
+    )
+}
+
+/// A secret given on the command line, or read from its file (trailing
+/// newline ignored).
+///
+/// # Errors
+/// An unreadable file.
+pub(crate) fn read_secret(
+    flag: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, HookError> {
+    match (flag, file) {
+        (Some(s), _) => Ok(Some(s.to_owned())),
         (None, Some(p)) => std::fs::read_to_string(p)
             .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_owned()))
             .map_err(|source| HookError::Read {
-                path: p.clone(),
+                path: p.to_owned(),
                 source,
             }),
         (None, None) => Ok(None),

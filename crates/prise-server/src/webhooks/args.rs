@@ -43,15 +43,9 @@ impl WebhookArgs {
     /// # Errors
     /// An unreadable secret file.
     pub(crate) fn secret(&self) -> Result<Option<String>, crate::hooks::HookError> {
-        match (&self.webhook_secret, &self.webhook_secret_file) {
-            (Some(s), _) => Ok(Some(s.clone())),
-            (None, Some(p)) => std::fs::read_to_string(p)
-                .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|source| crate::hooks::HookError::Read {
-                    path: p.clone(),
-                    source,
-                }),
-            (None, None) => Ok(None),
-        }
+        crate::hooks::read_secret(
+            self.webhook_secret.as_deref(),
+            self.webhook_secret_file.as_deref(),
+        )
     }
 }
