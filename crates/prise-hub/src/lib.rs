@@ -23,6 +23,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod control;
 mod hub;
 pub mod policy;
 pub mod presence;

@@ -73,6 +73,10 @@ impl Keys {
     pub fn session(&self, pid: &str) -> String {
         format!("{}sess:{pid}", self.prefix)
     }
+    /// The answer of an idempotent control call (empty while it runs).
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}idem:{key}", self.prefix)
+    }
     /// The pub/sub channel every node listens on.
     pub fn events(&self) -> String {
         format!("{}events", self.prefix)

@@ -47,6 +47,8 @@ pub(crate) struct Credentials {
     /// The Socket.IO namespace whose rooms the client names (`None`: the
     /// hub's own names, as TCP and WebSocket clients use them).
     pub(crate) namespace: Option<String>,
+    /// The client's address (behind a trusted balancer, the one it named).
+    pub(crate) remote: Option<std::net::SocketAddr>,
 }
 
 /// When a client without a token must have authenticated.
@@ -118,7 +120,11 @@ impl Client {
         };
         let (session, rx) = ctx
             .hub
-            .connect(transport, identity.claims().map(Claims::user))
+            .connect_from(
+                transport,
+                identity.claims().map(Claims::user),
+                credentials.remote,
+            )
             .map_err(|e| Refusal::hub(&e))?;
         let deadline = match &identity {
             Identity::Token(c) => Some(until(c)),

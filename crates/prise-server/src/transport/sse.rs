@@ -63,6 +63,7 @@ type Chunk = Result<Bytes, Infallible>;
 #[derive(Debug, Default, PartialEq)]
 struct Ask {
     rooms: Vec<String>,
+    remote: Option<std::net::SocketAddr>,
     token: Option<String>,
     last_event_id: Option<u64>,
 }
@@ -220,10 +221,11 @@ pub(crate) async fn handler(
         );
     };
     let max_rooms = shared.hub.config().limits.max_rooms_per_session;
-    let ask = match ask(&params, headers, max_rooms) {
+    let mut ask = match ask(&params, headers, max_rooms) {
         Ok(a) => a,
         Err(r) => return *r,
     };
+    ask.remote = crate::http::remote_of(&req);
     let peer = crate::http::peer_of(&req);
     let origin = headers.get(header::ORIGIN).cloned();
     let permit = req.extensions().get::<Arc<IpPermit>>().cloned();
@@ -279,6 +281,7 @@ async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
     let before = hub.delivered_seq();
     let credentials = Credentials {
         token: ask.token,
+        remote: ask.remote,
         ..Credentials::default()
     };
     let (mut client, rx) = Client::connect(ctx, Transport::Sse, credentials, Handshake::Now)?;
@@ -350,8 +353,8 @@ async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
 }
 
 /// Why the stream ends, and the last event to send.
-fn close_event(reason: CloseReason) -> Option<String> {
-    let r = Refusal::for_close(reason, Transport::Sse)?;
+fn close_event(session: &Session, reason: CloseReason) -> Option<String> {
+    let r = Refusal::for_session(session, reason, Transport::Sse)?;
     let mut out = String::new();
     encode::error(&mut out, r.code, &r.message);
     Some(out)
@@ -402,9 +405,9 @@ impl Stream {
         let last: Option<String> = loop {
             let chunk = tokio::select! {
                 biased;
-                reason = &mut closed => break close_event(reason),
+                reason = &mut closed => break close_event(&session, reason),
                 () = &mut expiry => match self.client.deadline_passed() {
-                    Deadline::Expired => break close_event(CloseReason::AuthExpired),
+                    Deadline::Expired => break close_event(&session, CloseReason::AuthExpired),
                     Deadline::AuthTimeout => break None,
                 },
                 () = &mut shutdown => {
@@ -434,7 +437,7 @@ impl Stream {
             };
             tokio::select! {
                 biased;
-                reason = &mut closed => break close_event(reason),
+                reason = &mut closed => break close_event(&session, reason),
                 r = body.send(Ok(Bytes::from(chunk))) => if r.is_err() { break None },
             }
         };

@@ -81,6 +81,7 @@ impl Server {
             tls: None,
             header_timeout: Duration::from_secs(10),
             max_body: 1024,
+            trusted: crate::security::trust::TrustedProxies::default(),
         };
         Self { hub, security }
     }
@@ -532,6 +533,7 @@ async fn the_handshake_checks_token_name_and_capacity() {
                 token,
                 name: name.map(str::to_owned),
                 namespace: None,
+                remote: None,
             },
             handshake,
         )
@@ -566,6 +568,7 @@ async fn the_handshake_checks_token_name_and_capacity() {
             token: None,
             name: Some("carol".into()),
             namespace: None,
+            remote: None,
         },
         Handshake::Now,
     )
@@ -579,6 +582,7 @@ async fn the_handshake_checks_token_name_and_capacity() {
             token: None,
             name: Some("two words".into()),
             namespace: None,
+            remote: None,
         },
         Handshake::Now,
     );
@@ -654,6 +658,7 @@ fn a_refused_token_is_counted_once() {
                     token: Some("x".into()),
                     name: None,
                     namespace: None,
+                    remote: None,
                 },
                 Handshake::Now,
             );
