@@ -230,6 +230,38 @@ async fn subscribe_publish_idempotency_and_batches() {
     )
     .await;
     assert_eq!((s, v["messages"].as_array().map(Vec::len)), (200, Some(4)));
+
+    // Deleting the history: nothing to read back, offsets go on.
+    let (s, v) = api(&server, "DELETE", "/api/rooms/alerts/history", Value::Null).await;
+    assert_eq!((s, &v["deleted"]), (200, &json!(4)), "{v}");
+    let (_, v) = api(
+        &server,
+        "GET",
+        "/api/rooms/alerts/history?since=0",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (&v["messages"], &v["complete"]),
+        (&json!([]), &json!(false)),
+        "{v}"
+    );
+    let (_, v) = api(
+        &server,
+        "POST",
+        "/api/publish",
+        json!({"room": "alerts", "content": "fresh"}),
+    )
+    .await;
+    assert_eq!(v["offset"], 5, "{v}");
+    let (s, _) = api(
+        &server,
+        "DELETE",
+        "/api/rooms/bad%20room/history",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 400);
     server.stop().await;
 }
 
@@ -385,5 +417,60 @@ async fn untrusted_peers_cannot_name_another_address() {
         let remote: SocketAddr = s["remote"].as_str().unwrap().parse().unwrap();
         assert!(remote.ip().is_loopback(), "{s}");
     }
+    server.stop().await;
+}
+
+/// One Engine.IO polling request: (status, body).
+async fn poll(server: &TestServer, method: &str, path: &str, body: &str) -> (u16, String) {
+    let r = HttpRequest::new(method, path)
+        .header("Content-Type", "text/plain;charset=UTF-8")
+        .body(body)
+        .send(server.bound.http)
+        .await;
+    (r.status, r.text().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_socket_io_client_gets_an_error_and_a_namespace_disconnect() {
+    let server = spawn_server(&["--api-key", "k-1"]).await;
+    let (s, open) = poll(&server, "GET", "/socket.io/?EIO=4&transport=polling", "").await;
+    assert_eq!(s, 200, "{open}");
+    let open: Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    let path = format!(
+        "/socket.io/?EIO=4&transport=polling&sid={}",
+        open["sid"].as_str().unwrap()
+    );
+    let (s, _) = poll(&server, "POST", &path, r#"40{"name":"erin"}"#).await;
+    assert_eq!(s, 200);
+    let (_, connected) = poll(&server, "GET", &path, "").await;
+    assert!(connected.starts_with("40"), "{connected}");
+
+    let erin = sessions_of(&server, "").await;
+    let erin = erin.iter().find(|s| s["transport"] == "socketio").unwrap();
+    let (s, v) = api(
+        &server,
+        "POST",
+        "/api/disconnect",
+        json!({"user": erin["user"]["id"], "reason": "spam"}),
+    )
+    .await;
+    assert_eq!((s, &v["disconnected"]), (200, &json!(1)), "{v}");
+
+    // Long-poll until the namespace disconnect; the error comes first.
+    let mut packets = Vec::new();
+    while !packets.iter().any(|p: &String| p == "41") {
+        let (s, body) = poll(&server, "GET", &path, "").await;
+        assert_eq!(s, 200, "{body}");
+        packets.extend(body.split('\u{1e}').map(str::to_owned));
+    }
+    let error = packets
+        .iter()
+        .position(|p| p.starts_with("42[\"error\"") && p.contains("KICKED") && p.contains("spam"))
+        .unwrap_or_else(|| panic!("no KICKED error in {packets:?}"));
+    let gone = packets.iter().position(|p| p == "41").unwrap();
+    assert!(error < gone, "{packets:?}");
+    // The Engine.IO session itself stays until the client closes it.
+    let (s, _) = poll(&server, "POST", &path, "1").await;
+    assert_eq!(s, 200);
     server.stop().await;
 }

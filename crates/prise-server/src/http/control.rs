@@ -8,6 +8,7 @@
 //! POST   /api/disconnect   {"user"|"session", "reason"?}  → {"disconnected", "nodes"}
 //! POST   /api/subscribe    {"user", "room"}               → {"subscribed", "nodes", "refused"?}
 //! POST   /api/unsubscribe  {"user", "room"}               → {"unsubscribed", "nodes"}
+//! DELETE /api/rooms/{room}/history                      → {"room", "deleted"}
 //! POST   /api/batch        {"calls":[{"call":"publish"|…, …}]} → {"results":[{"status","body"}]}
 //! GET    /api/sessions     ?room=&user=&limit=            → {"sessions":[…], "count", "complete"}
 //! ```
@@ -21,9 +22,9 @@
 use super::api::{authorize, body_or_error, error, hub_error};
 use crate::Shared;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use prise_hub::control::{Claim, ControlOp, NodeAnswer, SessionTarget, valid_key};
@@ -50,6 +51,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/disconnect", post(disconnect_route))
         .route("/api/subscribe", post(subscribe_route))
         .route("/api/unsubscribe", post(unsubscribe_route))
+        .route("/api/rooms/{room}/history", delete(clear_route))
         .route("/api/batch", post(batch))
         .route("/api/sessions", get(sessions))
 }
@@ -88,6 +90,8 @@ enum Call {
     Disconnect,
     Subscribe,
     Unsubscribe,
+    #[serde(rename = "clear_history")]
+    ClearHistory,
 }
 
 async fn handle(
@@ -128,12 +132,44 @@ async fn unsubscribe_route(State(s): State<Arc<Shared>>, h: HeaderMap, b: Body) 
     handle(&s, &h, b, Call::Unsubscribe).await
 }
 
+async fn clear_route(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return *r;
+    }
+    render(clear_history(&shared, json!({"room": room})).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomBody {
+    room: String,
+}
+
+async fn clear_history(shared: &Shared, body: Value) -> Answer {
+    let req: RoomBody = match parse(body) {
+        Ok(r) => r,
+        Err(a) => return a,
+    };
+    match shared.hub.clear_history(&req.room).await {
+        Ok(n) => {
+            tracing::info!(room = %req.room, deleted = n, "history deleted");
+            (StatusCode::OK, json!({"room": req.room, "deleted": n}))
+        }
+        Err(e) => hub_answer(&e),
+    }
+}
+
 async fn run(shared: &Shared, call: Call, body: Value) -> Answer {
     match call {
         Call::Publish => publish(shared, body).await,
         Call::Disconnect => disconnect(shared, body).await,
         Call::Subscribe => subscribe(shared, body, true).await,
         Call::Unsubscribe => subscribe(shared, body, false).await,
+        Call::ClearHistory => clear_history(shared, body).await,
     }
 }
 
@@ -442,7 +478,9 @@ async fn batch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
             .and_then(|c| serde_json::from_value::<Call>(c).ok());
         let (status, body) = match call {
             Some(call) => run(&shared, call, entry).await,
-            None => bad("each call names \"call\": publish, disconnect, subscribe or unsubscribe"),
+            None => bad(
+                "each call names \"call\": publish, disconnect, subscribe, unsubscribe or clear_history",
+            ),
         };
         results.push(json!({"status": status.as_u16(), "body": body}));
     }
