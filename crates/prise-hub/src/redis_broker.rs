@@ -35,6 +35,10 @@
 //!   also bump the room's presence version and publish `joined`/`left`. Each
 //!   node refreshes a heartbeat key with a TTL; every node reaps the
 //!   members of nodes whose heartbeat expired (publishing their `left`).
+//! - **Control operations.** The control API's operations (kick, server-side
+//!   joins, the session list) travel over the same channel to every node,
+//!   whose answers come back over it to the asking node (bounded, with a
+//!   deadline); idempotency keys are Redis strings with a TTL.
 
 //!
 //! One file per part: `scripts.rs` (the Lua scripts), `subscriber.rs` (the
