@@ -257,5 +257,32 @@ async fn three_nodes_obey_the_control_api_behind_a_proxy() {
     )
     .await;
     assert_eq!(v["messages"], json!([]), "{v}");
+
+    // One session by its id: listed by node 0, held by node 1, ended by node 2.
+    let (_, v) = api(
+        nodes[0].bound.http,
+        src(1),
+        "GET",
+        "/api/sessions?user=bob",
+        Value::Null,
+    )
+    .await;
+    let id = v["sessions"][0]["id"]
+        .as_str()
+        .expect("bob's session id")
+        .to_owned();
+    let (s, v) = api(
+        nodes[2].bound.http,
+        src(1),
+        "POST",
+        "/api/disconnect",
+        json!({"session": id}),
+    )
+    .await;
+    assert_eq!((s, v["disconnected"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(
+        bob.until("ERR").await,
+        "ERR KICKED disconnected by the server"
+    );
     drop(nodes);
 }

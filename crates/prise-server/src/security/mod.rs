@@ -315,6 +315,13 @@ impl Security {
             max_body: args.max_body,
             trusted: TrustedProxies::new(args.trust_proxy.clone()),
         };
+        if !s.trusted.is_empty() {
+            let nets: Vec<String> = args.trust_proxy.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                trusted = %nets.join(","),
+                "client addresses taken from these balancers (PROXY protocol, X-Forwarded-For)"
+            );
+        }
         if !(s.auth.is_configured() || s.anonymous_http && s.anonymous_tcp) {
             tracing::warn!(
                 "anonymous access is refused on a listener but no JWT key is configured: \
