@@ -177,3 +177,37 @@ async fn clearing_history_keeps_offsets() {
     let m = hub.publish_as(user("api"), "log", 3.into()).await.unwrap();
     assert_eq!(m.offset.0, 4);
 }
+
+#[tokio::test]
+async fn a_server_side_join_is_restored_by_recovery() {
+    let hub = hub().await;
+    let (s, _rx) = hub.connect(Transport::SocketIo, Some(user("e"))).unwrap();
+    let joined = hub
+        .control(ControlOp::Subscribe {
+            user: "e".into(),
+            room: "alerts".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(joined[0].count, 1);
+    // The transport is lost: the session is suspended, then resumed by a
+    // new connection of the same client.
+    let seq = hub.delivered_seq();
+    hub.suspend(&s, "pid-1").await.unwrap();
+    hub.disconnect(&s);
+    hub.publish_as(user("api"), "alerts", "while away".into())
+        .await
+        .unwrap();
+    let (back, _rx2) = hub.connect(Transport::SocketIo, None).unwrap();
+    let resumed = hub
+        .resume(&back, "pid-1", seq)
+        .await
+        .unwrap()
+        .expect("resumed");
+    assert_eq!(
+        resumed.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
+        ["alerts"]
+    );
+    assert_eq!(resumed.replay.len(), 1);
+    assert_eq!(resumed.replay[0].content, "while away");
+}
