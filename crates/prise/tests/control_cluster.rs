@@ -93,6 +93,15 @@ async fn api(
     )
 }
 
+/// Polls `/readyz` (bounded by WAIT) until it answers 200.
+async fn wait_ready(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while prise_testkit::http::get(addr, "/readyz").await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "{addr} never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_obey_the_control_api_behind_a_proxy() {
     let redis = RedisServer::start();
@@ -110,6 +119,10 @@ async fn three_nodes_obey_the_control_api_behind_a_proxy() {
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(Node::spawn(&url, "ctl:", &flags).await);
+    }
+    // Every node subscribed to the cluster's channel before any call.
+    for n in &nodes {
+        wait_ready(n.bound.http).await;
     }
     let (_tcp_proxy, tcp_front) = proxy(nodes[0].bound.tcp);
     let (_http_proxy, http_front) = proxy(nodes[0].bound.http);
