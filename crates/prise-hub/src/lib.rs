@@ -13,6 +13,7 @@
 //!  transport ──publish──▶ Hub ──▶ Broker (order) ──▶ HistoryStore (commit)
 //!                                    └──deliver, in order──▶ Hub ──try_send──▶ session queues
 //!  session queue full ──▶ session closed as a slow consumer (counted)
+//!  backend ──control (kick, join, list)──▶ Hub::control ──▶ this node, or every node via the Broker
 //! ```
 //!
 //! Seams: [`store::HistoryStore`] (memory, SQLite, Redis) and
@@ -24,6 +25,7 @@
 pub mod activity;
 pub mod broker;
 pub mod clock;
+pub mod control;
 mod hub;
 pub mod policy;
 pub mod presence;

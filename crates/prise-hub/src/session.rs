@@ -4,6 +4,7 @@ use crate::Transport;
 use prise_proto::message::{Message, User};
 use prise_proto::presence::Diff;
 use std::any::Any;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,9 @@ pub enum CloseReason {
     Shutdown,
     /// The session's credentials expired.
     AuthExpired,
+    /// A backend ended it through the control API (`POST /api/disconnect`);
+    /// [`Session::close_detail`] holds the reason it gave.
+    Kicked,
 }
 
 impl CloseReason {
@@ -31,6 +35,7 @@ impl CloseReason {
             Self::SlowConsumer => "slow consumer",
             Self::Shutdown => "server shutting down",
             Self::AuthExpired => "authentication expired",
+            Self::Kicked => "kicked",
         }
     }
 }
@@ -178,7 +183,10 @@ pub struct Session {
     pub(crate) tx: mpsc::Sender<Outbound>,
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
+    detail: OnceLock<Box<str>>,
     pub(crate) rooms: Mutex<Vec<Arc<str>>>,
+    remote: Option<SocketAddr>,
+    connected_at: u64,
 }
 
 impl Session {
@@ -187,6 +195,8 @@ impl Session {
         transport: Transport,
         user: User,
         tx: mpsc::Sender<Outbound>,
+        remote: Option<SocketAddr>,
+        connected_at: u64,
     ) -> Self {
         Self {
             id,
@@ -195,8 +205,42 @@ impl Session {
             tx,
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
+            detail: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
+            remote,
+            connected_at,
         }
+    }
+
+    /// The client's address (behind a trusted balancer, the one it named),
+    /// when the transport knows it.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// When the session connected, in milliseconds since the Unix epoch (the
+    /// hub's clock).
+    pub fn connected_at(&self) -> u64 {
+        self.connected_at
+    }
+
+    /// Events waiting in the outbound queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
+
+    /// Ends the session as [`CloseReason::Kicked`] with the reason a backend
+    /// gave (the first close wins, and so does its detail).
+    pub fn kick(&self, detail: &str) {
+        if self.reason.get().is_none() {
+            let _ = self.detail.set(detail.into());
+        }
+        self.close(CloseReason::Kicked);
+    }
+
+    /// The reason given with [`Session::kick`], if any.
+    pub fn close_detail(&self) -> Option<&str> {
+        self.detail.get().map(|d| &**d)
     }
 
     /// The session's user.

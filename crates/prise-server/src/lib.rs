@@ -5,11 +5,16 @@
 //! ```text
 //!  --http  ──▶ hyper (h1/h2, upgrades) ──▶ axum routes: /  /ws  /sse  /stats  /metrics  /healthz  /readyz
 //!                                                         ├──▶ ws.rs (WebSocket JSON) ─┤
-//!                                                         └──▶ sse.rs (Server-Sent Events) ─┤
+//!                                                         ├──▶ sse.rs (Server-Sent Events) ─┤
+//!                                                         └──▶ /api: reads, control API ─┤
 //!  --tcp   ──▶ tcp.rs (line protocol, one task per connection) ──────────────────────┤
 //!                                                                                     ▼
 //!                                                                            prise_hub::Hub
 //! ```
+//!
+//! Both listeners accept through one step (`accept.rs`): from a balancer
+//! trusted with `--trust-proxy`, a PROXY protocol header names the client
+//! first; the per-IP limits then admit the client by that address.
 //!
 //! Shutdown is a value passed down: one [`CancellationToken`] that every
 //! accept loop and connection task selects on, and one [`TaskTracker`] that

@@ -64,7 +64,8 @@ pub(crate) struct Credentials {
     /// The Socket.IO namespace whose rooms the client names (`None`: the
     /// hub's own names, as TCP and WebSocket clients use them).
     pub(crate) namespace: Option<String>,
-    /// The client's address (the `remote` of hooks).
+    /// The client's address (behind a trusted balancer, the one it named;
+    /// also the `remote` of hooks).
     pub(crate) remote: Option<SocketAddr>,
     /// The headers of the request that opened the connection (cookies
     /// among them); kept for hooks only.
@@ -175,7 +176,7 @@ impl Client {
         };
         let (session, rx) = ctx
             .hub
-            .connect(transport, identity.user())
+            .connect_from(transport, identity.user(), credentials.remote)
             .map_err(|e| Refusal::hub(&e))?;
         let deadline = match &identity {
             Identity::Token(c) => Some(until(c)),

@@ -3,7 +3,7 @@
 
 use crate::security::auth::AuthError;
 use prise_hub::store::HistoryPage;
-use prise_hub::{CloseReason, HubError, Joined, Transport};
+use prise_hub::{CloseReason, HubError, Joined, Session, Transport};
 use prise_proto::message::{Epoch, Message, RoomInfo, User};
 use prise_proto::presence::{CursorError, Page};
 use serde_json::Value;
@@ -237,7 +237,31 @@ impl Refusal {
                 "AUTH_EXPIRED",
                 "token expired; reconnect with a fresh token",
             )),
+            CloseReason::Kicked => Some(Self::kicked(None)),
             CloseReason::Shutdown => None,
         }
+    }
+
+    /// [`Refusal::for_close`] of a session the hub closed, with the reason
+    /// a backend gave when it kicked it.
+    pub(crate) fn for_session(
+        session: &Session,
+        reason: CloseReason,
+        transport: Transport,
+    ) -> Option<Self> {
+        match reason {
+            CloseReason::Kicked => Some(Self::kicked(session.close_detail())),
+            _ => Self::for_close(reason, transport),
+        }
+    }
+
+    /// Ended through the control API (`POST /api/disconnect`).
+    fn kicked(detail: Option<&str>) -> Self {
+        Self::new(
+            "KICKED",
+            detail
+                .filter(|d| !d.is_empty())
+                .unwrap_or("disconnected by the server"),
+        )
     }
 }

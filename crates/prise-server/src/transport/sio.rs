@@ -240,11 +240,13 @@ async fn pump(
         tokio::select! {
             biased;
             reason = &mut ended => {
-                if let Some(r) = Refusal::for_close(reason, Transport::SocketIo) {
+                if let Some(r) = Refusal::for_session(&conn.session, reason, Transport::SocketIo) {
                     conn.emit_error(&socket, &r);
                 }
-                if reason == CloseReason::AuthExpired {
-                    // A namespace disconnect: no recovery with an expired token.
+                if matches!(reason, CloseReason::AuthExpired | CloseReason::Kicked) {
+                    // A namespace disconnect: no recovery with an expired
+                    // token, nor after a backend ended the session (the
+                    // official client does not reconnect by itself).
                     socket.disconnect();
                 } else {
                     // Closing the transport (not the namespace) lets the

@@ -63,6 +63,7 @@ type Chunk = Result<Bytes, Infallible>;
 #[derive(Debug, Default, PartialEq)]
 struct Ask {
     rooms: Vec<String>,
+    remote: Option<std::net::SocketAddr>,
     token: Option<String>,
     last_event_id: Option<u64>,
 }
@@ -223,10 +224,11 @@ pub(crate) async fn handler(
         );
     };
     let max_rooms = shared.hub.config().limits.max_rooms_per_session;
-    let ask = match ask(&params, headers, max_rooms) {
+    let mut ask = match ask(&params, headers, max_rooms) {
         Ok(a) => a,
         Err(r) => return *r,
     };
+    ask.remote = crate::http::remote_of(&req);
     let peer = crate::http::peer_of(&req);
     let mut credentials = Credentials {
         remote: crate::http::remote_of(&req),
@@ -295,6 +297,7 @@ async fn open(
     // so none of them is in the session's queue.
     let before = hub.delivered_seq();
     credentials.token = ask.token;
+    credentials.remote = ask.remote;
     let (mut client, rx) =
         Client::connect(ctx, Transport::Sse, credentials, Handshake::Now).await?;
     let session = Arc::clone(client.session());
@@ -365,8 +368,8 @@ async fn open(
 }
 
 /// Why the stream ends, and the last event to send.
-fn close_event(reason: CloseReason) -> Option<String> {
-    let r = Refusal::for_close(reason, Transport::Sse)?;
+fn close_event(session: &Session, reason: CloseReason) -> Option<String> {
+    let r = Refusal::for_session(session, reason, Transport::Sse)?;
     let mut out = String::new();
     encode::error(&mut out, &r.code, &r.message);
     Some(out)
@@ -417,13 +420,13 @@ impl Stream {
         let last: Option<String> = loop {
             let chunk = tokio::select! {
                 biased;
-                reason = &mut closed => break close_event(reason),
+                reason = &mut closed => break close_event(&session, reason),
                 () = &mut expiry => match self.client.deadline_passed(shared.ctx()).await {
                     Deadline::Extended => {
                         expiry.set(super::until(self.client.deadline()));
                         continue;
                     }
-                    Deadline::Expired => break close_event(CloseReason::AuthExpired),
+                    Deadline::Expired => break close_event(&session, CloseReason::AuthExpired),
                     Deadline::AuthTimeout => break None,
                 },
                 () = &mut shutdown => {
@@ -453,7 +456,7 @@ impl Stream {
             };
             tokio::select! {
                 biased;
-                reason = &mut closed => break close_event(reason),
+                reason = &mut closed => break close_event(&session, reason),
                 r = body.send(Ok(Bytes::from(chunk))) => if r.is_err() { break None },
             }
         };

@@ -34,13 +34,17 @@ const CLOSE_WAIT: Duration = Duration::from_millis(200);
 
 /// Accepts connections until shutdown.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    while let Some((stream, peer, permit)) =
-        crate::accept::admitted(&listener, &shared, Listener::Tcp).await
-    {
-        let span = tracing::info_span!("tcp", %peer);
-        let task = connection(stream, peer, Arc::clone(&shared), permit);
-        shared.tracker.spawn(task.instrument(span));
-    }
+    let conns = Arc::clone(&shared);
+    crate::accept::serve(
+        listener,
+        shared,
+        Listener::Tcp,
+        move |stream, peer, permit| {
+            let span = tracing::info_span!("tcp", %peer);
+            connection(stream, peer, Arc::clone(&conns), permit).instrument(span)
+        },
+    )
+    .await;
 }
 
 fn msg_line(m: &Message) -> Bytes {
@@ -348,7 +352,7 @@ impl Conn<'_> {
         reason: CloseReason,
     ) -> std::io::Result<()> {
         self.out.clear();
-        if let Some(r) = Refusal::for_close(reason, Transport::Tcp) {
+        if let Some(r) = Refusal::for_session(self.client.session(), reason, Transport::Tcp) {
             encode::error(&mut self.out, &r.code, &r.message);
         }
         encode::bye(&mut self.out, Some(reason.as_str()));

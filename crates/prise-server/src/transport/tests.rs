@@ -82,6 +82,7 @@ impl Server {
             tls: None,
             header_timeout: Duration::from_secs(10),
             max_body: 1024,
+            trusted: crate::security::trust::TrustedProxies::default(),
         };
         Self {
             hub,

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
-use prise_hub::{CloseReason, Outbound, Transport};
+use prise_hub::{CloseReason, Outbound, Session, Transport};
 use prise_proto::wsjson::{Request as WsRequest, encode};
 use prise_ws::{Message, UpgradedWebSocket, Utf8Bytes, WsConfig, WsError, close_code};
 use serde_json::{Value, json};
@@ -45,6 +45,7 @@ pub(crate) async fn handler(
         return (StatusCode::SERVICE_UNAVAILABLE, "server is full").into_response();
     }
     let peer = crate::http::peer_of(&req);
+    let remote = crate::http::remote_of(&req);
     let header = |name: http::HeaderName| {
         req.headers()
             .get(name)
@@ -70,7 +71,7 @@ pub(crate) async fn handler(
     });
     let mut credentials = Credentials {
         token,
-        remote: crate::http::remote_of(&req),
+        remote,
         ..Credentials::default()
     };
     if shared.hooks.is_active() {
@@ -120,13 +121,28 @@ pub(super) fn push(ev: &Outbound) -> Message {
     }
 }
 
-fn close_for(reason: CloseReason) -> Message {
+/// Close code of a session ended through the control API.
+pub(crate) const CLOSE_KICKED: u16 = 4003;
+/// Longest close reason: a close frame's payload is at most 125 bytes, 2 of
+/// them the code.
+const MAX_CLOSE_REASON: usize = 123;
+
+fn close_for(session: &Session, reason: CloseReason) -> Message {
     let code = match reason {
         CloseReason::SlowConsumer => close_code::POLICY,
         CloseReason::Shutdown => close_code::GOING_AWAY,
         CloseReason::AuthExpired => close_code::AUTH,
+        CloseReason::Kicked => CLOSE_KICKED,
     };
-    prise_ws::close_message(code, reason.as_str())
+    let text = match (reason, session.close_detail()) {
+        (CloseReason::Kicked, Some(d)) if !d.is_empty() => d,
+        _ => reason.as_str(),
+    };
+    let mut end = text.len().min(MAX_CLOSE_REASON);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    prise_ws::close_message(code, &text[..end])
 }
 
 fn error(id: Option<&Value>, r: &Refusal) -> Message {
@@ -247,17 +263,17 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, credentials: Cre
         }
         tokio::select! {
             biased;
-            reason = &mut closed => break Some(close_for(reason)),
+            reason = &mut closed => break Some(close_for(&session, reason)),
             () = &mut expiry => match client.deadline_passed(shared.ctx()).await {
                 Deadline::Extended => {}
-                Deadline::Expired => break Some(close_for(CloseReason::AuthExpired)),
+                Deadline::Expired => break Some(close_for(&session, CloseReason::AuthExpired)),
                 Deadline::AuthTimeout => {
                     break Some(prise_ws::close_message(close_code::AUTH, "authentication timeout"));
                 }
             },
             () = &mut shutdown => {
                 session.close(CloseReason::Shutdown);
-                break Some(close_for(CloseReason::Shutdown));
+                break Some(close_for(&session, CloseReason::Shutdown));
             }
             n = rx.recv_many(&mut pushes, WRITE_BATCH) => {
                 if n == 0 {
@@ -272,7 +288,7 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, credentials: Cre
                 tokio::select! {
                     biased;
                     r = write => if r.is_err() { break None },
-                    reason = &mut closed => break Some(close_for(reason)),
+                    reason = &mut closed => break Some(close_for(&session, reason)),
                 }
             }
             frame = stream.next() => {
@@ -305,7 +321,7 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, credentials: Cre
                 tokio::select! {
                     biased;
                     r = write => if r.is_err() { break None },
-                    reason = &mut closed => break Some(close_for(reason)),
+                    reason = &mut closed => break Some(close_for(&session, reason)),
                 }
                 if close.is_some() {
                     break close;

@@ -54,6 +54,7 @@ pub(crate) fn reason_name(reason: Option<CloseReason>) -> &'static str {
         Some(CloseReason::AuthExpired) => "auth_expired",
         Some(CloseReason::SlowConsumer) => "slow_consumer",
         Some(CloseReason::Shutdown) => "shutdown",
+        Some(CloseReason::Kicked) => "kicked",
     }
 }
 
