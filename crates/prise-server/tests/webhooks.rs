@@ -345,3 +345,35 @@ async fn three_nodes_emit_each_transition_once_and_reap_a_dead_nodes_members() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(seqs.len() >= events.len());
 }
+
+#[tokio::test]
+async fn a_session_ended_by_the_control_api_is_closed_as_kicked() {
+    let (receiver, url) = Receiver::start(0).await;
+    let mut f = flags(&url);
+    f.extend(["--jwt-secret".to_owned(), SECRET.to_owned()]);
+    let server = spawn_server(&f.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let exp = prise_testkit::jwt::now() + 600;
+    let token = prise_testkit::jwt::hs256(SECRET, &serde_json::json!({"sub": "carl", "exp": exp}));
+    let mut carl = server.line().await;
+    carl.expect(&format!("AUTH {token}"), "OK").await;
+    carl.expect("JOIN desk", "OK desk").await;
+    let r = HttpRequest::post("/api/disconnect", r#"{"user": "carl", "reason": "enough"}"#)
+        .header("x-api-key", API_KEY)
+        .header("content-type", "application/json")
+        .send(server.bound.http)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = receiver.wait_for(5).await;
+    assert_eq!(
+        summary(&events),
+        [
+            "room_occupied desk",
+            "member_joined desk",
+            "member_left desk",
+            "room_vacated desk",
+            "session_closed kicked",
+        ]
+    );
+    assert_eq!(events[4]["user"]["id"], "carl");
+    server.stop().await;
+}
