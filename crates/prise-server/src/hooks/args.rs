@@ -86,8 +86,8 @@ pub struct HookArgs {
     /// is on wherever a hook URL is set.
     #[arg(long, env = "PRISE_HOOKS", value_enum, value_delimiter = ',')]
     pub hooks: Vec<HookKind>,
-    /// Secret that signs each call (X-Prise-Signature: sha256=<HMAC of the
-    /// body>); prefer --hook-secret-file: flags show in `ps`.
+    /// Secret that signs each call (X-Prise-Signature: sha256= and the hex
+    /// HMAC-SHA256 of the body); prefer --hook-secret-file: flags show in `ps`.
     #[arg(long, env = "PRISE_HOOK_SECRET", hide_env_values = true)]
     pub hook_secret: Option<String>,
     /// File holding the hook secret (trailing newline ignored).

@@ -15,7 +15,7 @@
 //! hook's answer. A backend that cannot answer (no connection, a timeout,
 //! a non-2xx status, a body that is not a JSON object, the breaker open)
 //! refuses with `HOOK_UNAVAILABLE`, unless `--hook-fail-open` names the
-//! hook. The request layer ([`crate::transport::client`]) makes the calls;
+//! hook. The request layer (`transport::client`) makes the calls;
 //! docs/HOOKS.md is the contract.
 
 mod args;

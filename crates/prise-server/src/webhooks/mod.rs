@@ -1,7 +1,7 @@
 //! Webhooks: the hub tells the backend who comes and goes. Events
 //! (`room_occupied`, `room_vacated`, `member_joined`, `member_left` — per
 //! user: first session in, last session out — and `session_closed` with
-//! its reason) are written to a durable outbox ([`outbox`]) before they are
+//! its reason) are written to a durable outbox (`outbox.rs`) before they are
 //! sent, then POSTed to `--webhook-url` as JSON arrays, in order, signed
 //! like hooks, and retried with exponential backoff until the backend
 //! answers 2xx: delivered at least once, never out of order. Each event has
