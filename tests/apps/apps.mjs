@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { checks, connected, jwt, lineClient, once, startPrise, timeout } from "../common/harness.mjs";
+import { checks, connected, jsonSocket, jwt, lineClient, once, startPrise, timeout } from "../common/harness.mjs";
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..");
 const BIN = process.env.PRISE_BIN || path.join(ROOT, "target", "debug", "prise");
@@ -34,33 +34,10 @@ async function sio(nsp = "/", auth = {}) {
   return connected(s);
 }
 
-/** A WebSocket JSON client: `send(obj)`, `next(pred)` (the next frame that fits). */
+/** A WebSocket JSON client of /ws (see `jsonSocket`). */
 async function wsClient() {
-  const ws = new WebSocket(`ws://${server.addrs.http}/ws`);
-  const frames = [];
-  const waiters = [];
-  ws.on("message", (d) => {
-    frames.push(JSON.parse(d.toString()));
-    for (const w of waiters.splice(0)) w();
-  });
-  await once(ws, "open");
-  open.push({ close: () => ws.close() });
-  let id = 0;
-  const c = {
-    send: (obj) => ws.send(JSON.stringify(obj)),
-    async next(pred, what = "frame") {
-      for (;;) {
-        const i = frames.findIndex(pred);
-        if (i >= 0) return frames.splice(i, 1)[0];
-        await timeout(new Promise((res) => waiters.push(res)), 8000, `${what}; got ${JSON.stringify(frames)}`);
-      }
-    },
-    async request(obj) {
-      const n = ++id;
-      c.send({ ...obj, id: n });
-      return c.next((f) => f.id === n, `answer to ${obj.type}`);
-    },
-  };
+  const c = await jsonSocket(WebSocket, `ws://${server.addrs.http}/ws`);
+  open.push(c);
   return c;
 }
 
@@ -241,7 +218,7 @@ await check("bad input gets its documented error and nothing acked is lost", asy
   await tcp.until("OK r3");
   tcp.send(`EMIT r3 ${long} 1`);
   assert.match(await tcp.until("ERR"), /^ERR BAD_REQUEST invalid event name/);
-  // Hook relays are not available yet.
+  // Without an rpc hook, an RPC is not available.
   const h = await sio("/hooked", { name: "hook" });
   assert.equal((await call(h, "move", 1)).error.code, "NOT_AVAILABLE");
   // Every acked event is in the history, in order.

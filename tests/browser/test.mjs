@@ -302,6 +302,17 @@ step('a TCP line-protocol user shares the room with the browsers', async () => {
 
   await send(alice, 'welcome carol');
   await carol.until(/^MSG general \d+ alice welcome carol$/);
+
+  // A named event is not a chat message: it goes to the room's event log.
+  carol.send('EMIT general move {"x":3}');
+  await carol.until(/^OK \d+$/);
+  const logged = alice.locator('[data-testid="event-list"] [data-testid="event"][data-event="move"]');
+  await logged.waitFor({ state: 'attached' });
+  assert.match(await logged.textContent(), /carol.*move.*\{"x":3\}/);
+  assert.equal(await alice.getByTestId('event-count').textContent(), '1');
+  assert.equal(await alice.getByTestId('event-log').isVisible(), true, 'the log shows once it has an event');
+  await alice.getByTestId('event-log').locator('summary').click();
+  await logged.waitFor();
 });
 
 step('a reload shows the room history', async () => {
@@ -323,6 +334,10 @@ step('a reload shows the room history', async () => {
   assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b), 'history is in offset order');
   await presence(bob, 'alice').waitFor();
   await presence(bob, 'carol').waitFor();
+  // The event came back from history into the log, not into the chat.
+  await bob.locator('[data-testid="event-list"] [data-testid="event"][data-event="move"]').waitFor({ state: 'attached' });
+  assert.equal(await bob.getByTestId('event-count').textContent(), '1');
+  assert.ok(offsets.length === 4, `the event is not a chat message (got ${offsets.length} messages)`);
 });
 
 step('after a dropped connection the page reconnects and catches up from its last offset', async () => {
@@ -341,8 +356,11 @@ step('after a dropped connection the page reconnects and catches up from its las
     }),
   );
   await message(dave, 'alice', 'welcome carol').waitFor();
-  const seen = Number(
-    await dave.locator('[data-testid="message-list"] [data-testid="message"]').last().getAttribute('data-offset'),
+  // The last offset the page saw: a chat message's or an event's.
+  await dave.locator('[data-testid="event-list"] [data-testid="event"]').last().waitFor({ state: 'attached' });
+  const seen = Math.max(
+    Number(await dave.locator('[data-testid="message-list"] [data-testid="message"]').last().getAttribute('data-offset')),
+    Number(await dave.locator('[data-testid="event-list"] [data-testid="event"]').last().getAttribute('data-offset')),
   );
 
   ctx.cutter.cut();

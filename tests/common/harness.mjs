@@ -134,6 +134,44 @@ export function checks({ limitMs = 15000, traceLines = 6, after = () => {} } = {
 }
 
 /**
+ * A client of the hub's WebSocket JSON protocol at `url`, with the `ws`
+ * package's `WebSocket` (passed in: this folder has no node_modules).
+ * `send(obj)`; `next(pred)`: the next frame that fits, within `ms`;
+ * `request(obj)`: sends it with a fresh `id` and answers the frame that
+ * carries it back; `closed`: resolves with `{code, reason}`.
+ */
+export async function jsonSocket(WebSocket, url, ms = 8000) {
+  const ws = new WebSocket(url);
+  const frames = [];
+  const waiters = [];
+  const closed = new Promise((res) => ws.on("close", (code, reason) => res({ code, reason: reason.toString() })));
+  ws.on("message", (d) => {
+    frames.push(JSON.parse(d.toString()));
+    for (const w of waiters.splice(0)) w();
+  });
+  await once(ws, "open", ms);
+  let id = 0;
+  const c = {
+    closed,
+    close: () => ws.close(),
+    send: (obj) => ws.send(JSON.stringify(obj)),
+    async next(pred, what = "frame") {
+      for (;;) {
+        const i = frames.findIndex(pred);
+        if (i >= 0) return frames.splice(i, 1)[0];
+        await timeout(new Promise((res) => waiters.push(res)), ms, `${what}; got ${JSON.stringify(frames)}`);
+      }
+    },
+    async request(obj) {
+      const n = ++id;
+      c.send({ ...obj, id: n });
+      return c.next((f) => f.id === n, `answer to ${obj.type}`);
+    },
+  };
+  return c;
+}
+
+/**
  * A netcat-style client of the TCP line protocol at `hostport`: `send` a
  * line; `until(pattern)` returns the next line that starts with `pattern`
  * (a string) or matches it (a RegExp), within `ms`, dropping the lines

@@ -3,8 +3,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
+  MAX_EVENTS,
   MAX_MESSAGES,
   MAX_PENDING,
+  addEvent,
   addNote,
   addPending,
   applyHistory,
@@ -12,7 +14,10 @@ import {
   applyJoinMembers,
   applyPresenceDiff,
   dropPending,
+  eventFromMessage,
+  eventFromPush,
   insertMessage,
+  isChatMessage,
   isGrouped,
   isMine,
   itemTs,
@@ -239,4 +244,38 @@ test('a large room shows the server\'s count and applies its presence diffs', ()
   const small = newRoom('s');
   applyJoinMembers(small, { members: [{ id: 'u1', name: 'alice' }] }, me);
   assert.equal(memberCount(small, small.members.size), 2);
+});
+
+test('named events go to the event log in offset order, once each, bounded', () => {
+  const room = newRoom('r');
+  const push = (offset) => eventFromPush({ event: 'move', data: { x: offset }, user: { id: 'u', name: 'ann' }, offset }, 1000);
+  assert.ok(addEvent(room, push(3)));
+  assert.ok(addEvent(room, push(1)));
+  assert.equal(addEvent(room, push(3)), false, 'a duplicate offset is dropped');
+  // An ephemeral event (no offset) goes last.
+  addEvent(room, eventFromPush({ event: 'cursor', data: [1, 2], user: {}, offset: null }, 1000));
+  assert.deepEqual(room.events.map((e) => e.offset), [1, 3, null]);
+  assert.equal(room.lastOffset, 3, 'an event advances the resume point like a message');
+  for (let o = 10; o < 10 + MAX_EVENTS; o++) addEvent(room, push(o));
+  assert.equal(room.events.length, MAX_EVENTS);
+  assert.ok(addEvent(room, push(1)), 'an offset dropped from the log may come back');
+});
+
+test('history splits chat messages from other events', () => {
+  const room = newRoom('r');
+  applyHistory(room, {
+    epoch: 'e1',
+    messages: [msg(1), msg(2, { event: 'chat message', content: ['hi', 2] }), msg(3, { event: 'message' })],
+  });
+  assert.deepEqual(keys(room), [1, 3]);
+  assert.equal(room.events.length, 1);
+  assert.deepEqual(room.events[0].data, ['hi', 2]);
+  assert.equal(room.events[0].event, 'chat message');
+  assert.equal(room.events[0].user.name, 'alice');
+  assert.ok(isChatMessage({}) && isChatMessage({ event: 'message' }) && !isChatMessage({ event: 'move' }));
+  assert.equal(eventFromMessage(msg(7, { event: 'move', timestamp: 5 })).ts, 5);
+  // A reset join drops the log with the messages.
+  room.joinedOnce = true;
+  applyJoinAck(room, { offset: 0, recovered: false }, true);
+  assert.equal(room.events.length, 0);
 });

@@ -16,6 +16,7 @@
 //! ```
 
 use crate::clock::Clock;
+use crate::control::{Claim, ControlOp, NodeAnswer};
 use crate::presence::{PresenceApplied, PresenceEvent, PresenceSnapshot};
 use crate::session::SessionId;
 use crate::store::{HistoryStore, StoreError};
@@ -137,6 +138,13 @@ pub trait DeliverySink: Send + Sync + 'static {
     fn remote_typing(&self, room: &str, user: User, typing: bool) {
         let _ = (room, user, typing);
     }
+
+    /// Applies a control operation another node sent to every node, to this
+    /// node's sessions.
+    fn control(&self, op: ControlOp) -> BoxFuture<'static, NodeAnswer> {
+        let _ = op;
+        futures_util::future::ready(NodeAnswer::default()).boxed()
+    }
 }
 
 /// Why a publish failed. The message was not acknowledged and may or may not
@@ -206,6 +214,40 @@ pub trait Broker: Send + Sync + 'static {
     /// Tells other nodes that `user` is typing in `room`.
     fn typing(&self, room: &str, user: &User, typing: bool) {
         let _ = (room, user, typing);
+    }
+
+    /// Sends a control operation to every node and gathers their answers;
+    /// `None` where the broker serves one process (the hub applies it
+    /// itself).
+    fn control(
+        &self,
+        op: &ControlOp,
+    ) -> Option<BoxFuture<'_, Result<Vec<NodeAnswer>, BrokerError>>> {
+        let _ = op;
+        None
+    }
+
+    /// Looks up (and, when new, holds) an idempotency key shared by every
+    /// node, for `ttl`; `None` where the hub keeps its own keys.
+    fn claim_key<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: std::time::Duration,
+    ) -> Option<BoxFuture<'a, Result<Claim, BrokerError>>> {
+        let _ = (key, ttl);
+        None
+    }
+
+    /// Stores the answer of the call that holds `key`, or releases it
+    /// (`None`); `None` where the hub keeps its own keys.
+    fn settle_key<'a>(
+        &'a self,
+        key: &'a str,
+        answer: Option<String>,
+        ttl: std::time::Duration,
+    ) -> Option<BoxFuture<'a, Result<(), BrokerError>>> {
+        let _ = (key, answer, ttl);
+        None
     }
 }
 

@@ -14,6 +14,7 @@
 //!  transport ──publish──▶ Hub ──▶ Broker (order) ──▶ HistoryStore (commit)
 //!                                    └──deliver, in order──▶ Hub ──offer──▶ session queues / outboxes
 //!  session queue full ──▶ session closed as a slow consumer (counted)
+//!  backend ──control (kick, join, list)──▶ Hub::control ──▶ this node, or every node via the Broker
 //! ```
 //!
 //! Seams: [`store::HistoryStore`] (memory, SQLite, Redis) and
@@ -22,8 +23,10 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+pub mod activity;
 pub mod broker;
 pub mod clock;
+pub mod control;
 mod hub;
 pub mod outbox;
 pub mod policy;

@@ -40,4 +40,9 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// with the first reason): the connection tells its client and closes.
     /// Called outside the hub's locks; it must not block.
     fn close(&self, reason: CloseReason);
+
+    /// Events waiting to be written (for `GET /api/sessions`).
+    fn queued(&self) -> usize {
+        0
+    }
 }

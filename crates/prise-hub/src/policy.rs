@@ -47,8 +47,8 @@ pub enum Relay {
     /// Broadcast it to the rooms the sender is in, name and arguments
     /// unchanged.
     Rooms,
-    /// Hand it to a backend hook: accepted in the configuration, refused as
-    /// not available for now.
+    /// An RPC answered by the backend's `rpc` hook when the event asks for
+    /// an ack (`socket.emitWithAck`); without an ack it is refused.
     Hook,
 }
 
@@ -82,6 +82,9 @@ pub struct NamespacePolicy {
     /// `{user}` stands for the user's id (`"user:{user}"`: the personal room).
     #[serde(default)]
     pub auto_join: Vec<String>,
+    /// The backend URL of this namespace's hooks (overrides `--hook-url`).
+    #[serde(default)]
+    pub hook_url: Option<String>,
 }
 
 impl NamespacePolicy {
@@ -92,6 +95,7 @@ impl NamespacePolicy {
             relay: Relay::default(),
             echo: true,
             auto_join: Vec::new(),
+            hook_url: None,
         }
     }
 }

@@ -35,20 +35,28 @@
 //!   also bump the room's presence version and publish `joined`/`left`. Each
 //!   node refreshes a heartbeat key with a TTL; every node reaps the
 //!   members of nodes whose heartbeat expired (publishing their `left`).
+//! - **Control operations.** The control API's operations (kick, server-side
+//!   joins, the session list) travel over the same channel to every node,
+//!   whose answers come back over it to the asking node (bounded, with a
+//!   deadline); idempotency keys are Redis strings with a TTL.
 
 //!
 //! One file per part: `scripts.rs` (the Lua scripts), `subscriber.rs` (the
 //! one pub/sub reader per node, catch-up and gap filling), `presence.rs`
 //! (shared presence, heartbeat and reaping), `typing.rs` (typing events
-//! between nodes) and `owners.rs` (Engine.IO session owners).
+//! between nodes), `owners.rs` (Engine.IO session owners) and `control.rs`
+//! (control operations on every node, shared idempotency keys).
 
+mod control;
 mod owners;
 mod presence;
 mod scripts;
 mod subscriber;
 mod typing;
+mod webhooks;
 
 pub use owners::{Owner, SID_TTL};
+pub use webhooks::{WebhookEvent, WebhookOutbox};
 
 use crate::broker::{Broker, BrokerError, DeliverySink, Draft};
 use crate::clock::Clock;
@@ -96,6 +104,9 @@ pub struct RedisConfig {
     pub retention: Retention,
     /// See [`DEFAULT_EVENT_QUEUE`].
     pub event_queue: usize,
+    /// Presence transitions are appended to the webhook stream (see
+    /// [`RedisCluster::webhook_outbox`]).
+    pub webhooks: bool,
 }
 
 impl RedisConfig {
@@ -107,6 +118,7 @@ impl RedisConfig {
             presence_ttl: DEFAULT_PRESENCE_TTL,
             retention: Retention::default(),
             event_queue: DEFAULT_EVENT_QUEUE,
+            webhooks: false,
         }
     }
 }
@@ -148,6 +160,10 @@ struct Shared {
     advertised: Mutex<Option<String>>,
     /// Engine.IO sessions this node holds (their owner keys are refreshed).
     claimed: owners::Claimed,
+    /// This node's control calls waiting for answers, by id.
+    control_waiting: Mutex<HashMap<String, mpsc::Sender<crate::control::NodeAnswer>>>,
+    /// Operations from other nodes being applied (at most a few at once).
+    control_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The Redis engine of one node: its [`RedisStore`], its broker (made once
@@ -231,6 +247,8 @@ impl RedisCluster {
                 tracker: TaskTracker::new(),
                 advertised: Mutex::new(None),
                 claimed: Mutex::new(std::collections::HashSet::new()),
+                control_waiting: Mutex::new(HashMap::new()),
+                control_slots: Arc::new(tokio::sync::Semaphore::new(control::MAX_APPLYING)),
             }),
         })
     }
@@ -279,6 +297,11 @@ struct RedisBroker {
 }
 
 impl Shared {
+    /// `'1'` when presence transitions go to the webhook stream.
+    fn webhooks_flag(&self) -> &'static str {
+        if self.config.webhooks { "1" } else { "0" }
+    }
+
     fn sink(&self) -> Option<Arc<dyn DeliverySink>> {
         self.sink.get().and_then(Weak::upgrade)
     }
@@ -368,5 +391,30 @@ impl Broker for RedisBroker {
 
     fn typing(&self, room: &str, user: &User, typing: bool) {
         typing::queue(&self.shared, room, user, typing);
+    }
+
+    fn control(
+        &self,
+        op: &crate::control::ControlOp,
+    ) -> Option<BoxFuture<'_, Result<Vec<crate::control::NodeAnswer>, BrokerError>>> {
+        let op = op.clone();
+        Some(async move { control::broadcast(&self.shared, &op).await }.boxed())
+    }
+
+    fn claim_key<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> Option<BoxFuture<'a, Result<crate::control::Claim, BrokerError>>> {
+        Some(control::claim(&self.shared, key, ttl).boxed())
+    }
+
+    fn settle_key<'a>(
+        &'a self,
+        key: &'a str,
+        answer: Option<String>,
+        ttl: Duration,
+    ) -> Option<BoxFuture<'a, Result<(), BrokerError>>> {
+        Some(control::settle(&self.shared, key, answer, ttl).boxed())
     }
 }

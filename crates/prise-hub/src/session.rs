@@ -5,6 +5,7 @@ use crate::outbox::{Offer, Outbox};
 use prise_proto::message::{Message, User};
 use prise_proto::presence::Diff;
 use std::any::Any;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -24,6 +25,9 @@ pub enum CloseReason {
     Shutdown,
     /// The session's credentials expired.
     AuthExpired,
+    /// A backend ended it through the control API (`POST /api/disconnect`);
+    /// [`Session::close_detail`] holds the reason it gave.
+    Kicked,
 }
 
 impl CloseReason {
@@ -33,6 +37,7 @@ impl CloseReason {
             Self::SlowConsumer => "slow consumer",
             Self::Shutdown => "server shutting down",
             Self::AuthExpired => "authentication expired",
+            Self::Kicked => "kicked",
         }
     }
 }
@@ -184,7 +189,10 @@ pub struct Session {
     outbox: OnceLock<Arc<dyn Outbox>>,
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
+    detail: OnceLock<Box<str>>,
     pub(crate) rooms: Mutex<Vec<Arc<str>>>,
+    remote: Option<SocketAddr>,
+    connected_at: u64,
 }
 
 impl Session {
@@ -193,6 +201,8 @@ impl Session {
         transport: Transport,
         user: User,
         tx: mpsc::Sender<Outbound>,
+        remote: Option<SocketAddr>,
+        connected_at: u64,
     ) -> Self {
         Self {
             id,
@@ -202,7 +212,10 @@ impl Session {
             outbox: OnceLock::new(),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
+            detail: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
+            remote,
+            connected_at,
         }
     }
 
@@ -230,6 +243,42 @@ impl Session {
             Some(Err(TrySendError::Full(_))) => Offer::Full,
             Some(Err(TrySendError::Closed(_))) | None => Offer::Closed,
         }
+    }
+
+    /// The client's address (behind a trusted balancer, the one it named),
+    /// when the transport knows it.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// When the session connected, in milliseconds since the Unix epoch (the
+    /// hub's clock).
+    pub fn connected_at(&self) -> u64 {
+        self.connected_at
+    }
+
+    /// Events waiting in the outbound queue.
+    pub fn queued(&self) -> usize {
+        if let Some(outbox) = self.outbox.get() {
+            return outbox.queued();
+        }
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        tx.as_ref()
+            .map_or(0, |tx| tx.max_capacity().saturating_sub(tx.capacity()))
+    }
+
+    /// Ends the session as [`CloseReason::Kicked`] with the reason a backend
+    /// gave (the first close wins, and so does its detail).
+    pub fn kick(&self, detail: &str) {
+        if self.reason.get().is_none() {
+            let _ = self.detail.set(detail.into());
+        }
+        self.close(CloseReason::Kicked);
+    }
+
+    /// The reason given with [`Session::kick`], if any.
+    pub fn close_detail(&self) -> Option<&str> {
+        self.detail.get().map(|d| &**d)
     }
 
     /// The session's user.

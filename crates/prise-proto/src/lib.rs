@@ -17,6 +17,7 @@
 //!  toolkit streams ──▶ framing (lines, length prefix) ──▶ prise-net
 //!  file transfer   ──▶ transfer (header, resume, verdict) ──▶ prise-net
 //!  proxy answers   ──▶ socks5 / http_connect (sized, capped) ──▶ prise-net --proxy
+//!  balancer header ──▶ proxy_header (PROXY v1/v2, capped) ──▶ prise-server, prise-proxy
 //! ```
 //!
 //! Every size a peer controls is capped by [`limits::Limits`]. Retry delays
@@ -35,6 +36,7 @@ pub mod limits;
 pub mod line;
 pub mod message;
 pub mod presence;
+pub mod proxy_header;
 pub mod sio_events;
 pub mod socketio;
 pub mod socks5;

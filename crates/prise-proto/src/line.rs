@@ -145,6 +145,15 @@ pub enum Command {
         /// The event's data (the rest of the line, JSON).
         data: serde_json::Value,
     },
+    /// `RPC method [json]` → `OK json` (the backend's result) or
+    /// `ERR code message`: a request the backend's `rpc` hook answers. The
+    /// method is one word or a JSON string; the data defaults to `null`.
+    Rpc {
+        /// What is asked.
+        method: String,
+        /// Its argument (the rest of the line, JSON).
+        data: serde_json::Value,
+    },
     /// `TYPING room [on|off]`.
     Typing {
         /// Room name.
@@ -211,6 +220,7 @@ pub const HELP: &[&str] = &[
     "LEAVE room               -> leave a room",
     "SAY room text            -> publish; answered OK offset",
     "EMIT room event json     -> publish a named event; answered OK offset",
+    "RPC method [json]        -> ask the backend; answered OK json",
     "TYPING room [on|off]     -> tell the room you are typing",
     "WHO room [after] [n]     -> n members after a cursor; NEXT line if more",
     "HISTORY room [n]         -> last n messages, oldest first",
@@ -313,6 +323,19 @@ impl Command {
                     event,
                     data,
                 })
+            }
+            "RPC" => {
+                const USAGE: &str = "RPC method [json]";
+                let (method, data) = split_event(rest_trimmed).ok_or(ParseError::Usage(USAGE))?;
+                if method.is_empty() {
+                    return Err(ParseError::Usage(USAGE));
+                }
+                let data = if data.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::from_str(data).map_err(|_| ParseError::Usage(USAGE))?
+                };
+                Ok(Command::Rpc { method, data })
             }
             "TYPING" => {
                 const USAGE: &str = "TYPING room [on|off]";
@@ -567,6 +590,31 @@ mod tests {
             r#"EMIT a "x"1"#,
             "EMIT",
         ] {
+            assert_eq!(
+                Command::parse(bad).unwrap_err().code(),
+                "BAD_REQUEST",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn rpc_takes_a_method_and_optional_json() {
+        assert_eq!(
+            Command::parse(r#"RPC placeOrder {"item": 3}"#),
+            Ok(Command::Rpc {
+                method: "placeOrder".into(),
+                data: serde_json::json!({"item": 3})
+            })
+        );
+        assert_eq!(
+            Command::parse(r#"rpc "make move""#),
+            Ok(Command::Rpc {
+                method: "make move".into(),
+                data: serde_json::Value::Null
+            })
+        );
+        for bad in ["RPC", "RPC m not-json", r#"RPC "open"#] {
             assert_eq!(
                 Command::parse(bad).unwrap_err().code(),
                 "BAD_REQUEST",

@@ -3,10 +3,10 @@
 //!
 //! Requests may carry an `id` (any JSON value) that the answer echoes
 //! unchanged. Requests: `auth`, `ping`, `join`, `leave`, `message`, `emit`,
-//! `typing`, `history`, `presence`, `rooms`. Answers and pushes:
-//! `auth_success`, `auth_failed`, `pong`, `ack`, `message`, `event`,
-//! `joined`, `left`, `presence_diff`, `typing`, `history`, `presence`,
-//! `rooms`, `error`.
+//! `rpc`, `typing`, `history`, `presence`, `rooms`. Answers and pushes:
+//! `auth_success`, `auth_failed`, `pong`, `ack`, `rpc_result`, `message`,
+//! `event`, `joined`, `left`, `presence_diff`, `typing`, `history`,
+//! `presence`, `rooms`, `error`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -61,6 +61,16 @@ pub enum ClientFrame {
         /// Event name.
         event: String,
         /// Any JSON value (null when absent).
+        #[serde(default)]
+        data: Value,
+    },
+    /// `{"type":"rpc","method","data"}` → `rpc_result {id, result}` or
+    /// `rpc_result {id, error: {code, message}}`: a request the backend's
+    /// `rpc` hook answers.
+    Rpc {
+        /// What is asked.
+        method: String,
+        /// Its argument (null when absent).
         #[serde(default)]
         data: Value,
     },
@@ -177,6 +187,19 @@ pub mod encode {
             o.extend(f);
         }
         with_id(v, id)
+    }
+
+    /// The answer to an `rpc`: `{"type":"rpc_result","id"?,"result"}`.
+    pub fn rpc_result(id: Option<&Value>, result: &Value) -> String {
+        with_id(json!({"type": "rpc_result", "result": result}), id)
+    }
+
+    /// A refused `rpc`: `{"type":"rpc_result","id"?,"error":{code,message}}`.
+    pub fn rpc_error(id: Option<&Value>, code: &str, message: &str) -> String {
+        with_id(
+            json!({"type": "rpc_result", "error": {"code": code, "message": message}}),
+            id,
+        )
     }
 
     /// The join answer: `ack {id?, room, epoch, offset, members, count,
@@ -331,6 +354,28 @@ mod tests {
         let r = Request::decode(r#"{"type":"message","room":"a","content":{"x":[1]},"id":"q"}"#)
             .unwrap();
         assert_eq!(r.id, Some(json!("q")));
+    }
+
+    #[test]
+    fn rpc_decodes_and_its_answers_encode() {
+        assert_eq!(
+            Request::decode(r#"{"type":"rpc","method":"placeOrder","data":{"n":1},"id":7}"#)
+                .unwrap(),
+            Request {
+                id: Some(json!(7)),
+                frame: ClientFrame::Rpc {
+                    method: "placeOrder".into(),
+                    data: json!({"n": 1})
+                }
+            }
+        );
+        assert!(Request::decode(r#"{"type":"rpc"}"#).is_err());
+        let ok: Value =
+            serde_json::from_str(&encode::rpc_result(Some(&json!(7)), &json!([1]))).unwrap();
+        assert_eq!(ok, json!({"type": "rpc_result", "id": 7, "result": [1]}));
+        let err: Value =
+            serde_json::from_str(&encode::rpc_error(Some(&json!(7)), "NOPE", "no")).unwrap();
+        assert_eq!(err["error"], json!({"code": "NOPE", "message": "no"}));
     }
 
     #[test]

@@ -68,3 +68,75 @@ proptest! {
         prop_assert_eq!(got.iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect::<Vec<_>>(), lines);
     }
 }
+
+mod proxy_header {
+    use prise_proto::proxy_header::{Addresses, Decoded, MAX_HEADER, Version, decode, encode};
+    use proptest::prelude::*;
+    use std::net::{IpAddr, SocketAddr};
+
+    /// Reads `input` the way a server does: exactly what `decode` asks for.
+    fn read(input: &[u8]) -> Option<(Addresses, usize)> {
+        let mut have = 0;
+        loop {
+            match decode(&input[..have]) {
+                Err(_) => return None,
+                Ok(Decoded::Header { addrs, len }) => {
+                    assert_eq!(len, have);
+                    return Some((addrs, len));
+                }
+                Ok(Decoded::Need(n)) => {
+                    assert!(n > 0 && have + n <= MAX_HEADER, "asked past the cap");
+                    if have + n > input.len() {
+                        return None;
+                    }
+                    have += n;
+                }
+            }
+        }
+    }
+
+    fn addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::new(IpAddr::from(ip), p)),
+            (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::new(IpAddr::from(ip), p)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_nor_read_past_the_cap(
+            v2 in any::<bool>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..1200),
+        ) {
+            // Start most inputs with a signature so the parsers are reached.
+            let mut input = if v2 { prise_proto::proxy_header::V2_SIGNATURE.to_vec() } else { b"PROXY ".to_vec() };
+            input.extend_from_slice(&tail);
+            let _ = read(&input);
+            let _ = read(&tail);
+        }
+
+        #[test]
+        fn every_encoded_header_decodes_back_and_stops_at_its_end(
+            src in addr(),
+            dst in addr(),
+            v2 in any::<bool>(),
+            after in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let version = if v2 { Version::V2 } else { Version::V1 };
+            let mut wire = encode(version, src, dst);
+            let len = wire.len();
+            wire.extend_from_slice(&after);
+            let (addrs, got) = read(&wire).expect("decodes");
+            prop_assert_eq!(got, len);
+            let Addresses::Proxied { src: s, dst: d } = addrs else {
+                return Err(TestCaseError::fail("no addresses"));
+            };
+            // Mixed families travel as IPv6; the canonical address is the same.
+            prop_assert_eq!(s.ip().to_canonical(), src.ip().to_canonical());
+            prop_assert_eq!(d.ip().to_canonical(), dst.ip().to_canonical());
+            prop_assert_eq!((s.port(), d.port()), (src.port(), dst.port()));
+        }
+    }
+}

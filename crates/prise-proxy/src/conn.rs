@@ -130,7 +130,7 @@ impl Conn {
             .await
             .map_err(|e| self.refused(e))?;
         if let Some(version) = lcfg.proxy_protocol {
-            let header = proxy_protocol::encode(version, src, dst);
+            let header = proxy_protocol::encode(version.into(), src, dst);
             bsock.write_all(&header).await.map_err(ConnError::Backend)?;
         }
         let upstream = match &state.connector {

@@ -68,7 +68,6 @@ pub mod control;
 pub mod ctl;
 pub mod health;
 pub mod pool;
-pub mod proxy_protocol;
 pub mod relay;
 mod resolve;
 pub mod server;
@@ -78,6 +77,9 @@ mod splice;
 pub mod stats;
 mod stream;
 pub mod tls;
+
+/// The PROXY protocol codec, shared with `prise serve --trust-proxy`.
+pub use prise_proto::proxy_header as proxy_protocol;
 
 pub use backend::{AdminState, Backend, BackendId, BackendStatus};
 pub use config::{

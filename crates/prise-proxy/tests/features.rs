@@ -138,7 +138,7 @@ async fn proxy_protocol(version: ProxyProtocol) {
     let header = rx.await.unwrap();
     assert_eq!(
         header,
-        prise_proxy::proxy_protocol::encode(version, client_addr, p.addr)
+        prise_proxy::proxy_protocol::encode(version.into(), client_addr, p.addr)
     );
     if version == ProxyProtocol::V1 {
         let text = String::from_utf8(header).unwrap();

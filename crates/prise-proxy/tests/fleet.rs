@@ -388,7 +388,7 @@ async fn accept_proxy_passes_the_original_address_on_and_refuses_bad_headers() {
         s.write_all(&bytes).await.unwrap();
         LineClient::from_stream(s)
     };
-    let mut header = prise_proxy::proxy_protocol::encode(ProxyProtocol::V2, src, dst);
+    let mut header = prise_proxy::proxy_protocol::encode(ProxyProtocol::V2.into(), src, dst);
     header.extend_from_slice(b"hello\n");
     let mut good = send(header.clone()).await;
     // Nothing more is sent: the reply proves the line after the header reached the backend.
@@ -448,7 +448,7 @@ async fn accept_proxy_address_is_what_source_hashes_on() {
             let src = SocketAddr::new(src.ip(), 1000 + port);
             let mut s = TcpStream::connect(p.addr).await.unwrap();
             s.write_all(&prise_proxy::proxy_protocol::encode(
-                ProxyProtocol::V1,
+                ProxyProtocol::V1.into(),
                 src,
                 dst,
             ))

@@ -9,7 +9,7 @@
 //   signin.js      the sign-in dialog        format.js     text helpers
 //   storage.js     what the page remembers   dom.js        DOM glue
 
-import { appendItem, initChat, nearBottom, renderActive, renderHeader, renderMessages, renderPresence, renderRooms, renderTitle, renderTyping, scrollToBottom } from './chat.js';
+import { appendItem, initChat, nearBottom, renderActive, renderEvents, renderHeader, renderMessages, renderPresence, renderRooms, renderTitle, renderTyping, scrollToBottom } from './chat.js';
 import { Connection, wsUrl } from './connection.js';
 import { drawChart, initDashboard, syncStatsPolling } from './dashboard.js';
 import { el, hideError, paintAvatar, showError, ui } from './dom.js';
@@ -17,6 +17,7 @@ import { NAME_RE, ROOM_RE, describeError, roomFromInput } from './format.js';
 import { initSignIn, openLogin } from './signin.js';
 import {
   HISTORY_LIMIT,
+  addEvent,
   addNote,
   addPending,
   applyHistory,
@@ -24,6 +25,9 @@ import {
   applyJoinMembers,
   applyPresenceDiff,
   dropPending,
+  eventFromMessage,
+  eventFromPush,
+  isChatMessage,
   isMine,
   joinRequest,
   markDisconnected,
@@ -100,6 +104,9 @@ function handle(msg) {
     case 'message':
       if (msg.message) onMessage(msg.message, true);
       break;
+    case 'event':
+      onEvent(msg.room, eventFromPush(msg, Date.now()));
+      break;
     case 'joined':
       onJoined(msg.room, msg.user);
       break;
@@ -125,7 +132,18 @@ function note(room, parts) {
   if (room.name === state.active && state.view === 'chat') appendItem(room, item);
 }
 
+/** An event other than a chat message: into the room's event log. */
+function onEvent(roomName, e) {
+  const room = state.rooms.get(roomName);
+  if (!room || !addEvent(room, e)) return;
+  if (room.name === state.active) renderEvents();
+}
+
 function onMessage(m, live) {
+  if (!isChatMessage(m)) {
+    onEvent(m.roomId, eventFromMessage(m));
+    return;
+  }
   const room = state.rooms.get(m.roomId);
   if (!room) return;
   const { item, settled } = receiveMessage(room, m);
@@ -255,7 +273,10 @@ async function loadHistory(room) {
   }
   if (state.rooms.get(room.name) !== room) return;
   applyHistory(room, res);
-  if (room.name === state.active) renderMessages(true);
+  if (room.name === state.active) {
+    renderMessages(true);
+    renderEvents();
+  }
 }
 
 function addRoom(name, activate) {

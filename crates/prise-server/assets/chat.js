@@ -105,8 +105,41 @@ export function renderHeader() {
 export function renderActive() {
   renderHeader();
   renderMessages(true);
+  renderEvents();
   renderPresence();
   renderTyping();
+}
+
+/** Longest event data shown in the log, in characters. */
+const EVENT_DATA_SHOWN = 200;
+
+/**
+ * The open room's event log (events other than chat messages): collapsed
+ * by default, newest last, hidden while the room has none.
+ */
+export function renderEvents() {
+  const room = state.rooms.get(state.active);
+  const events = room ? room.events : [];
+  ui.eventLog.hidden = events.length === 0;
+  ui.eventCount.textContent = String(events.length);
+  ui.eventList.textContent = '';
+  const frag = document.createDocumentFragment();
+  for (const e of events) {
+    let data = e.data === undefined ? '' : JSON.stringify(e.data);
+    if (data.length > EVENT_DATA_SHOWN) data = `${data.slice(0, EVENT_DATA_SHOWN)}…`;
+    const when = Number.isFinite(e.ts) ? timeFmt.format(new Date(e.ts)) : '';
+    frag.append(
+      el(
+        'li',
+        { class: 'event', dataset: { testid: 'event', event: e.event, offset: e.offset ?? '' } },
+        el('time', { text: when }),
+        el('strong', { text: (e.user && e.user.name) || '' }),
+        el('code', { class: 'event-name', text: e.event }),
+        el('span', { class: 'event-data', text: data }),
+      ),
+    );
+  }
+  ui.eventList.append(frag);
 }
 
 export function nearBottom() {

@@ -9,6 +9,8 @@ export const MAX_MESSAGES = 500;
 export const HISTORY_LIMIT = 50;
 /** Sends awaiting their ack kept per room; the oldest is dropped beyond this. */
 export const MAX_PENDING = 50;
+/** Named events kept per room in its event log; older ones are dropped. */
+export const MAX_EVENTS = 200;
 
 /**
  * One room the user has joined. `items` holds messages and system notes in
@@ -34,7 +36,54 @@ export function newRoom(name) {
     typing: new Map(),
     unread: 0,
     pending: [],
+    // Events other than chat messages (`move`, `cursor`, …), in offset
+    // order, for the room's event log.
+    events: [],
+    eventOffsets: new Set(),
   };
+}
+
+/** Whether `m` is a chat message (event `message`), not another named event. */
+export function isChatMessage(m) {
+  return m.event === undefined || m.event === null || m.event === 'message';
+}
+
+/** The event-log entry of a stored message of another event name. */
+export function eventFromMessage(m) {
+  return {
+    event: m.event,
+    data: m.content,
+    user: { id: m.userId, name: m.userName },
+    offset: m.offset,
+    ts: num(m.timestamp),
+  };
+}
+
+/** The event-log entry of a live `event` push. */
+export function eventFromPush(f, now) {
+  return { event: f.event, data: f.data, user: f.user || {}, offset: f.offset, ts: now };
+}
+
+/**
+ * Adds an entry to the room's event log in offset order (entries without an
+ * offset, from ephemeral rooms, go last), dropping the oldest beyond
+ * `MAX_EVENTS`. Returns false for a duplicate offset.
+ */
+export function addEvent(room, e) {
+  const offset = Number(e.offset);
+  const hasOffset = e.offset !== null && e.offset !== undefined && Number.isFinite(offset);
+  if (hasOffset && room.eventOffsets.has(offset)) return false;
+  const entry = { ...e, key: hasOffset ? offset : Infinity };
+  if (hasOffset) room.eventOffsets.add(offset);
+  let i = room.events.length;
+  while (i > 0 && room.events[i - 1].key > entry.key) i--;
+  room.events.splice(i, 0, entry);
+  while (room.events.length > MAX_EVENTS) {
+    const gone = room.events.shift();
+    if (Number.isFinite(gone.key)) room.eventOffsets.delete(gone.key);
+  }
+  if (hasOffset && offset > room.lastOffset) room.lastOffset = offset;
+  return entry;
 }
 
 /** The rooms to open at start: the saved list if it is one, else "general"; invalid and repeated names dropped. */
@@ -165,6 +214,8 @@ export function applyJoinAck(room, ack, resume) {
     room.items = [];
     room.offsets.clear();
     room.ids.clear();
+    room.events = [];
+    room.eventOffsets.clear();
     room.lastOffset = 0;
   }
   return reset;
@@ -195,8 +246,10 @@ export function memberCount(room, listed) {
 export function applyHistory(room, res) {
   if (res.epoch !== undefined && room.epoch === null) room.epoch = res.epoch;
   for (const m of res.messages || []) {
-    if (m && m.roomId === undefined) m.roomId = room.name;
-    insertMessage(room, m);
+    if (!m) continue;
+    if (m.roomId === undefined) m.roomId = room.name;
+    if (isChatMessage(m)) insertMessage(room, m);
+    else addEvent(room, eventFromMessage(m));
   }
 }
 

@@ -111,6 +111,12 @@ pub struct ServeArgs {
     /// `prise config default`); flags and variables override it.
     #[arg(long, env = "PRISE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Backend hooks: connect, refresh, join, publish, rpc.
+    #[command(flatten)]
+    pub hooks: Box<crate::hooks::HookArgs>,
+    /// Webhooks: the hub's events, sent to the backend.
+    #[command(flatten)]
+    pub webhooks: Box<crate::webhooks::WebhookArgs>,
     /// Authentication, rate limits, origins, TLS and HTTP timeouts.
     #[command(flatten)]
     pub security: Box<crate::security::SecurityArgs>,
@@ -156,6 +162,7 @@ impl ServeArgs {
             c.prefix = self.redis_prefix.clone();
             c.presence_ttl = self.presence_ttl;
             c.retention = self.retention();
+            c.webhooks = self.webhooks.webhook_url.is_some();
             c
         })
     }

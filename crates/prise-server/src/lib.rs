@@ -5,11 +5,16 @@
 //! ```text
 //!  --http  ──▶ hyper (h1/h2, upgrades) ──▶ axum routes: /  /ws  /sse  /stats  /metrics  /healthz  /readyz
 //!                                                         ├──▶ ws.rs (WebSocket JSON) ─┤
-//!                                                         └──▶ sse.rs (Server-Sent Events) ─┤
+//!                                                         ├──▶ sse.rs (Server-Sent Events) ─┤
+//!                                                         └──▶ /api: reads, control API ─┤
 //!  --tcp   ──▶ tcp.rs (line protocol, one task per connection) ──────────────────────┤
 //!                                                                                     ▼
 //!                                                                            prise_hub::Hub
 //! ```
+//!
+//! Both listeners accept through one step (`accept.rs`): from a balancer
+//! trusted with `--trust-proxy`, a PROXY protocol header names the client
+//! first; the per-IP limits then admit the client by that address.
 //!
 //! Shutdown is a value passed down: one [`CancellationToken`] that every
 //! accept loop and connection task selects on, and one [`TaskTracker`] that
@@ -21,10 +26,12 @@
 mod accept;
 pub mod config;
 pub mod config_file;
+pub mod hooks;
 mod http;
 pub mod policy_file;
 pub mod security;
 mod transport;
+pub mod webhooks;
 
 pub use config::{ServeArgs, StoreKind};
 pub use security::{Security, SecurityArgs};
@@ -66,6 +73,12 @@ pub enum ServeError {
     /// Keys, certificates or API key files could not be loaded.
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    /// A hook setting could not be applied.
+    #[error(transparent)]
+    Hooks(#[from] hooks::HookError),
+    /// The webhook outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] webhooks::OutboxError),
     /// Redis could not be reached at startup.
     #[error("{0}")]
     Redis(#[from] prise_hub::redis_broker::RedisError),
@@ -103,6 +116,10 @@ pub(crate) struct Shared {
     pub(crate) rate: Rate,
     /// Authentication, limits, origins and TLS.
     pub(crate) security: Security,
+    /// The backend's hooks.
+    pub(crate) hooks: hooks::Hooks,
+    /// The webhooks' outbox, with `--webhook-url`.
+    pub(crate) webhooks: Option<webhooks::Webhooks>,
     /// permessage-deflate on `/ws` (`--ws-deflate`).
     pub(crate) ws_deflate: Option<prise_ws::DeflateConfig>,
     /// Interval of the keep-alive comments on `/sse` (`--sse-keepalive`).
@@ -115,6 +132,7 @@ impl Shared {
         transport::client::Ctx {
             hub: &self.hub,
             security: &self.security,
+            hooks: &self.hooks,
         }
     }
 }
@@ -178,6 +196,17 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let security = Security::build(&args.security, args.http, args.tcp, &args.data)?;
     let (hub, cluster) = start_hub(&args).await?;
+    let hooks = hooks::Hooks::build(&args.hooks, &args.policies, hub.node_id())?;
+    let webhook_tasks = TaskTracker::new();
+    let webhooks_stop = CancellationToken::new();
+    let webhooks = start_webhooks(
+        &args,
+        &hub,
+        cluster.as_ref(),
+        &webhook_tasks,
+        &shutdown,
+        &webhooks_stop,
+    )?;
     http::prometheus();
     let http_listener = bind(args.http).await?;
     let tcp_listener = bind(args.tcp).await?;
@@ -208,6 +237,8 @@ pub async fn run(
         tracker: tracker.clone(),
         rate: Rate::default(),
         security,
+        hooks,
+        webhooks,
         ws_deflate: args.ws_deflate(),
         // A zero interval would be a busy loop.
         sse_keepalive: args.sse_keepalive.max(Duration::from_millis(10)),
@@ -238,6 +269,15 @@ pub async fn run(
             "connections still open at the shutdown deadline"
         );
     }
+    // Every session's close is reported: write the last reports.
+    webhooks_stop.cancel();
+    webhook_tasks.close();
+    if tokio::time::timeout(args.shutdown_timeout, webhook_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("webhook outbox still writing at the shutdown deadline");
+    }
     if let Some(cluster) = cluster {
         cluster.shutdown().await;
     }
@@ -247,6 +287,36 @@ pub async fn run(
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the webhook outbox (the store's SQLite file, or memory) and starts
+/// its writer and sender, with `--webhook-url`.
+fn start_webhooks(
+    args: &ServeArgs,
+    hub: &Hub,
+    cluster: Option<&RedisCluster>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+    stop: &CancellationToken,
+) -> Result<Option<webhooks::Webhooks>, ServeError> {
+    if args.webhooks.webhook_url.is_none() {
+        return Ok(None);
+    }
+    let outbox = match (cluster, args.store) {
+        (Some(c), _) => webhooks::outbox::Outbox::Redis(c.webhook_outbox()),
+        (None, StoreKind::Memory) => webhooks::outbox::Outbox::memory(),
+        (None, StoreKind::Sqlite) => webhooks::outbox::Outbox::sqlite(&args.data.join("prise.db"))?,
+    };
+    let secret = hooks::secret(&args.hooks)?;
+    Ok(webhooks::Webhooks::start(
+        &args.webhooks,
+        secret.as_deref(),
+        outbox,
+        hub,
+        tasks,
+        shutdown,
+        stop,
+    )?)
 }
 
 /// Publishes this node's HTTP address and lets its Socket.IO engine

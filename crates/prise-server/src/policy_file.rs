@@ -24,14 +24,17 @@ pub const DEFAULT_POLICIES: &str = r#"
 # name = "/"
 # # Socket.IO events outside the hub's vocabulary: "deny" (refused, the
 # # default), "rooms" (broadcast to the rooms the sender is in, name and
-# # arguments unchanged, acked once committed) or "hook" (a backend hook:
-# # not available yet, refused NOT_AVAILABLE).
+# # arguments unchanged, acked once committed) or "hook" (an RPC: an event
+# # that asks for an ack is answered by the backend's rpc hook).
 # relay = "deny"
 # # Whether the sender of an event gets it too (io.emit) or not (socket.to).
 # echo = true
 # # Rooms every Socket.IO socket of the namespace joins on connect;
 # # "user:{user}" is the user's personal room.
 # auto_join = []
+# # The backend URL of this namespace's hooks (overrides --hook-url;
+# # unset: --hook-url), e.g.
+# # hook_url = "http://127.0.0.1:8000/hooks"
 
 # Room policies, by a glob on the full room name (namespace included for
 # rooms not in "/", e.g. "/game:*"); the first rule that matches wins, a

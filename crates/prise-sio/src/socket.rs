@@ -175,6 +175,11 @@ impl Socket {
         self.inner.session.headers()
     }
 
+    /// The query string of the request that opened the Engine.IO session.
+    pub fn query(&self) -> &str {
+        self.inner.session.query()
+    }
+
     /// True until the socket leaves its namespace or the session closes.
     pub fn is_connected(&self) -> bool {
         self.inner.connected.load(Ordering::Acquire) && !self.inner.session.is_closed()

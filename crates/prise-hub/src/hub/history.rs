@@ -1,5 +1,6 @@
 //! Reading a room's history: up to what this node has delivered when the
-//! room is in memory, up to the store's head otherwise.
+//! room is in memory, up to the store's head otherwise; and deleting it
+//! (the control API).
 
 use super::Hub;
 use crate::HubError;
@@ -8,6 +9,22 @@ use crate::store::{HistoryPage, HistoryQuery};
 use prise_proto::message::{Epoch, Offset};
 
 impl Hub {
+    /// Deletes a room's stored messages (every node's, the store being
+    /// shared in a cluster). The room keeps its epoch and offsets: the next
+    /// message takes the next offset, and a client resuming from before the
+    /// deletion is told its replay is not complete. Answers how many
+    /// messages were deleted (none in an ephemeral room).
+    ///
+    /// # Errors
+    /// A bad name, an unknown namespace, a store failure.
+    pub async fn clear_history(&self, room: &str) -> Result<usize, HubError> {
+        let policy = self.room_policy(room)?;
+        if !policy.durable() {
+            return Ok(0);
+        }
+        Ok(self.inner.store.clear(room).await?)
+    }
+
     /// A room's history: the last `count` messages, or those after `since`.
     /// An ephemeral room has none: an empty, complete page.
     ///

@@ -12,6 +12,8 @@
 //! - `publish.rs`: the checks before a message reaches the broker;
 //! - `history.rs`: reading a room's history;
 //! - `recovery.rs`: suspending and resuming a session across rooms;
+//! - `control.rs`: the node's sessions by id and user, and what the control
+//!   API does to them (list, kick, server-side joins and leaves);
 //! - `sink.rs`: the [`DeliverySink`] through which the broker reaches the hub.
 //!
 //! # Consistency of join and replay
@@ -30,6 +32,7 @@
 //! read the store head before a removal retries, so it never installs a stale
 //! head.
 
+mod control;
 mod fanout;
 mod history;
 mod presence;
@@ -53,6 +56,7 @@ use crate::{HubConfig, HubError, Transport};
 use prise_proto::limits::check_name;
 use prise_proto::message::User;
 use room::{SHARDS, Shard};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::mpsc;
@@ -71,6 +75,12 @@ pub(crate) struct Inner {
     delivered_seq: AtomicU64,
     /// The hub itself, for timers that outlive a call (presence diffs).
     me: Weak<Inner>,
+    /// Where joins, leaves and closes are reported, once set.
+    activity: std::sync::OnceLock<Arc<dyn crate::activity::ActivitySink>>,
+    /// Every live session of the node, for the control API.
+    pub(crate) registry: control::Registry,
+    /// Answers of idempotent control calls, when the broker keeps none.
+    pub(crate) idempotency: control::Idempotency,
 }
 
 /// The hub. Cheap to clone; every transport holds one.
@@ -82,6 +92,16 @@ pub struct Hub {
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// The activity sink, on a hub whose presence is its own.
+    pub(crate) fn activity(&self) -> Option<&dyn crate::activity::ActivitySink> {
+        if self.shared {
+            return None;
+        }
+        self.activity.get().map(|a| &**a)
     }
 }
 
@@ -132,6 +152,9 @@ impl Hub {
                 next_session: AtomicU64::new(1),
                 delivered_seq: AtomicU64::new(0),
                 me: weak.clone(),
+                activity: std::sync::OnceLock::new(),
+                registry: control::Registry::default(),
+                idempotency: control::Idempotency::default(),
             }
         });
         Hub { inner }
@@ -179,6 +202,20 @@ impl Hub {
         transport: Transport,
         user: Option<User>,
     ) -> Result<(Arc<Session>, mpsc::Receiver<Outbound>), HubError> {
+        self.connect_from(transport, user, None)
+    }
+
+    /// [`Hub::connect`] for a client at `remote` (shown by
+    /// [`Session::remote`] and the control API's session list).
+    ///
+    /// # Errors
+    /// [`HubError::Full`] when the connection limit is reached.
+    pub fn connect_from(
+        &self,
+        transport: Transport,
+        user: Option<User>,
+        remote: Option<SocketAddr>,
+    ) -> Result<(Arc<Session>, mpsc::Receiver<Outbound>), HubError> {
         let limits = &self.inner.config.limits;
         if self.inner.stats.connections_total() >= limits.max_connections as u64 {
             return Err(HubError::Full);
@@ -191,7 +228,10 @@ impl Hub {
         });
         let (tx, rx) = mpsc::channel(limits.queue_depth.max(1));
         self.inner.stats.connected(transport);
-        Ok((Arc::new(Session::new(id, transport, user, tx)), rx))
+        let now = self.inner.clock.now_ms();
+        let session = Arc::new(Session::new(id, transport, user, tx, remote, now));
+        self.inner.registry.insert(&session);
+        Ok((session, rx))
     }
 
     /// Unregisters a session: it leaves every room (others see it leave).
@@ -201,7 +241,23 @@ impl Hub {
         for room in rooms {
             self.remove_member(&room, session);
         }
+        self.inner.registry.remove(session.id);
         self.inner.stats.disconnected(session.transport);
+        if let Some(sink) = self.inner.activity.get() {
+            sink.record(crate::activity::Activity::SessionClosed {
+                session: session.id,
+                user: session.user(),
+                transport: session.transport,
+                reason: session.close_reason(),
+            });
+        }
+    }
+
+    /// Reports joins, leaves and closes to `sink` from now on (once: a
+    /// second sink is ignored). Joins and leaves only on a hub whose
+    /// presence is its own (see [`crate::activity`]).
+    pub fn set_activity(&self, sink: Arc<dyn crate::activity::ActivitySink>) {
+        let _ = self.inner.activity.set(sink);
     }
 
     /// Changes the session's display name (also in the presence of its rooms).

@@ -8,6 +8,7 @@ use super::presence::{Change, JoinState, PendingDiff, Tell, View};
 use super::roster::Roster;
 use super::{Hub, Inner};
 use crate::HubError;
+use crate::activity::{Activity, ActivitySink};
 use crate::policy::{EPHEMERAL_EPOCH, RoomPolicy, personal_owner};
 use crate::presence::PresenceEvent;
 use crate::session::{Session, SessionId};
@@ -191,7 +192,14 @@ impl Hub {
             let generation = {
                 let mut shard = self.shard(room);
                 if let Some(r) = shard.rooms.get_mut(room) {
-                    break Self::add_member(r, session, &user, policy, announce)?;
+                    break Self::add_member(
+                        r,
+                        session,
+                        &user,
+                        policy,
+                        announce,
+                        self.inner.activity(),
+                    )?;
                 }
                 shard.generation
             };
@@ -199,7 +207,14 @@ impl Hub {
             let total: usize = self.room_count();
             let mut shard = self.shard(room);
             if let Some(r) = shard.rooms.get_mut(room) {
-                break Self::add_member(r, session, &user, policy, announce)?;
+                break Self::add_member(
+                    r,
+                    session,
+                    &user,
+                    policy,
+                    announce,
+                    self.inner.activity(),
+                )?;
             }
             if shard.generation != generation {
                 continue;
@@ -216,7 +231,7 @@ impl Hub {
                 .rooms
                 .entry(Arc::clone(&name))
                 .or_insert_with(|| Room::new(name, head.epoch, head.last));
-            break Self::add_member(r, session, &user, policy, announce)?;
+            break Self::add_member(r, session, &user, policy, announce, self.inner.activity())?;
         };
         if !already {
             session
@@ -299,6 +314,7 @@ impl Hub {
         user: &Arc<User>,
         policy: &RoomPolicy,
         announce: Option<usize>,
+        activity: Option<&dyn ActivitySink>,
     ) -> Result<Admission, HubError> {
         let max = policy.max_members;
         if max > 0 && !r.users.contains_key(&user.id) && r.users.len() >= max {
@@ -312,6 +328,13 @@ impl Hub {
             if *count == 1 {
                 first_local = true;
                 r.local.insert(Arc::clone(user));
+                if let Some(sink) = activity {
+                    sink.record(Activity::MemberJoined {
+                        room: Arc::clone(&r.name),
+                        user: Arc::clone(user),
+                        occupied: r.users.len() == 1,
+                    });
+                }
                 if let Some(cap) = announce {
                     r.change(cap, Change::Joined, Arc::clone(user), &mut tell);
                 }
@@ -348,6 +371,13 @@ impl Hub {
                     r.users.remove(&uid);
                     left = r.local.remove(&uid);
                 }
+            }
+            if let (Some(user), Some(sink)) = (&left, self.inner.activity()) {
+                sink.record(Activity::MemberLeft {
+                    room: Arc::clone(&r.name),
+                    user: Arc::clone(user),
+                    vacated: r.users.is_empty(),
+                });
             }
             if let Some(user) = &left
                 && !shared

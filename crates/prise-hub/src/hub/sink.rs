@@ -6,8 +6,10 @@
 
 use super::Inner;
 use crate::broker::{DeliverySink, Offered};
+use crate::control::{ControlOp, NodeAnswer};
 use crate::presence::{PresenceApplied, PresenceEvent, PresenceSnapshot};
 use crate::session::SessionId;
+use futures_util::future::{BoxFuture, FutureExt};
 use prise_proto::message::{Epoch, Message, Offset, User};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -82,6 +84,13 @@ impl DeliverySink for Inner {
 
     fn remote_typing(&self, room: &str, user: User, typing: bool) {
         self.show_remote_typing(room, user, typing);
+    }
+
+    fn control(&self, op: ControlOp) -> BoxFuture<'static, NodeAnswer> {
+        match self.hub() {
+            Some(hub) => async move { hub.apply_control(&op).await }.boxed(),
+            None => futures_util::future::ready(NodeAnswer::default()).boxed(),
+        }
     }
 
     fn deliver(&self, epoch: &Epoch, message: Arc<Message>) {

@@ -75,12 +75,15 @@ pub(super) async fn join(s: &Shared, room: &str, user: &User) -> Result<(), Brok
         .key(s.keys.node_rooms(&s.node_id))
         .key(s.keys.nodes())
         .key(s.keys.node(&s.node_id))
+        .key(s.keys.webhooks())
+        .key(s.keys.webhooks_seq())
         .arg(room)
         .arg(&s.node_id)
         .arg(&user.id)
         .arg(user_json)
         .arg(s.keys.events())
         .arg(ttl)
+        .arg(s.webhooks_flag())
         .invoke_async(&mut conn)
         .await
         .map_err(unavailable)?;
@@ -141,6 +144,7 @@ pub(super) async fn reap(s: &Shared, node: &str, when: Reap) -> Result<i64, redi
             Reap::IfDead => "0",
             Reap::Always => "1",
         })
+        .arg(s.webhooks_flag())
         .invoke_async(&mut conn)
         .await
 }
@@ -202,10 +206,13 @@ pub(super) async fn presence_task(s: Arc<Shared>) {
                     .leave
                     .key(s.keys.presence(room))
                     .key(s.keys.presence_version(room))
+                    .key(s.keys.webhooks())
+                    .key(s.keys.webhooks_seq())
                     .arg(room)
                     .arg(&s.node_id)
                     .arg(uid)
                     .arg(s.keys.events())
+                    .arg(s.webhooks_flag())
                     .invoke_async::<i64>(&mut conn)
                     .await
                     .map(|_| ())

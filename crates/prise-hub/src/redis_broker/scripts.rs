@@ -4,7 +4,25 @@
 //! room's members with bumping its presence version and publishing
 //! `joined`/`left`, reaping a dead node's members.
 //!
+//! With webhooks on, the presence scripts also append the transitions they
+//! make (a user's first session in the cluster entering a room, its last
+//! leaving, the room becoming occupied or vacated) to the webhook stream,
+//! in the same atomic step: exactly one event per transition, whichever
+//! node made it, a dead node's reaped members included.
+//!
 //! The owner script of Engine.IO sessions lives with them in `owners.rs`.
+
+/// Appends one webhook event (`body`, JSON) to `stream` under the next seq
+/// of `seqkey`, when `on` is `'1'`; at most about a million are kept.
+const WEBHOOK_LUA: &str = r"
+local function webhook(on, stream, seqkey, body)
+  if on ~= '1' then return end
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local seq = redis.call('INCR', seqkey)
+  redis.call('XADD', stream, 'MAXLEN', '~', 1000000, seq .. '-0', 'at', ms, 'e', body)
+end
+";
 
 use super::owners;
 use crate::store::redis::TRIM_LUA;
@@ -24,9 +42,10 @@ redis.call('PUBLISH', ARGV[6], 'm\n' .. epoch .. '\n' .. offset .. '\n' .. seq .
 return {epoch, offset, seq}
 ";
 
-/// KEYS: pres, presv, noderooms, nodes, node. ARGV: room, node, user id,
-/// user JSON, channel, ttl ms. O(1) in the room's size: answers 1 when the
-/// user is new to the room, not the members.
+/// KEYS: pres, presv, noderooms, nodes, node, webhooks, webhooks seq.
+/// ARGV: room, node, user id, user JSON, channel, ttl ms, webhooks on.
+/// O(1) in the room's size: answers 1 when the user is new to the room,
+/// not the members.
 const PRESENCE_JOIN_LUA: &str = r"
 local rec = redis.call('HGET', KEYS[1], ARGV[3])
 local r
@@ -41,11 +60,17 @@ if redis.call('EXISTS', KEYS[5]) == 0 then redis.call('SET', KEYS[5], '1', 'PX',
 if first then
   local v = redis.call('INCR', KEYS[2])
   redis.call('PUBLISH', ARGV[5], 'j\n' .. ARGV[1] .. '\n' .. v .. '\n' .. ARGV[4])
+  if redis.call('HLEN', KEYS[1]) == 1 then
+    webhook(ARGV[7], KEYS[6], KEYS[7], cjson.encode({event = 'room_occupied', room = ARGV[1]}))
+  end
+  webhook(ARGV[7], KEYS[6], KEYS[7],
+    cjson.encode({event = 'member_joined', room = ARGV[1], user = cjson.decode(ARGV[4])}))
 end
 return first and 1 or 0
 ";
 
-/// KEYS: pres, presv. ARGV: room, node, user id, channel.
+/// KEYS: pres, presv, webhooks, webhooks seq. ARGV: room, node, user id,
+/// channel, webhooks on.
 const PRESENCE_LEAVE_LUA: &str = r"
 local rec = redis.call('HGET', KEYS[1], ARGV[3])
 if not rec then return 0 end
@@ -56,6 +81,11 @@ if next(r.c) == nil then
   redis.call('HDEL', KEYS[1], ARGV[3])
   local v = redis.call('INCR', KEYS[2])
   redis.call('PUBLISH', ARGV[4], 'l\n' .. ARGV[1] .. '\n' .. v .. '\n' .. cjson.encode(r.u))
+  webhook(ARGV[5], KEYS[3], KEYS[4],
+    cjson.encode({event = 'member_left', room = ARGV[1], user = r.u}))
+  if redis.call('HLEN', KEYS[1]) == 0 then
+    webhook(ARGV[5], KEYS[3], KEYS[4], cjson.encode({event = 'room_vacated', room = ARGV[1]}))
+  end
 else
   redis.call('HSET', KEYS[1], ARGV[3], cjson.encode(r))
 end
@@ -63,7 +93,7 @@ return 1
 ";
 
 /// KEYS: nodes, noderooms of the node, its heartbeat. ARGV: node, prefix,
-/// channel, force (1: reap even if the heartbeat exists). Each room's hash
+/// channel, force (1: reap even if the heartbeat exists), webhooks on. Each room's hash
 /// is walked by pages (HSCAN); a member seen twice has lost this node on the
 /// first visit and is skipped on the second.
 const REAP_LUA: &str = r"
@@ -85,6 +115,12 @@ for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do
           redis.call('HDEL', pk, page[i])
           local v = redis.call('INCR', vk)
           redis.call('PUBLISH', ARGV[3], 'l\n' .. room .. '\n' .. v .. '\n' .. cjson.encode(r.u))
+          webhook(ARGV[5], ARGV[2] .. 'webhooks', ARGV[2] .. 'webhooks:seq',
+            cjson.encode({event = 'member_left', room = room, user = r.u}))
+          if redis.call('HLEN', pk) == 0 then
+            webhook(ARGV[5], ARGV[2] .. 'webhooks', ARGV[2] .. 'webhooks:seq',
+              cjson.encode({event = 'room_vacated', room = room}))
+          end
           n = n + 1
         else
           redis.call('HSET', pk, page[i], cjson.encode(r))
@@ -106,16 +142,49 @@ pub(super) struct Scripts {
     pub(super) leave: redis::Script,
     pub(super) reap: redis::Script,
     pub(super) owner: redis::Script,
+    /// KEYS: webhooks, webhooks seq. ARGV: event JSON, …: appends them.
+    pub(super) webhook_append: redis::Script,
+    /// KEYS: the sender lease. ARGV: node, ttl ms: takes or keeps it (1).
+    pub(super) webhook_lease: redis::Script,
+    /// KEYS: the sender lease, the cursor. ARGV: node, seq: moves the
+    /// cursor while the node holds the lease (1).
+    pub(super) webhook_cursor: redis::Script,
 }
+
+/// See [`Scripts::webhook_append`].
+const WEBHOOK_APPEND_LUA: &str = r"
+for i = 1, #ARGV do webhook('1', KEYS[1], KEYS[2], ARGV[i]) end
+return #ARGV
+";
+
+/// See [`Scripts::webhook_lease`].
+const WEBHOOK_LEASE_LUA: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// See [`Scripts::webhook_cursor`].
+const WEBHOOK_CURSOR_LUA: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+";
 
 impl Scripts {
     pub(super) fn new() -> Self {
         Self {
             publish: redis::Script::new(&format!("{TRIM_LUA}{PUBLISH_LUA}")),
-            join: redis::Script::new(PRESENCE_JOIN_LUA),
-            leave: redis::Script::new(PRESENCE_LEAVE_LUA),
-            reap: redis::Script::new(REAP_LUA),
+            join: redis::Script::new(&format!("{WEBHOOK_LUA}{PRESENCE_JOIN_LUA}")),
+            leave: redis::Script::new(&format!("{WEBHOOK_LUA}{PRESENCE_LEAVE_LUA}")),
+            reap: redis::Script::new(&format!("{WEBHOOK_LUA}{REAP_LUA}")),
             owner: redis::Script::new(owners::OWNER_LUA),
+            webhook_append: redis::Script::new(&format!("{WEBHOOK_LUA}{WEBHOOK_APPEND_LUA}")),
+            webhook_lease: redis::Script::new(WEBHOOK_LEASE_LUA),
+            webhook_cursor: redis::Script::new(WEBHOOK_CURSOR_LUA),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! workspace's backoff ([`prise_proto::backoff`]: capped, exponential, full
 //! jitter) drawing from an RNG the task owns.
 
-use super::{COMMAND_TIMEOUT, Shared, presence, store_unavailable, typing, unavailable};
+use super::{COMMAND_TIMEOUT, Shared, control, presence, store_unavailable, typing, unavailable};
 use crate::broker::{BrokerError, DeliverySink, Offered};
 use crate::presence::PresenceApplied;
 use crate::store::HistoryStore as _;
@@ -214,7 +214,7 @@ async fn fill(
 }
 
 /// One event from the channel.
-async fn handle(s: &Shared, payload: &str) {
+async fn handle(s: &Arc<Shared>, payload: &str) {
     let Some(sink) = s.sink() else {
         return;
     };
@@ -252,6 +252,8 @@ async fn handle(s: &Shared, payload: &str) {
         }
         Some((kind @ ("j" | "l"), rest)) => presence::on_event(s, &*sink, kind, rest).await,
         Some(("t", rest)) => typing::on_event(s, &*sink, rest),
+        Some(("c", rest)) => control::on_request(s, &*sink, rest),
+        Some(("r", rest)) => control::on_answer(s, rest),
         _ => {}
     }
 }

@@ -239,5 +239,32 @@ pub async fn run(store: &dyn HistoryStore, durable: bool) {
     let rooms = store.rooms(10).await.unwrap();
     assert!(rooms.contains(&("r1".to_owned(), Offset(8))));
     assert!(rooms.iter().any(|(r, _)| r == "r2"));
+
+    // Clearing a room's history drops its messages, not its offsets.
+    let h = store.room_head("r9", true).await.unwrap().unwrap();
+    store
+        .append((1..=3).map(|o| message("r9", o, 100 + o)).collect())
+        .await
+        .unwrap();
+    assert_eq!(store.clear("r9").await.unwrap(), 3);
+    assert_eq!(store.clear("nowhere").await.unwrap(), 0);
+    let after = store.room_head("r9", false).await.unwrap().unwrap();
+    assert_eq!(after.epoch, h.epoch);
+    assert_eq!((after.last, after.first), (Offset(3), Offset(4)));
+    let q = |after: u64| HistoryQuery::After {
+        after: Offset(after),
+        until: Offset(4),
+        limit: 10,
+    };
+    let gone = store.read("r9", q(0)).await.unwrap();
+    assert!(gone.messages.is_empty() && !gone.complete);
+    let since = store
+        .read_since_seq(&["r9".to_owned()], 100, 10)
+        .await
+        .unwrap();
+    assert!(since.messages.is_empty() && !since.complete);
+    store.append(vec![message("r9", 4, 104)]).await.unwrap();
+    let next = store.read("r9", q(3)).await.unwrap();
+    assert_eq!((offsets(&next), next.complete), (vec![4], true));
     store.flush().await.unwrap();
 }

@@ -235,6 +235,19 @@ impl HistoryStore for MemoryStore {
         futures_util::future::ready(Ok(snap)).boxed()
     }
 
+    fn clear<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let mut s = self.lock();
+        let n = s.rooms.get_mut(room).map_or(0, |r| {
+            if let Some(newest) = r.messages.back() {
+                r.dropped_seq = r.dropped_seq.max(newest.seq);
+            }
+            let n = r.messages.len();
+            r.messages.clear();
+            n
+        });
+        futures_util::future::ready(Ok(n)).boxed()
+    }
+
     fn rooms(&self, limit: usize) -> BoxFuture<'_, Result<Vec<(String, Offset)>, StoreError>> {
         let s = self.lock();
         let mut v: Vec<_> = s.rooms.iter().map(|(k, r)| (k.clone(), r.last)).collect();

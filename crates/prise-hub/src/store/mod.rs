@@ -159,6 +159,12 @@ pub trait HistoryStore: Send + Sync + 'static {
         now_ms: u64,
     ) -> BoxFuture<'a, Result<Option<SessionSnapshot>, StoreError>>;
 
+    /// Drops every retained message of `room`, as retention would: its
+    /// epoch and offsets stay (the next message takes the next offset), a
+    /// read from before the drop reports `complete: false`. Answers how many
+    /// messages were dropped.
+    fn clear<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<usize, StoreError>>;
+
     /// Room names with history, at most `limit`.
     fn rooms(&self, limit: usize) -> BoxFuture<'_, Result<Vec<(String, Offset)>, StoreError>>;
 

@@ -73,6 +73,10 @@ impl Keys {
     pub fn session(&self, pid: &str) -> String {
         format!("{}sess:{pid}", self.prefix)
     }
+    /// The answer of an idempotent control call (empty while it runs).
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}idem:{key}", self.prefix)
+    }
     /// The pub/sub channel every node listens on.
     pub fn events(&self) -> String {
         format!("{}events", self.prefix)
@@ -93,6 +97,22 @@ impl Keys {
     /// the HTTP address the node advertises (or `1`).
     pub fn node(&self, node: &str) -> String {
         format!("{}node:{node}", self.prefix)
+    }
+    /// The webhook event stream (ids `seq-0`).
+    pub fn webhooks(&self) -> String {
+        format!("{}webhooks", self.prefix)
+    }
+    /// The last webhook event seq handed out.
+    pub fn webhooks_seq(&self) -> String {
+        format!("{}webhooks:seq", self.prefix)
+    }
+    /// The last webhook event seq delivered.
+    pub fn webhooks_cursor(&self) -> String {
+        format!("{}webhooks:cursor", self.prefix)
+    }
+    /// The node that sends webhooks now (a lease with a TTL).
+    pub fn webhooks_sender(&self) -> String {
+        format!("{}webhooks:sender", self.prefix)
     }
     /// Rooms where a node registered presence.
     pub fn node_rooms(&self, node: &str) -> String {
@@ -154,6 +174,18 @@ for i = 0, n - 1 do
   if s > maxseq then maxseq = s end
 end
 redis.call('SET', KEYS[1], maxseq)
+return n
+";
+
+/// KEYS: meta, log. Drops the whole stream, remembering its newest seq as
+/// dropped (the head, and so the offsets, stay).
+const CLEAR_LUA: &str = r"
+local n = redis.call('XLEN', KEYS[2])
+if n > 0 then
+  local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  redis.call('HSET', KEYS[1], 'dropped', newest[1][2][2])
+  redis.call('DEL', KEYS[2])
+end
 return n
 ";
 
@@ -240,6 +272,7 @@ pub struct RedisStore {
     head: Arc<redis::Script>,
     append: Arc<redis::Script>,
     read: Arc<redis::Script>,
+    clear: Arc<redis::Script>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -260,6 +293,7 @@ impl RedisStore {
             head: Arc::new(redis::Script::new(&format!("{TRIM_LUA}{HEAD_LUA}"))),
             append: Arc::new(redis::Script::new(&format!("{TRIM_LUA}{APPEND_LUA}"))),
             read: Arc::new(redis::Script::new(READ_LUA)),
+            clear: Arc::new(redis::Script::new(CLEAR_LUA)),
         }
     }
 
@@ -537,6 +571,21 @@ impl HistoryStore for RedisStore {
                 v.and_then(|s| serde_json::from_str::<SessionSnapshot>(&s).ok())
                     .filter(|s| s.expires_at > now_ms),
             )
+        }
+        .boxed()
+    }
+
+    fn clear<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        async move {
+            let mut conn = self.conn();
+            let n: usize = self
+                .clear
+                .key(self.keys.meta(room))
+                .key(self.keys.log(room))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            Ok(n)
         }
         .boxed()
     }

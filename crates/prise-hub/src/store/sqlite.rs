@@ -97,6 +97,7 @@ enum Op {
     CreateRoom(String, Reply<RoomHead>),
     SaveSession(String, SessionSnapshot, Reply<()>),
     TakeSession(String, u64, Reply<Option<SessionSnapshot>>),
+    Clear(String, Reply<usize>),
     Flush(Reply<()>),
 }
 
@@ -333,6 +334,19 @@ impl Writer {
         tx.commit()
     }
 
+    fn clear(&mut self, room: &str) -> Result<usize, rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE rooms SET dropped_seq = max(dropped_seq, coalesce(
+                 (SELECT max(seq) FROM messages WHERE room = ?1), 0))
+             WHERE name = ?1",
+            [room],
+        )?;
+        let n = tx.execute("DELETE FROM messages WHERE room = ?1", [room])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     fn sweep_age(&mut self) -> Result<(), rusqlite::Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -395,6 +409,10 @@ impl Writer {
                         row.filter(|(_, exp)| *exp > now)
                             .and_then(|(json, _)| serde_json::from_str(&json).ok())
                     });
+                let _ = reply.send(r);
+            }
+            Op::Clear(room, reply) => {
+                let r = self.clear(&room).map_err(db_err);
                 let _ = reply.send(r);
             }
             Op::Flush(reply) => {
@@ -551,6 +569,10 @@ impl HistoryStore for SqliteStore {
         now_ms: u64,
     ) -> BoxFuture<'a, Result<Option<SessionSnapshot>, StoreError>> {
         self.call(|r| Op::TakeSession(pid.to_owned(), now_ms, r))
+    }
+
+    fn clear<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        self.call(|r| Op::Clear(room.to_owned(), r))
     }
 
     fn rooms(&self, limit: usize) -> BoxFuture<'_, Result<Vec<(String, Offset)>, StoreError>> {

@@ -97,6 +97,15 @@ pub enum ProxyProtocol {
     V2,
 }
 
+impl From<ProxyProtocol> for prise_proto::proxy_header::Version {
+    fn from(v: ProxyProtocol) -> Self {
+        match v {
+            ProxyProtocol::V1 => Self::V1,
+            ProxyProtocol::V2 => Self::V2,
+        }
+    }
+}
+
 /// Error building a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -2,15 +2,14 @@
 //! (`Authorization: Bearer <key>` or `X-API-Key: <key>`).
 //!
 //! ```text
-//! POST /api/publish                    {"room","content","event"?,"user"?:{"id","name"}} → {"room","offset","messageId","timestamp"}
 //! GET  /api/rooms                      → {"rooms":[{name,members,offset}]}
 //! GET  /api/rooms/{room}/history       ?since=n&limit=n → {"room","epoch","messages","complete"}
 //! GET  /api/rooms/{room}/presence?after=&limit= → {"room","members":[{id,name}],"count","complete","next"?}
 //! ```
 //!
-//! `event` names the event (default `message`); a room of another namespace
-//! is `/ns:room`, a user's personal room `user:<id>`; `offset` is null in an
-//! ephemeral room. Errors are `{"error":{"code","message"}}` with 400, 401,
+//! The calls that act (publish, disconnect, subscribe, batch, sessions) are
+//! the control API, in [`super::control`]. A room of another namespace is
+//! `/ns:room`, a user's personal room `user:<id>`. Errors are `{"error":{"code","message"}}` with 400, 401,
 //! 404, 413, 429, 500. Bodies are capped at `--max-body`; every request counts against the
 //! connection's rate limit like any other client.
 
@@ -18,20 +17,20 @@ use crate::Shared;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use prise_hub::HubError;
-use prise_proto::message::{Offset, User};
+use prise_proto::message::Offset;
 use prise_proto::presence::{Cursor, put_page};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 
 /// The `/api` routes.
 pub(crate) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()
-        .route("/api/publish", post(publish))
+        .merge(super::control::routes())
         .route("/api/rooms", get(rooms))
         .route("/api/rooms/{room}/history", get(history))
         .route("/api/rooms/{room}/presence", get(presence))
@@ -40,7 +39,7 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
         ))
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         [(header::CACHE_CONTROL, "no-store")],
@@ -49,7 +48,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn hub_error(e: &HubError) -> Response {
+pub(super) fn hub_error(e: &HubError) -> Response {
     let status = match e {
         HubError::NoRoom(_) | HubError::NotMember(_) => StatusCode::NOT_FOUND,
         HubError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -74,7 +73,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Checks the API key; `Err` is the 401 answer.
-fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
+pub(super) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let keys = &shared.security.api_keys;
     if keys.is_empty() {
         crate::security::ratelimit::refused("api_key");
@@ -117,68 +116,23 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> 
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishBody {
-    room: String,
-    content: Value,
-    #[serde(default)]
-    event: Option<String>,
-    #[serde(default)]
-    user: Option<User>,
-}
-
-async fn publish(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+/// The body of a request, or the answer to a body that could not be read
+/// (over `--max-body`: 413 `TOO_LARGE`).
+pub(super) fn body_or_error(
+    shared: &Shared,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    if let Err(r) = authorize(&shared, &headers) {
-        return *r;
-    }
-    let body = match body {
-        Ok(b) => b,
+) -> Result<Bytes, Box<Response>> {
+    match body {
+        Ok(b) => Ok(b),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             crate::security::ratelimit::refused("body_too_large");
-            return error(
+            Err(Box::new(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "TOO_LARGE",
                 &format!("body larger than {} bytes", shared.security.max_body),
-            );
+            )))
         }
-        Err(e) => return error(e.status(), "BAD_REQUEST", &e.body_text()),
-    };
-    let req: PublishBody = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &e.to_string()),
-    };
-    let user = req.user.unwrap_or_else(|| User {
-        id: "api".into(),
-        name: "api".into(),
-    });
-    let max_name = shared.hub.config().limits.max_name;
-    if prise_proto::limits::check_name(&user.name, max_name).is_err()
-        || prise_proto::limits::check_name(&user.id, max_name).is_err()
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "user id and name must be 1-64 bytes without whitespace",
-        );
-    }
-    let event = match req.event {
-        Some(name) => prise_hub::Event::named(name, req.content),
-        None => prise_hub::Event::message(req.content),
-    };
-    match shared.hub.publish_event_as(user, &req.room, event).await {
-        Ok(m) => axum::Json(json!({
-            "room": m.room_id,
-            "offset": prise_proto::wsjson::encode::offset(m.offset),
-            "messageId": m.id,
-            "timestamp": m.timestamp,
-        }))
-        .into_response(),
-        Err(e) => hub_error(&e),
+        Err(e) => Err(Box::new(error(e.status(), "BAD_REQUEST", &e.body_text()))),
     }
 }
 

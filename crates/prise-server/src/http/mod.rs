@@ -2,6 +2,8 @@
 //! `/readyz`, on hyper with upgrades, one task per connection.
 
 pub(crate) mod api;
+pub(crate) mod control;
+pub(crate) mod events;
 pub(crate) mod forward;
 pub(crate) mod page;
 
@@ -39,10 +41,20 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// The header through which trusted balancers name the client.
+const FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+/// The client's address of a request: the peer's, or the one a trusted
+/// proxy named (PROXY header, `X-Forwarded-For`).
 pub(crate) fn peer_of(req: &Request) -> String {
+    remote_of(req).map_or_else(|| "?".to_owned(), |a| a.to_string())
+}
+
+/// The client's address, when the listener recorded it.
+pub(crate) fn remote_of<B>(req: &http::Request<B>) -> Option<SocketAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "?".to_owned(), |c| c.0.to_string())
+        .map(|c| c.0)
 }
 
 /// The routes.
@@ -58,6 +70,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(crate::http::api::routes(&shared))
+        .merge(crate::http::events::routes())
         .with_state(Arc::clone(&shared))
         .merge(
             shared
@@ -126,20 +139,23 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         .header_read_timeout(shared.security.header_timeout)
         .max_buf_size(64 * 1024);
     let builder = Arc::new(builder);
-    while let Some((stream, peer, permit)) = crate::accept::admitted(
-        &listener,
-        &shared,
-        crate::security::ratelimit::Listener::Http,
-    )
-    .await
-    {
+    let conns = Arc::clone(&shared);
+    let handle = move |stream, peer: SocketAddr, permit| {
+        let shared = &conns;
         let app = app.clone();
         // The permit travels with each request so an upgraded WebSocket
         // keeps holding it after the HTTP connection hands its socket over.
         let permit = Arc::new(permit);
+        let trusted = Arc::clone(shared);
         let svc = TowerToHyperService::new(app.map_request(
             move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
+                let forwarded = req
+                    .headers()
+                    .get_all(FORWARDED_FOR)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok());
+                let client = trusted.security.trusted.client(peer, forwarded);
+                req.extensions_mut().insert(ConnectInfo(client));
                 req.extensions_mut().insert(Arc::clone(&permit));
                 req.map(axum::body::Body::new)
             },
@@ -148,30 +164,35 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let shutdown = shared.shutdown.clone();
         let tls = shared.security.tls.as_ref().map(|t| t.http.clone());
         let handshake = shared.security.header_timeout;
-        shared.tracker.spawn(
-            async move {
-                let stream = match MaybeTls::accept(stream, tls.as_ref(), handshake).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "tls handshake failed");
-                        return;
-                    }
-                };
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "http connection ended");
-                        }
-                    }
-                    _ = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
+        async move {
+            let stream = match MaybeTls::accept(stream, tls.as_ref(), handshake).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "tls handshake failed");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "http connection ended");
                     }
                 }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
             }
-            .instrument(tracing::debug_span!("http", %peer)),
-        );
-    }
+        }
+        .instrument(tracing::debug_span!("http", %peer))
+    };
+    crate::accept::serve(
+        listener,
+        shared,
+        crate::security::ratelimit::Listener::Http,
+        handle,
+    )
+    .await;
 }

@@ -384,6 +384,20 @@ pub enum Identity {
     Anonymous,
     /// Authenticated with a token.
     Token(Claims),
+    /// Admitted by the backend's `connect` hook; its `join` and `publish`
+    /// hooks, not a token, decide what it may do.
+    Backend(BackendUser),
+}
+
+/// A user the backend's `connect` hook admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendUser {
+    /// Who.
+    pub user: User,
+    /// What the backend said of them (`user.info`), given back in later hooks.
+    pub info: Option<serde_json::Value>,
+    /// When the session ends unless the `refresh` hook extends it, Unix seconds.
+    pub expires_at: Option<u64>,
 }
 
 /// What a connection may do, given its identity and the listener's policy.
@@ -424,6 +438,7 @@ impl Identity {
             Self::Anonymous => Err(Denied::AuthRequired),
             Self::Token(c) if c.may_join(room) => Ok(()),
             Self::Token(_) => Err(Denied::Forbidden),
+            Self::Backend(_) => Ok(()),
         }
     }
 
@@ -437,18 +452,28 @@ impl Identity {
             Self::Anonymous => Err(Denied::AuthRequired),
             Self::Token(c) if c.may_publish(room) => Ok(()),
             Self::Token(_) => Err(Denied::Forbidden),
+            Self::Backend(_) => Ok(()),
         }
     }
 
     /// Is the connection allowed to do anything beyond authenticating?
     pub fn is_allowed(&self, anonymous_ok: bool) -> bool {
-        anonymous_ok || matches!(self, Self::Token(_))
+        anonymous_ok || !matches!(self, Self::Anonymous)
     }
 
-    /// The claims, when authenticated.
+    /// The claims, when authenticated with a token.
     pub fn claims(&self) -> Option<&Claims> {
         match self {
             Self::Token(c) => Some(c),
+            Self::Anonymous | Self::Backend(_) => None,
+        }
+    }
+
+    /// The user, when authenticated (by a token or the backend).
+    pub fn user(&self) -> Option<User> {
+        match self {
+            Self::Token(c) => Some(c.user()),
+            Self::Backend(b) => Some(b.user.clone()),
             Self::Anonymous => None,
         }
     }

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod ratelimit;
 pub mod tls;
+pub mod trust;
 
 use auth::{Authenticator, KeyError, KeySource};
 use ratelimit::{IpLimiter, RateConfig};
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tls::{TlsAcceptors, TlsError};
+use trust::{Cidr, TrustedProxies};
 
 /// Default time to send the HTTP request head (slowloris guard).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,6 +108,17 @@ pub struct SecurityArgs {
     /// Largest HTTP API request body in bytes.
     #[arg(long, env = "PRISE_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body: usize,
+    /// Balancers whose word on the client's address is taken (comma-separated
+    /// networks or addresses, like `10.0.0.0/8,127.0.0.1`): from them both
+    /// listeners read a PROXY protocol v1/v2 header (required on the TCP
+    /// listener) and the HTTP listener reads `X-Forwarded-For`.
+    #[arg(
+        long,
+        env = "PRISE_TRUST_PROXY",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trust_proxy: Vec<Cidr>,
     /// TLS certificate chain (PEM) for both listeners.
     #[arg(long, env = "PRISE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -201,6 +214,8 @@ pub struct Security {
     pub header_timeout: Duration,
     /// Largest `/api` body.
     pub max_body: usize,
+    /// Balancers whose PROXY headers and `X-Forwarded-For` are believed.
+    pub trusted: TrustedProxies,
 }
 
 fn read_file(path: &PathBuf) -> Result<String, SecurityError> {
@@ -298,7 +313,15 @@ impl Security {
             tls,
             header_timeout: args.header_timeout,
             max_body: args.max_body,
+            trusted: TrustedProxies::new(args.trust_proxy.clone()),
         };
+        if !s.trusted.is_empty() {
+            let nets: Vec<String> = args.trust_proxy.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                trusted = %nets.join(","),
+                "client addresses taken from these balancers (PROXY protocol, X-Forwarded-For)"
+            );
+        }
         if !(s.auth.is_configured() || s.anonymous_http && s.anonymous_tcp) {
             tracing::warn!(
                 "anonymous access is refused on a listener but no JWT key is configured: \

@@ -305,12 +305,13 @@ pub(crate) fn admit(
     shared: &crate::Shared,
     stream: &tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    client: std::net::SocketAddr,
     listener: Listener,
 ) -> Option<IpPermit> {
-    match shared.security.ips.admit(peer.ip()) {
+    match shared.security.ips.admit(client.ip()) {
         Ok(p) => Some(p),
         Err(e) => {
-            tracing::debug!(%peer, reason = e.reason(), "connection refused");
+            tracing::debug!(%peer, %client, reason = e.reason(), "connection refused");
             if shared.security.tls.is_none() {
                 let msg = e.to_string();
                 let text = match listener {

@@ -8,6 +8,13 @@
 //! (names, sizes, membership, member caps, personal rooms). Each refusal is
 //! counted once, under one reason.
 //!
+//! With hooks on ([`crate::hooks`]), the backend is asked inside these
+//! steps: `connect` in [`Client::connect`] before the hub session exists,
+//! `join` before the hub's join, `publish` before the message takes an
+//! offset (its answer may rewrite the content), `rpc` for the requests
+//! only the backend answers, and `refresh` in [`Client::deadline_passed`]
+//! before a backend session's `expires_at`.
+//!
 //! A Socket.IO socket names the rooms of its namespace (`a` in `/game`);
 //! [`Client::apply`] qualifies them into the hub's names (`/game:a`)
 //! first. TCP and WebSocket clients use the hub's names as they are.
@@ -15,26 +22,36 @@
 use super::DEFAULT_HISTORY;
 use super::reply::{Refusal, Reply};
 use super::request::{Request, Target};
+use crate::hooks::{HookKind, Hooks, Verdict};
 use crate::security::Security;
-use crate::security::auth::{AuthError, Claims, Denied, Identity};
+use crate::security::auth::{AuthError, BackendUser, Claims, Denied, Identity};
 use crate::security::ratelimit::MessageLimiter;
 use prise_hub::policy::{PERSONAL_PREFIX, ROOT_NAMESPACE, Relay, full_room, personal_owner};
 use prise_hub::{Event, Hub, HubError, Outbound, Session, Transport};
+use prise_proto::message::User;
 use prise_proto::presence::Cursor;
-use serde_json::Value;
+use serde_json::{Map, Value, json};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Most rooms a `rooms` request lists.
 const ROOMS_LISTED: usize = 1000;
+/// Most rooms a `connect` answer may grant.
+const MAX_GRANTED_ROOMS: usize = 256;
+/// A backend session this close to its `expires_at` is not refreshed.
+const REFRESH_MARGIN: Duration = Duration::from_millis(50);
+/// Later than any `expires_at` that matters (about 30 years).
+const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
 
 /// What the request layer needs of the server.
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub(crate) hub: &'a Hub,
     pub(crate) security: &'a Security,
+    pub(crate) hooks: &'a Hooks,
 }
 
 /// What a client presents when it connects.
@@ -47,6 +64,16 @@ pub(crate) struct Credentials {
     /// The Socket.IO namespace whose rooms the client names (`None`: the
     /// hub's own names, as TCP and WebSocket clients use them).
     pub(crate) namespace: Option<String>,
+    /// The client's address (behind a trusted balancer, the one it named;
+    /// also the `remote` of hooks).
+    pub(crate) remote: Option<SocketAddr>,
+    /// The headers of the request that opened the connection (cookies
+    /// among them); kept for hooks only.
+    pub(crate) headers: http::HeaderMap,
+    /// Its query string, without `?`.
+    pub(crate) query: String,
+    /// The Socket.IO handshake's `auth` payload (`null` elsewhere).
+    pub(crate) auth: Value,
 }
 
 /// When a client without a token must have authenticated.
@@ -66,6 +93,9 @@ pub(crate) enum Deadline {
     Expired,
     /// No token in time where one is required.
     AuthTimeout,
+    /// The backend's `refresh` hook was asked: the session goes on, with a
+    /// new [`Client::deadline`].
+    Extended,
 }
 
 /// One client's session and its request state.
@@ -81,6 +111,8 @@ pub(crate) struct Client {
     current: Option<Arc<str>>,
     /// The Socket.IO namespace the client's room names belong to.
     namespace: Option<String>,
+    /// The `session` object of hook calls, when hooks are on.
+    hook_session: Option<Box<Value>>,
 }
 
 fn until(claims: &Claims) -> Instant {
@@ -88,44 +120,76 @@ fn until(claims: &Claims) -> Instant {
 }
 
 impl Client {
-    /// Admits a client: checks its token, opens its hub session and takes
-    /// its display name.
+    /// Admits a client: asks the backend's `connect` hook or checks its
+    /// token, opens its hub session, takes its display name and joins the
+    /// rooms the backend granted.
     ///
     /// # Errors
     /// The refusal to send before closing: a bad token, no token where the
-    /// handshake needs one, a full server, a bad name.
-    pub(crate) fn connect(
+    /// handshake needs one, a backend's refusal, a full server, a bad name.
+    pub(crate) async fn connect(
         ctx: Ctx<'_>,
         transport: Transport,
         credentials: Credentials,
         handshake: Handshake,
     ) -> Result<(Self, mpsc::Receiver<Outbound>), Refusal> {
         let security = ctx.security;
-        let anonymous_ok = match transport {
+        let mut anonymous_ok = match transport {
             Transport::Tcp => security.anonymous_tcp,
             Transport::Ws | Transport::SocketIo | Transport::Sse => security.anonymous_http,
         };
-        let identity = match credentials.token {
-            Some(token) => match security.auth.verify(&token) {
+        let ns = credentials
+            .namespace
+            .clone()
+            .unwrap_or_else(|| ROOT_NAMESPACE.to_owned());
+        let mut hook_session = ctx
+            .hooks
+            .is_active()
+            .then(|| Box::new(session_object(transport, &credentials)));
+        // A token is checked by the configured key; without one (or
+        // without a key), the backend decides when its hook is on.
+        let jwt = credentials.token.is_some() && security.auth.is_configured();
+        let mut granted = Vec::new();
+        let mut identity = None;
+        if !jwt && ctx.hooks.is_on(HookKind::Connect, &ns) {
+            let session = hook_session.as_deref().cloned().unwrap_or(Value::Null);
+            if let Some(admitted) = connect_hook(ctx, &ns, &credentials, session).await? {
+                if matches!(admitted.identity, Identity::Anonymous) {
+                    // The backend admits a guest.
+                    anonymous_ok = true;
+                }
+                identity = Some(admitted.identity);
+                granted = admitted.rooms;
+            }
+        }
+        let identity = match (identity, credentials.token) {
+            (Some(identity), _) => identity,
+            (None, Some(token)) => match security.auth.verify(&token) {
                 Ok(claims) => Identity::Token(claims),
                 Err(e) => return Err(auth_failed(&e)),
             },
-            None if anonymous_ok || handshake == Handshake::Later => Identity::Anonymous,
-            None => {
+            (None, None) if anonymous_ok || handshake == Handshake::Later => Identity::Anonymous,
+            (None, None) => {
                 crate::security::ratelimit::refused("auth_failed");
                 return Err(Refusal::token_required());
             }
         };
         let (session, rx) = ctx
             .hub
-            .connect(transport, identity.claims().map(Claims::user))
+            .connect_from(transport, identity.user(), credentials.remote)
             .map_err(|e| Refusal::hub(&e))?;
         let deadline = match &identity {
             Identity::Token(c) => Some(until(c)),
+            Identity::Backend(b) => b
+                .expires_at
+                .map(|at| refresh_point(ctx.hooks, &ns, instant_of(at))),
             Identity::Anonymous if anonymous_ok => None,
             Identity::Anonymous => Some(Instant::now() + security.auth_timeout),
         };
-        let client = Self {
+        if let Some(Value::Object(m)) = hook_session.as_deref_mut() {
+            m.insert("id".into(), json!(session.id.0));
+        }
+        let mut client = Self {
             session,
             identity,
             anonymous_ok,
@@ -133,15 +197,32 @@ impl Client {
             deadline,
             current: None,
             namespace: credentials.namespace,
+            hook_session,
         };
         if let Some(name) = credentials.name
-            && client.identity.claims().is_none()
+            && client.identity.user().is_none()
             && let Err(e) = ctx.hub.rename(&client.session, &name)
         {
             ctx.hub.disconnect(&client.session);
             return Err(Refusal::hub(&e));
         }
+        client.join_granted(ctx, granted).await;
         Ok((client, rx))
+    }
+
+    /// Joins the rooms the backend's `connect` answer lists (server-side
+    /// joins: no `join` hook, no permission check). A room that cannot be
+    /// joined is logged and skipped.
+    async fn join_granted(&mut self, ctx: Ctx<'_>, rooms: Vec<String>) {
+        for mut room in rooms {
+            if self.qualify(&mut room).is_err() {
+                tracing::info!(room, "granted room refused: namespace prefix");
+                continue;
+            }
+            if let Err(e) = ctx.hub.join(&self.session, &room, None, None).await {
+                tracing::info!(room, error = %e, "granted room not joined");
+            }
+        }
     }
 
     /// The hub session.
@@ -149,9 +230,14 @@ impl Client {
         &self.session
     }
 
-    /// Authenticated with a token?
+    /// Must the client still authenticate before anything else?
+    pub(crate) fn needs_auth(&self) -> bool {
+        !self.identity.is_allowed(self.anonymous_ok)
+    }
+
+    /// Authenticated, with a token or by the backend?
     pub(crate) fn is_authenticated(&self) -> bool {
-        self.identity.claims().is_some()
+        !matches!(self.identity, Identity::Anonymous)
     }
 
     /// When the transport must call [`Client::deadline_passed`].
@@ -159,13 +245,150 @@ impl Client {
         self.deadline
     }
 
-    /// The deadline passed: an expired token closes the session.
-    pub(crate) fn deadline_passed(&self) -> Deadline {
-        if self.is_authenticated() {
-            self.session.close(prise_hub::CloseReason::AuthExpired);
-            Deadline::Expired
-        } else {
-            Deadline::AuthTimeout
+    /// The deadline passed: the backend's `refresh` hook may extend a
+    /// session it admitted; otherwise an expired session is closed.
+    pub(crate) async fn deadline_passed(&mut self, ctx: Ctx<'_>) -> Deadline {
+        let expires_at = match &self.identity {
+            Identity::Anonymous => return Deadline::AuthTimeout,
+            Identity::Token(_) => None,
+            Identity::Backend(b) => b.expires_at,
+        };
+        if let Some(at) = expires_at
+            && Instant::now() + REFRESH_MARGIN < instant_of(at)
+            && let Some(extended) = self.refresh(ctx, at).await
+        {
+            return extended;
+        }
+        self.session.close(prise_hub::CloseReason::AuthExpired);
+        Deadline::Expired
+    }
+
+    /// Asks the `refresh` hook before `expires_at`: `None` when the session
+    /// must end now (the backend refused).
+    async fn refresh(&mut self, ctx: Ctx<'_>, expires_at: u64) -> Option<Deadline> {
+        let ns = self.hook_namespace(None).to_owned();
+        let end = instant_of(expires_at);
+        if !ctx.hooks.is_on(HookKind::Refresh, &ns) {
+            self.deadline = Some(end);
+            return Some(Deadline::Extended);
+        }
+        let mut fields = Map::new();
+        fields.insert("expires_at".into(), json!(expires_at));
+        let verdict = ctx
+            .hooks
+            .call(HookKind::Refresh, &ns, self.hook_body(fields))
+            .await;
+        let new = match verdict {
+            Verdict::Answer(a) => a.get("expires_at").and_then(Value::as_u64),
+            Verdict::Refused(r) if r.code == crate::hooks::UNAVAILABLE => None,
+            Verdict::Refused(r) => {
+                tracing::debug!(code = %r.code, "refresh refused: session ends");
+                return None;
+            }
+            Verdict::Open => {
+                // Fails open: the session no longer expires.
+                if let Identity::Backend(b) = &mut self.identity {
+                    b.expires_at = None;
+                }
+                self.deadline = None;
+                return Some(Deadline::Extended);
+            }
+        };
+        match new {
+            Some(at) if instant_of(at) > Instant::now() => {
+                if let Identity::Backend(b) = &mut self.identity {
+                    b.expires_at = Some(at);
+                }
+                self.deadline = Some(refresh_point(ctx.hooks, &ns, instant_of(at)));
+            }
+            // No usable answer: not extended; the session ends when it
+            // expires.
+            _ => self.deadline = Some(end),
+        }
+        Some(Deadline::Extended)
+    }
+
+    /// The namespace whose hook URL serves this client's request about
+    /// `room` (the client's own namespace without a room).
+    fn hook_namespace<'r>(&'r self, room: Option<&'r str>) -> &'r str {
+        match room.and_then(prise_hub::policy::split_room) {
+            Some((ns, _)) => ns,
+            None => self.namespace.as_deref().unwrap_or(ROOT_NAMESPACE),
+        }
+    }
+
+    /// A hook's body: the session, the user and the hook's own fields.
+    fn hook_body(&self, mut fields: Map<String, Value>) -> Map<String, Value> {
+        let user = self.session.user();
+        let mut u = Map::new();
+        u.insert("id".into(), Value::String(user.id));
+        u.insert("name".into(), Value::String(user.name));
+        if let Identity::Backend(BackendUser { info: Some(i), .. }) = &self.identity {
+            u.insert("info".into(), i.clone());
+        }
+        u.insert("authenticated".into(), Value::Bool(self.is_authenticated()));
+        fields.insert(
+            "session".into(),
+            self.hook_session.as_deref().cloned().unwrap_or(Value::Null),
+        );
+        fields.insert("user".into(), Value::Object(u));
+        fields
+    }
+
+    /// Asks hook `kind` about `room` (or the client's namespace): the
+    /// answer, empty when the hook is off or fails open.
+    async fn ask(
+        &self,
+        ctx: Ctx<'_>,
+        kind: HookKind,
+        room: Option<&str>,
+        fields: Map<String, Value>,
+    ) -> Result<Map<String, Value>, Refusal> {
+        let ns = self.hook_namespace(room);
+        if !ctx.hooks.is_on(kind, ns) {
+            return Ok(Map::new());
+        }
+        match ctx.hooks.call(kind, ns, self.hook_body(fields)).await {
+            Verdict::Answer(a) => Ok(a),
+            Verdict::Open => Ok(Map::new()),
+            Verdict::Refused(r) => Err(r),
+        }
+    }
+
+    /// The `publish` hook for `data` sent as `event` in `room`: the content
+    /// to publish (the backend's rewrite, or `data` as it was).
+    async fn ask_publish(
+        &self,
+        ctx: Ctx<'_>,
+        room: &str,
+        event: &str,
+        data: Value,
+    ) -> Result<Value, Refusal> {
+        if !ctx
+            .hooks
+            .is_on(HookKind::Publish, self.hook_namespace(Some(room)))
+        {
+            return Ok(data);
+        }
+        let mut fields = Map::new();
+        fields.insert("room".into(), Value::String(room.to_owned()));
+        fields.insert("event".into(), Value::String(event.to_owned()));
+        fields.insert("content".into(), data.clone());
+        let mut answer = self.ask(ctx, HookKind::Publish, Some(room), fields).await?;
+        Ok(answer.remove("content").unwrap_or(data))
+    }
+
+    /// An RPC: the `rpc` hook's `result`.
+    async fn rpc(&self, ctx: Ctx<'_>, method: String, data: Value) -> Reply {
+        if !ctx.hooks.is_on(HookKind::Rpc, self.hook_namespace(None)) {
+            return Reply::Refused(Refusal::no_rpc_hook());
+        }
+        let mut fields = Map::new();
+        fields.insert("method".into(), Value::String(method));
+        fields.insert("data".into(), data);
+        match self.ask(ctx, HookKind::Rpc, None, fields).await {
+            Ok(mut a) => Reply::RpcResult(a.remove("result").unwrap_or(Value::Null)),
+            Err(r) => Reply::Refused(r),
         }
     }
 
@@ -247,18 +470,26 @@ impl Client {
                     .check_publish(anon, room)
                     .map_err(|d| (d, room.as_str()))
             }
-            Request::Relay { event, .. } => {
-                let ns = self.namespace.as_deref().unwrap_or(ROOT_NAMESPACE);
-                let relay = ctx.hub.config().policies.namespace(ns).map(|n| n.relay);
-                return match relay {
+            Request::Relay {
+                event,
+                wants_answer,
+                ..
+            } => {
+                return match self.relay_policy(ctx) {
                     Some(Relay::Rooms) => Ok(()),
-                    Some(Relay::Hook) => Err(Refusal::relay_hook()),
+                    Some(Relay::Hook) if *wants_answer => Ok(()),
+                    Some(Relay::Hook) => Err(Refusal::rpc_without_ack(event)),
                     Some(Relay::Deny) | None => Err(Refusal::unknown_event(event)),
                 };
             }
             _ => Ok(()),
         };
         check.map_err(|(d, room)| self.denied(d, room))
+    }
+
+    fn relay_policy(&self, ctx: Ctx<'_>) -> Option<Relay> {
+        let ns = self.namespace.as_deref().unwrap_or(ROOT_NAMESPACE);
+        ctx.hub.config().policies.namespace(ns).map(|n| n.relay)
     }
 
     fn target<'t>(&'t self, target: &'t Target) -> Option<&'t str> {
@@ -313,6 +544,13 @@ impl Client {
                 name,
                 switch,
             } => {
+                if !self.is_own_room(&room) {
+                    let mut fields = Map::new();
+                    fields.insert("room".into(), Value::String(room.clone()));
+                    if let Err(r) = self.ask(ctx, HookKind::Join, Some(&room), fields).await {
+                        return Ok(Reply::Refused(r));
+                    }
+                }
                 if let Some(n) = name
                     && !self.is_authenticated()
                 {
@@ -344,13 +582,34 @@ impl Client {
                 let Some(room) = self.target(&room) else {
                     return Err(HubError::NotMember("(none: use joinRoom first)".into()));
                 };
-                Reply::Published(hub.publish(session, room, content).await?)
+                let content = match self.ask_publish(ctx, room, "message", content).await {
+                    Ok(c) => c,
+                    Err(r) => return Ok(Reply::Refused(r)),
+                };
+                Reply::Published(hub.publish(&self.session, room, content).await?)
             }
-            Request::Emit { room, event, data } => Reply::Published(
-                hub.publish_event(session, &room, Event::named(event, data))
-                    .await?,
-            ),
-            Request::Relay { event, args } => self.relay(ctx, event, args).await?,
+            Request::Emit { room, event, data } => {
+                let data = match self.ask_publish(ctx, &room, &event, data).await {
+                    Ok(d) => d,
+                    Err(r) => return Ok(Reply::Refused(r)),
+                };
+                Reply::Published(
+                    hub.publish_event(&self.session, &room, Event::named(event, data))
+                        .await?,
+                )
+            }
+            Request::Relay {
+                event, mut args, ..
+            } if self.relay_policy(ctx) == Some(Relay::Hook) => {
+                let data = if args.len() == 1 {
+                    args.pop().unwrap_or_default()
+                } else {
+                    Value::Array(args)
+                };
+                self.rpc(ctx, event, data).await
+            }
+            Request::Relay { event, args, .. } => self.relay(ctx, event, args).await?,
+            Request::Rpc { method, data } => self.rpc(ctx, method, data).await,
             Request::Typing { room, on } => {
                 if let Some(room) = self.target(&room) {
                     hub.typing(session, room, on)?;
@@ -414,19 +673,21 @@ impl Client {
                 None => Refusal::no_rooms(),
             }));
         }
-        let event = if args.len() == 1 {
-            Event::named(event, args.pop().unwrap_or_default())
+        let several = args.len() != 1;
+        let data = if several {
+            Value::Array(args)
         } else {
-            let mut e = Event::named(event, Value::Array(args));
-            e.args = true;
-            e
+            args.pop().unwrap_or_default()
         };
         let mut sent = Vec::with_capacity(open.len());
         for room in open {
-            sent.push(
-                hub.publish_event(&self.session, room, event.clone())
-                    .await?,
-            );
+            let data = match self.ask_publish(ctx, room, &event, data.clone()).await {
+                Ok(d) => d,
+                Err(r) => return Ok(Reply::Refused(r)),
+            };
+            let mut e = Event::named(event.clone(), data);
+            e.args = several;
+            sent.push(hub.publish_event(&self.session, room, e).await?);
         }
         Ok(Reply::Relayed(sent))
     }
@@ -435,6 +696,9 @@ impl Client {
     fn authenticate(&mut self, ctx: Ctx<'_>, token: &str) -> Reply {
         let auth = &ctx.security.auth;
         let result = match &self.identity {
+            Identity::Backend(_) => Err(AuthError::BadClaims(
+                "this session was admitted by the backend: its refresh hook extends it".into(),
+            )),
             Identity::Token(current) => auth.refresh(current, token),
             Identity::Anonymous if !self.session.rooms().is_empty() => Err(AuthError::BadClaims(
                 "authenticate before joining rooms".into(),
@@ -461,4 +725,170 @@ impl Client {
 fn auth_failed(e: &AuthError) -> Refusal {
     crate::security::ratelimit::refused("auth_failed");
     Refusal::auth(e)
+}
+
+/// What a `connect` answer admits.
+struct Admitted {
+    identity: Identity,
+    rooms: Vec<String>,
+}
+
+/// The `session` object of hook calls (its `id` is set once the hub
+/// session exists).
+fn session_object(transport: Transport, c: &Credentials) -> Value {
+    let mut headers = Map::new();
+    for (name, value) in &c.headers {
+        let Ok(v) = value.to_str() else { continue };
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(s)) => {
+                s.push_str(", ");
+                s.push_str(v);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
+            }
+        }
+    }
+    json!({
+        "id": null,
+        "transport": transport.as_str(),
+        "remote": c.remote.map(|a| a.to_string()),
+        "headers": headers,
+        "query": c.query,
+        "auth": c.auth,
+    })
+}
+
+/// Asks the `connect` hook (or its cache): `None` when the hook fails open.
+async fn connect_hook(
+    ctx: Ctx<'_>,
+    ns: &str,
+    c: &Credentials,
+    session: Value,
+) -> Result<Option<Admitted>, Refusal> {
+    let header = |name: http::header::HeaderName| {
+        c.headers
+            .get(name)
+            .map_or(&[][..], http::HeaderValue::as_bytes)
+    };
+    let auth = c.auth.to_string();
+    let ip = c.remote.map(|a| a.ip().to_string()).unwrap_or_default();
+    let key = crate::hooks::cache_key(&[
+        ns.as_bytes(),
+        auth.as_bytes(),
+        c.token.as_deref().unwrap_or("").as_bytes(),
+        header(http::header::COOKIE),
+        header(http::header::AUTHORIZATION),
+        c.query.as_bytes(),
+        ip.as_bytes(),
+    ]);
+    let mut fields = Map::new();
+    fields.insert("session".into(), session);
+    fields.insert("user".into(), Value::Null);
+    fields.insert("namespace".into(), Value::String(ns.to_owned()));
+    match ctx.hooks.connect(ns, key, fields).await {
+        Verdict::Answer(a) => admitted(a).map(Some),
+        Verdict::Refused(r) => {
+            crate::security::ratelimit::refused("hook_connect");
+            Err(r)
+        }
+        Verdict::Open => Ok(None),
+    }
+}
+
+fn bad_answer(what: &str) -> Refusal {
+    Refusal::new(
+        crate::hooks::UNAVAILABLE,
+        format!("the backend's connect answer is not usable: {what}"),
+    )
+}
+
+/// Reads a `connect` answer: `{"user": {"id", "name"?, "info"?}, "rooms"?,
+/// "expires_at"?}`; without a `user`, a guest.
+fn admitted(mut a: Map<String, Value>) -> Result<Admitted, Refusal> {
+    let max = prise_proto::limits::Limits::default().max_name;
+    let rooms = match a.remove("rooms") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) if list.len() <= MAX_GRANTED_ROOMS => list
+            .into_iter()
+            .map(|r| match r {
+                Value::String(s) => Ok(s),
+                _ => Err(bad_answer("rooms must be strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad_answer("rooms must be a list of at most 256 names")),
+    };
+    let expires_at = match a.remove("expires_at") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| bad_answer("expires_at must be seconds since the Unix epoch"))?,
+        ),
+    };
+    if expires_at.is_some_and(|at| instant_of(at) <= Instant::now()) {
+        return Err(Refusal::new(
+            "AUTH_EXPIRED",
+            "the backend's expires_at is past",
+        ));
+    }
+    let user = match a.remove("user") {
+        None | Some(Value::Null) => {
+            return Ok(Admitted {
+                identity: Identity::Anonymous,
+                rooms,
+            });
+        }
+        Some(Value::Object(u)) => u,
+        Some(_) => return Err(bad_answer("user must be an object")),
+    };
+    let id = match user.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad_answer("user.id is missing")),
+    };
+    let name = match user.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        _ => id.clone(),
+    };
+    if prise_proto::limits::check_name(&id, max).is_err()
+        || prise_proto::limits::check_name(&name, max).is_err()
+    {
+        return Err(bad_answer(
+            "user.id and user.name are 1-64 bytes without whitespace",
+        ));
+    }
+    Ok(Admitted {
+        identity: Identity::Backend(BackendUser {
+            user: User { id, name },
+            info: user.get("info").cloned(),
+            expires_at,
+        }),
+        rooms,
+    })
+}
+
+/// The instant of `at`, seconds since the Unix epoch.
+fn instant_of(at: u64) -> Instant {
+    let now = SystemTime::now();
+    let Some(then) = UNIX_EPOCH.checked_add(Duration::from_secs(at)) else {
+        return Instant::now() + FAR;
+    };
+    match then.duration_since(now) {
+        Ok(left) => {
+            let now = Instant::now();
+            now.checked_add(left).unwrap_or(now + FAR)
+        }
+        Err(_) => Instant::now(),
+    }
+}
+
+/// When to ask the `refresh` hook for a session ending at `end`: early
+/// enough for the answer to land first (the hook timeout, or half the time
+/// left); at `end` itself when the hook is off.
+fn refresh_point(hooks: &Hooks, ns: &str, end: Instant) -> Instant {
+    if !hooks.is_on(HookKind::Refresh, ns) {
+        return end;
+    }
+    let left = end.saturating_duration_since(Instant::now());
+    end - hooks.timeout().min(left / 2)
 }

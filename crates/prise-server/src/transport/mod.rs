@@ -26,6 +26,8 @@ pub(crate) mod timers;
 pub(crate) mod ws;
 
 #[cfg(test)]
+mod hook_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod presence_tests;

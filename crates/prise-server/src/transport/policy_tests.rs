@@ -37,12 +37,14 @@ async fn server() -> Server {
     Server::start_with(Policy::default(), policies).await
 }
 
-fn socket_in(s: &Server, nsp: &str) -> (Client, mpsc::Receiver<Outbound>) {
+async fn socket_in(s: &Server, nsp: &str) -> (Client, mpsc::Receiver<Outbound>) {
     let credentials = Credentials {
         namespace: Some(nsp.to_owned()),
         ..Credentials::default()
     };
-    Client::connect(s.ctx(), Transport::SocketIo, credentials, Handshake::Now).expect("connect")
+    Client::connect(s.ctx(), Transport::SocketIo, credentials, Handshake::Now)
+        .await
+        .expect("connect")
 }
 
 fn emit(room: &str, event: &str, data: Value) -> Request {
@@ -57,6 +59,7 @@ fn relay(event: &str, args: Vec<Value>) -> Request {
     Request::Relay {
         event: event.into(),
         args,
+        wants_answer: false,
     }
 }
 
@@ -76,8 +79,8 @@ fn events(rx: &mut mpsc::Receiver<Outbound>) -> Vec<(String, String, Value)> {
 async fn emit_publishes_a_named_event_on_tcp_and_ws() {
     let s = server().await;
     let ctx = s.ctx();
-    let (mut tcp, mut tcp_rx) = s.client(Transport::Tcp);
-    let (mut ws, mut ws_rx) = s.client(Transport::Ws);
+    let (mut tcp, mut tcp_rx) = s.client(Transport::Tcp).await;
+    let (mut ws, mut ws_rx) = s.client(Transport::Ws).await;
     for c in [&mut tcp, &mut ws] {
         assert!(matches!(
             c.apply(ctx, join("/game:a")).await,
@@ -107,9 +110,9 @@ async fn emit_publishes_a_named_event_on_tcp_and_ws() {
 async fn socket_io_rooms_are_their_namespace_and_relays_follow_its_policy() {
     let s = server().await;
     let ctx = s.ctx();
-    let (mut root, mut root_rx) = socket_in(&s, "/");
-    let (mut game, mut game_rx) = socket_in(&s, "/game");
-    let (mut ws, mut ws_rx) = s.client(Transport::Ws);
+    let (mut root, mut root_rx) = socket_in(&s, "/").await;
+    let (mut game, mut game_rx) = socket_in(&s, "/game").await;
+    let (mut ws, mut ws_rx) = s.client(Transport::Ws).await;
     assert!(matches!(root.apply(ctx, join("a")).await, Reply::Joined(_)));
     let Reply::Joined(j) = game.apply(ctx, join("a")).await else {
         panic!("join")
@@ -149,13 +152,20 @@ async fn socket_io_rooms_are_their_namespace_and_relays_follow_its_policy() {
     assert_eq!(refusal(&r).code, "BAD_REQUEST");
 
     // Deny (the default), hook, and a socket in no room.
-    let (mut denied, _d) = socket_in(&s, "/deny");
+    let (mut denied, _d) = socket_in(&s, "/deny").await;
     let r = denied.apply(ctx, relay("move", vec![])).await;
     assert_eq!(refusal(&r).message, "unknown event move");
-    let (mut hooked, _h) = socket_in(&s, "/hooked");
+    let (mut hooked, _h) = socket_in(&s, "/hooked").await;
     let r = hooked.apply(ctx, relay("move", vec![])).await;
+    assert!(refusal(&r).message.contains("emitWithAck"), "{r:?}");
+    let mut asked = relay("move", vec![]);
+    if let Request::Relay { wants_answer, .. } = &mut asked {
+        *wants_answer = true;
+    }
+    // An RPC, with no rpc hook configured.
+    let r = hooked.apply(ctx, asked).await;
     assert_eq!(refusal(&r).code, "NOT_AVAILABLE");
-    let (mut alone, _a) = socket_in(&s, "/");
+    let (mut alone, _a) = socket_in(&s, "/").await;
     let r = alone.apply(ctx, relay("move", vec![])).await;
     assert_eq!(refusal(&r).code, "NO_ROOM");
 }
@@ -164,8 +174,8 @@ async fn socket_io_rooms_are_their_namespace_and_relays_follow_its_policy() {
 async fn client_publish_false_leaves_publishing_to_the_api() {
     let s = server().await;
     let ctx = s.ctx();
-    let (mut ws, mut ws_rx) = s.client(Transport::Ws);
-    let (mut sio, _rx) = socket_in(&s, "/");
+    let (mut ws, mut ws_rx) = s.client(Transport::Ws).await;
+    let (mut sio, _rx) = socket_in(&s, "/").await;
     assert!(matches!(
         ws.apply(ctx, join("news")).await,
         Reply::Joined(_)
@@ -197,8 +207,8 @@ async fn client_publish_false_leaves_publishing_to_the_api() {
 async fn a_personal_room_is_its_users_and_presence_off_lists_nobody() {
     let s = server().await;
     let ctx = s.ctx();
-    let (mut mine, _m) = s.client(Transport::Ws);
-    let (mut other, _o) = s.client(Transport::Ws);
+    let (mut mine, _m) = s.client(Transport::Ws).await;
+    let (mut other, _o) = s.client(Transport::Ws).await;
     let id = mine.session().user().id;
     let own = format!("user:{id}");
     assert!(matches!(

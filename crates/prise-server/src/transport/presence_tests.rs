@@ -41,7 +41,7 @@ async fn members(
 ) -> Vec<(super::client::Client, mpsc::Receiver<Outbound>)> {
     let mut v = Vec::with_capacity(n);
     for i in 0..n {
-        let (mut c, rx) = s.client(TRANSPORTS[i % 3]);
+        let (mut c, rx) = s.client(TRANSPORTS[i % 3]).await;
         assert!(matches!(
             c.apply(s.ctx(), join(room)).await,
             Reply::Joined(_)
@@ -60,7 +60,7 @@ async fn a_join_answer_stays_bounded_with_300_members_on_every_transport() {
     .await;
     let ctx = s.ctx();
     let _small = members(&s, "small", 3).await;
-    let (mut c, _rx) = s.client(Transport::Ws);
+    let (mut c, _rx) = s.client(Transport::Ws).await;
     let Reply::Joined(small) = c.apply(ctx, join("small")).await else {
         panic!("join")
     };
@@ -95,7 +95,7 @@ async fn presence_pages_list_every_member_once_while_members_come_and_go() {
     let ctx = s.ctx();
     let stable = members(&s, "big", 240).await;
     for transport in TRANSPORTS {
-        let (mut reader, _rx) = s.client(transport);
+        let (mut reader, _rx) = s.client(transport).await;
         let mut churn = Vec::new();
         let mut seen = Vec::new();
         let mut after = None;
@@ -152,7 +152,7 @@ async fn presence_paging_input_is_capped_and_checked() {
     .await;
     let ctx = s.ctx();
     let _m = members(&s, "big", 1100).await;
-    let (mut c, _rx) = s.client(Transport::Tcp);
+    let (mut c, _rx) = s.client(Transport::Tcp).await;
     let Reply::Presence { page, .. } = c.apply(ctx, presence("big", None, Some(usize::MAX))).await
     else {
         panic!("presence")

@@ -3,10 +3,11 @@
 
 use crate::security::auth::AuthError;
 use prise_hub::store::HistoryPage;
-use prise_hub::{CloseReason, HubError, Joined, Transport};
+use prise_hub::{CloseReason, HubError, Joined, Session, Transport};
 use prise_proto::message::{Epoch, Message, RoomInfo, User};
 use prise_proto::presence::{CursorError, Page};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The answer to one request.
@@ -54,6 +55,8 @@ pub(crate) enum Reply {
     },
     /// Rooms with members.
     Rooms(Vec<RoomInfo>),
+    /// The backend's answer to an RPC (its `result`).
+    RpcResult(Value),
     /// The list of commands.
     Help,
     /// The session ends at the client's request.
@@ -68,16 +71,17 @@ pub(crate) enum Reply {
 /// A refusal: a protocol code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
-    /// The protocol code (`RATE_LIMITED`, `FORBIDDEN`, …).
-    pub(crate) code: &'static str,
+    /// The protocol code (`RATE_LIMITED`, `FORBIDDEN`, …, or a backend's
+    /// own code from a hook).
+    pub(crate) code: Cow<'static, str>,
     /// What went wrong, in words.
     pub(crate) message: String,
 }
 
 impl Refusal {
-    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self {
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }
@@ -151,11 +155,24 @@ impl Refusal {
         Self::bad_request(format!("unknown event {}", &name[..end]))
     }
 
-    /// `relay = "hook"`: accepted in the configuration, not served yet.
-    pub(crate) fn relay_hook() -> Self {
+    /// With `relay = "hook"`, an event that asks for no ack: an RPC needs
+    /// one to carry its result.
+    pub(crate) fn rpc_without_ack(name: &str) -> Self {
+        let mut end = name.len().min(64);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::bad_request(format!(
+            "event {} is an RPC here (relay = \"hook\"): send it with an ack (emitWithAck)",
+            &name[..end]
+        ))
+    }
+
+    /// An RPC where no `rpc` hook is on for the namespace.
+    pub(crate) fn no_rpc_hook() -> Self {
         Self::new(
             "NOT_AVAILABLE",
-            "relay = \"hook\" needs a backend hook, which this server does not have yet",
+            "no rpc hook is configured for this namespace (--hook-url, --hooks rpc)",
         )
     }
 
@@ -220,7 +237,31 @@ impl Refusal {
                 "AUTH_EXPIRED",
                 "token expired; reconnect with a fresh token",
             )),
+            CloseReason::Kicked => Some(Self::kicked(None)),
             CloseReason::Shutdown => None,
         }
+    }
+
+    /// [`Refusal::for_close`] of a session the hub closed, with the reason
+    /// a backend gave when it kicked it.
+    pub(crate) fn for_session(
+        session: &Session,
+        reason: CloseReason,
+        transport: Transport,
+    ) -> Option<Self> {
+        match reason {
+            CloseReason::Kicked => Some(Self::kicked(session.close_detail())),
+            _ => Self::for_close(reason, transport),
+        }
+    }
+
+    /// Ended through the control API (`POST /api/disconnect`).
+    fn kicked(detail: Option<&str>) -> Self {
+        Self::new(
+            "KICKED",
+            detail
+                .filter(|d| !d.is_empty())
+                .unwrap_or("disconnected by the server"),
+        )
     }
 }

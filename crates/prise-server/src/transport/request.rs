@@ -69,6 +69,17 @@ pub(crate) enum Request {
         event: String,
         /// Its arguments.
         args: Vec<Value>,
+        /// The client asked for an ack (with `relay = "hook"` such an event
+        /// is an RPC).
+        wants_answer: bool,
+    },
+    /// A request only the backend answers, through its `rpc` hook
+    /// (WebSocket `rpc`, TCP `RPC`).
+    Rpc {
+        /// What is asked (`placeOrder`).
+        method: String,
+        /// Its argument.
+        data: Value,
     },
     /// Typing on or off in a room.
     Typing {
@@ -165,6 +176,7 @@ impl From<prise_proto::line::Command> for Request {
                 content: Value::String(text),
             },
             Command::Emit { room, event, data } => Self::Emit { room, event, data },
+            Command::Rpc { method, data } => Self::Rpc { method, data },
             Command::Typing { room, on } => Self::Typing {
                 room: Target::Room(room),
                 on,
@@ -209,6 +221,7 @@ impl From<prise_proto::wsjson::ClientFrame> for Request {
                 content,
             },
             ClientFrame::Emit { room, event, data } => Self::Emit { room, event, data },
+            ClientFrame::Rpc { method, data } => Self::Rpc { method, data },
             ClientFrame::Typing { room, typing } => Self::Typing {
                 room: Target::Room(room),
                 on: typing,

@@ -42,7 +42,7 @@
 //! `error({code, message}, offset)`. Acks of the multi-room API answer
 //! `{error: {code, message}}` on failure.
 
-use super::client::{Client, Credentials, Handshake};
+use super::client::{Client, Credentials, Deadline, Handshake};
 use super::handoff::{Handoff, Pushed};
 use super::reply::{Refusal, Reply};
 use super::request::Request;
@@ -97,6 +97,8 @@ struct Conn {
     error_first: AtomicBool,
     /// Rewrites the recovery record on the shared timers' schedule.
     checkpoints: Option<Checkpoints>,
+    /// The server, for a refresh hook at the deadline.
+    shared: Weak<Shared>,
 }
 
 impl Conn {
@@ -117,9 +119,28 @@ impl Conn {
 impl Timed for Conn {
     fn fire(self: Arc<Self>, tag: u8, timers: &Arc<Timers>) {
         match tag {
-            // Closing runs the outbox's close: error event, namespace
-            // disconnect (no recovery with an expired token).
-            EXPIRY => self.session.close(CloseReason::AuthExpired),
+            // A session the backend admitted may be extended by its
+            // refresh hook (a call: its own short task); otherwise closing
+            // runs the outbox's close: error event, namespace disconnect
+            // (no recovery with an expired token).
+            EXPIRY => {
+                let timers = Arc::clone(timers);
+                tokio::spawn(async move {
+                    let Some(shared) = self.shared.upgrade() else {
+                        return self.session.close(CloseReason::AuthExpired);
+                    };
+                    let mut client = self.client.lock().await;
+                    if client.deadline_passed(shared.ctx()).await == Deadline::Extended
+                        && let Some(at) = client.deadline()
+                    {
+                        drop(client);
+                        let again = Arc::downgrade(&self) as Weak<dyn Timed>;
+                        timers.at(at, EXPIRY, again);
+                    } else {
+                        self.session.close(CloseReason::AuthExpired);
+                    }
+                });
+            }
             _ => {
                 let Some(c) = &self.checkpoints else { return };
                 if !self.out.socket.is_connected() {
@@ -151,6 +172,9 @@ impl Timed for Conn {
 /// overtake it.
 struct SioOutbox {
     socket: Socket,
+    /// Its session, for the detail of a kick (weak: the session holds the
+    /// outbox).
+    session: Weak<Session>,
     /// The seq sent as the offset of the next non-message event.
     last_seq: AtomicU64,
     /// Holds live events back while a replay is written.
@@ -184,7 +208,7 @@ impl SioOutbox {
     fn emit_error(&self, socket: &Socket, r: &Refusal) {
         let _ = socket.emit(
             names::ERROR,
-            &Payload::new(encode::error(r.code, &r.message, self.seq())),
+            &Payload::new(encode::error(&r.code, &r.message, self.seq())),
         );
     }
 
@@ -253,11 +277,17 @@ impl Outbox for SioOutbox {
     }
 
     fn close(&self, reason: CloseReason) {
-        if let Some(r) = Refusal::for_close(reason, Transport::SocketIo) {
+        let refusal = match self.session.upgrade() {
+            Some(session) => Refusal::for_session(&session, reason, Transport::SocketIo),
+            None => Refusal::for_close(reason, Transport::SocketIo),
+        };
+        if let Some(r) = refusal {
             self.emit_error(&self.socket, &r);
         }
-        if reason == CloseReason::AuthExpired {
-            // A namespace disconnect: no recovery with an expired token.
+        if matches!(reason, CloseReason::AuthExpired | CloseReason::Kicked) {
+            // A namespace disconnect: no recovery with an expired token,
+            // nor after a backend ended the session (the official client
+            // does not reconnect by itself).
             self.socket.disconnect();
         } else {
             // Closing the transport (not the namespace) lets the client
@@ -381,23 +411,32 @@ impl HubSio {
             .ok_or_else(|| ConnectRefusal::new("server is shutting down"))?;
         let hub = &shared.hub;
         let text = |key: &str| auth.get(key).and_then(Value::as_str).map(str::to_owned);
-        let credentials = Credentials {
+        let mut credentials = Credentials {
             token: text("token"),
             name: text("name"),
             namespace: Some(socket.namespace().to_owned()),
+            remote: socket.remote_addr(),
+            ..Credentials::default()
         };
+        if shared.hooks.is_active() {
+            credentials.headers = socket.headers().clone();
+            credentials.query = socket.query().to_owned();
+            credentials.auth = auth;
+        }
         let (mut client, rx) = Client::connect(
             shared.ctx(),
             Transport::SocketIo,
             credentials,
             Handshake::Now,
         )
+        .await
         .map_err(|r| connect_refusal(&r))?;
         let session = Arc::clone(client.session());
         // The socket is the session's outbox; until the recovery replay and
         // the auto-joins are queued, live events wait in it.
         let out = Arc::new(SioOutbox {
             socket: socket.clone(),
+            session: Arc::downgrade(&session),
             last_seq: AtomicU64::new(hub.delivered_seq()),
             handoff: Handoff::new(hub.config().limits.queue_depth, true),
         });
@@ -441,6 +480,7 @@ impl HubSio {
             out,
             error_first: AtomicBool::new(false),
             checkpoints,
+            shared: Weak::clone(&self.shared),
         });
         let timers = self.timers(&shared);
         let weak = Arc::downgrade(&conn) as Weak<dyn Timed>;
@@ -511,6 +551,7 @@ impl HubSio {
                 Request::Relay {
                     event: event_name,
                     args,
+                    wants_answer: ack.is_some(),
                 },
             ),
             Err(r) => (None, Request::Malformed(r)),
@@ -541,7 +582,7 @@ impl HubSio {
                 if (event.is_none_or(EventKind::is_chat) && !in_ack) || r.code == "RATE_LIMITED" {
                     conn.emit_error(&socket, &r);
                 }
-                Err(error_value(r.code, &r.message))
+                Err(error_value(&r.code, &r.message))
             }
             Reply::Joined(j) if event == Some(EventKind::Join) => {
                 // The ack first, then the replay, then live messages.
@@ -610,6 +651,7 @@ fn ack_value(nsp: &str, event: Option<EventKind>, reply: Reply) -> Option<Value>
             ))
         }
         Reply::Presence { room, page } => Some(encode::presence(local(nsp, &room), &page)),
+        Reply::RpcResult(result) => Some(result),
         // `joinRoom` and typing answer nothing; the rest are not events of
         // this vocabulary.
         _ => None,
@@ -668,7 +710,7 @@ async fn auto_join(shared: &Shared, client: &mut Client, nsp: &str) {
             switch: false,
         };
         if let Reply::Refused(r) = client.apply(shared.ctx(), req).await {
-            tracing::info!(room, code = r.code, reason = %r.message, "auto_join refused");
+            tracing::info!(room, code = %r.code, reason = %r.message, "auto_join refused");
         }
     }
 }

@@ -63,6 +63,7 @@ type Chunk = Result<Bytes, Infallible>;
 #[derive(Debug, Default, PartialEq)]
 struct Ask {
     rooms: Vec<String>,
+    remote: Option<std::net::SocketAddr>,
     token: Option<String>,
     last_event_id: Option<u64>,
 }
@@ -77,15 +78,18 @@ fn refuse(status: StatusCode, r: &Refusal) -> Response {
         .into_response()
 }
 
-/// The status of a refusal of the request layer.
+/// The status of a refusal of the request layer: a backend's own code
+/// (from a hook) is a 403.
 fn status_of(r: &Refusal) -> StatusCode {
-    match r.code {
+    match &*r.code {
         "AUTH_REQUIRED" | "AUTH_FAILED" | "AUTH_EXPIRED" => StatusCode::UNAUTHORIZED,
-        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "FORBIDDEN" | "HOOK_REFUSED" => StatusCode::FORBIDDEN,
         "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
-        "SERVER_FULL" => StatusCode::SERVICE_UNAVAILABLE,
+        "SERVER_FULL" | "HOOK_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         "SEND_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+        "BAD_REQUEST" | "TOO_MANY_ROOMS" | "UNKNOWN_NAMESPACE" | "NO_ROOM" | "ROOM_FULL"
+        | "TOO_LARGE" | "HISTORY_GAP" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::FORBIDDEN,
     }
 }
 
@@ -220,15 +224,26 @@ pub(crate) async fn handler(
         );
     };
     let max_rooms = shared.hub.config().limits.max_rooms_per_session;
-    let ask = match ask(&params, headers, max_rooms) {
+    let mut ask = match ask(&params, headers, max_rooms) {
         Ok(a) => a,
         Err(r) => return *r,
     };
+    ask.remote = crate::http::remote_of(&req);
     let peer = crate::http::peer_of(&req);
+    let mut credentials = Credentials {
+        remote: crate::http::remote_of(&req),
+        ..Credentials::default()
+    };
+    if shared.hooks.is_active() {
+        credentials.headers = headers.clone();
+        credentials.query = req.uri().query().unwrap_or("").to_owned();
+    }
     let origin = headers.get(header::ORIGIN).cloned();
     let permit = req.extensions().get::<Arc<IpPermit>>().cloned();
     let span = tracing::info_span!("sse", peer = %peer);
-    let opened = open(&shared, ask).instrument(span.clone()).await;
+    let opened = open(&shared, ask, credentials)
+        .instrument(span.clone())
+        .await;
     let (stream, first) = match opened {
         Ok(o) => o,
         Err(r) => return refuse(status_of(&r), &r),
@@ -271,17 +286,20 @@ struct Stream {
 
 /// Admits the client, joins its rooms and reads what it missed; returns the
 /// stream and its first chunk (`retry`, `gap`, `ready`, the replay).
-async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
+async fn open(
+    shared: &Shared,
+    ask: Ask,
+    mut credentials: Credentials,
+) -> Result<(Stream, String), Refusal> {
     let ctx = shared.ctx();
     let hub = &shared.hub;
     // Every message at or below this seq was fanned out before the joins,
     // so none of them is in the session's queue.
     let before = hub.delivered_seq();
-    let credentials = Credentials {
-        token: ask.token,
-        ..Credentials::default()
-    };
-    let (mut client, rx) = Client::connect(ctx, Transport::Sse, credentials, Handshake::Now)?;
+    credentials.token = ask.token;
+    credentials.remote = ask.remote;
+    let (mut client, rx) =
+        Client::connect(ctx, Transport::Sse, credentials, Handshake::Now).await?;
     let session = Arc::clone(client.session());
     let mut joined = Vec::with_capacity(ask.rooms.len());
     for room in ask.rooms {
@@ -350,10 +368,10 @@ async fn open(shared: &Shared, ask: Ask) -> Result<(Stream, String), Refusal> {
 }
 
 /// Why the stream ends, and the last event to send.
-fn close_event(reason: CloseReason) -> Option<String> {
-    let r = Refusal::for_close(reason, Transport::Sse)?;
+fn close_event(session: &Session, reason: CloseReason) -> Option<String> {
+    let r = Refusal::for_session(session, reason, Transport::Sse)?;
     let mut out = String::new();
-    encode::error(&mut out, r.code, &r.message);
+    encode::error(&mut out, &r.code, &r.message);
     Some(out)
 }
 
@@ -402,9 +420,13 @@ impl Stream {
         let last: Option<String> = loop {
             let chunk = tokio::select! {
                 biased;
-                reason = &mut closed => break close_event(reason),
-                () = &mut expiry => match self.client.deadline_passed() {
-                    Deadline::Expired => break close_event(CloseReason::AuthExpired),
+                reason = &mut closed => break close_event(&session, reason),
+                () = &mut expiry => match self.client.deadline_passed(shared.ctx()).await {
+                    Deadline::Extended => {
+                        expiry.set(super::until(self.client.deadline()));
+                        continue;
+                    }
+                    Deadline::Expired => break close_event(&session, CloseReason::AuthExpired),
                     Deadline::AuthTimeout => break None,
                 },
                 () = &mut shutdown => {
@@ -434,7 +456,7 @@ impl Stream {
             };
             tokio::select! {
                 biased;
-                reason = &mut closed => break close_event(reason),
+                reason = &mut closed => break close_event(&session, reason),
                 r = body.send(Ok(Bytes::from(chunk))) => if r.is_err() { break None },
             }
         };
@@ -499,5 +521,7 @@ mod tests {
         assert_eq!(s("TOO_MANY_ROOMS"), StatusCode::BAD_REQUEST);
         assert_eq!(s("BAD_REQUEST"), StatusCode::BAD_REQUEST);
         assert_eq!(s("SERVER_FULL"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(s("HOOK_UNAVAILABLE"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(s("BANNED"), StatusCode::FORBIDDEN, "a backend's own code");
     }
 }

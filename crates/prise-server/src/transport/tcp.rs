@@ -34,13 +34,17 @@ const CLOSE_WAIT: Duration = Duration::from_millis(200);
 
 /// Accepts connections until shutdown.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    while let Some((stream, peer, permit)) =
-        crate::accept::admitted(&listener, &shared, Listener::Tcp).await
-    {
-        let span = tracing::info_span!("tcp", %peer);
-        let task = connection(stream, peer, Arc::clone(&shared), permit);
-        shared.tracker.spawn(task.instrument(span));
-    }
+    let conns = Arc::clone(&shared);
+    crate::accept::serve(
+        listener,
+        shared,
+        Listener::Tcp,
+        move |stream, peer, permit| {
+            let span = tracing::info_span!("tcp", %peer);
+            connection(stream, peer, Arc::clone(&conns), permit).instrument(span)
+        },
+    )
+    .await;
 }
 
 fn msg_line(m: &Message) -> Bytes {
@@ -89,7 +93,7 @@ pub(super) fn encode_reply(out: &mut String, reply: &Reply) -> bool {
             encode::joined_room(out, &j.room, j.offset, j.members.count, &j.epoch.0);
             if j.recovered == Some(false) {
                 let r = Refusal::history_gap();
-                encode::error(out, r.code, &r.message);
+                encode::error(out, &r.code, &r.message);
             }
             for m in &j.replay {
                 encode::message(out, m);
@@ -97,6 +101,7 @@ pub(super) fn encode_reply(out: &mut String, reply: &Reply) -> bool {
         }
         Reply::Left(room) => encode::ok_with(out, room),
         Reply::Published(m) => encode::published(out, m.offset),
+        Reply::RpcResult(result) => encode::ok_with(out, result),
         // Not a request of this protocol: its decoder never makes one.
         Reply::Relayed(_) => encode::error(out, "BAD_REQUEST", "not a request of this protocol"),
         Reply::Presence { room, page } => {
@@ -123,9 +128,9 @@ pub(super) fn encode_reply(out: &mut String, reply: &Reply) -> bool {
             encode::bye(out, None);
             return true;
         }
-        Reply::Refused(r) => encode::error(out, r.code, &r.message),
+        Reply::Refused(r) => encode::error(out, &r.code, &r.message),
         Reply::Ended(r) => {
-            encode::error(out, r.code, &r.message);
+            encode::error(out, &r.code, &r.message);
             encode::bye(out, Some("authentication failed"));
             return true;
         }
@@ -164,17 +169,17 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
                 return;
             }
         };
-    let connected = Client::connect(
-        shared.ctx(),
-        Transport::Tcp,
-        Credentials::default(),
-        Handshake::Later,
-    );
+    let credentials = Credentials {
+        remote: Some(peer),
+        ..Credentials::default()
+    };
+    let connected =
+        Client::connect(shared.ctx(), Transport::Tcp, credentials, Handshake::Later).await;
     let (client, mut rx) = match connected {
         Ok(c) => c,
         Err(r) => {
             let mut out = String::new();
-            encode::error(&mut out, r.code, &r.message);
+            encode::error(&mut out, &r.code, &r.message);
             let _ = stream.write_all(out.as_bytes()).await;
             return;
         }
@@ -191,7 +196,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pe
         &mut conn.out,
         env!("CARGO_PKG_VERSION"),
         &session.user().name,
-        !shared.security.anonymous_tcp,
+        conn.client.needs_auth(),
     );
     if let Err(e) = conn.run(stream, &mut rx).await {
         tracing::debug!(error = %e, "connection ended");
@@ -250,14 +255,15 @@ impl Conn<'_> {
             tokio::select! {
                 biased;
                 reason = &mut closed => return self.close(&mut wr, reason).await,
-                () = &mut expiry => match self.client.deadline_passed() {
+                () = &mut expiry => match self.client.deadline_passed(self.shared.ctx()).await {
+                    Deadline::Extended => {}
                     Deadline::Expired => {
                         tracing::debug!("token expired");
                         return self.close(&mut wr, CloseReason::AuthExpired).await;
                     }
                     Deadline::AuthTimeout => {
                         let r = Refusal::auth_timeout(Transport::Tcp);
-                        encode::error(&mut self.out, r.code, &r.message);
+                        encode::error(&mut self.out, &r.code, &r.message);
                         encode::bye(&mut self.out, Some("authentication timeout"));
                         return self.finish(&mut wr).await;
                     }
@@ -346,8 +352,8 @@ impl Conn<'_> {
         reason: CloseReason,
     ) -> std::io::Result<()> {
         self.out.clear();
-        if let Some(r) = Refusal::for_close(reason, Transport::Tcp) {
-            encode::error(&mut self.out, r.code, &r.message);
+        if let Some(r) = Refusal::for_session(self.client.session(), reason, Transport::Tcp) {
+            encode::error(&mut self.out, &r.code, &r.message);
         }
         encode::bye(&mut self.out, Some(reason.as_str()));
         self.finish(wr).await

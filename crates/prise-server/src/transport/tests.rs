@@ -23,6 +23,7 @@ const SECRET: &str = "request-layer-secret";
 pub(super) struct Server {
     pub(super) hub: Hub,
     security: Security,
+    pub(super) hooks: crate::hooks::Hooks,
 }
 
 /// Who may come in without a token, and how many requests a connection
@@ -81,24 +82,31 @@ impl Server {
             tls: None,
             header_timeout: Duration::from_secs(10),
             max_body: 1024,
+            trusted: crate::security::trust::TrustedProxies::default(),
         };
-        Self { hub, security }
+        Self {
+            hub,
+            security,
+            hooks: crate::hooks::Hooks::off(),
+        }
     }
 
     pub(super) fn ctx(&self) -> Ctx<'_> {
         Ctx {
             hub: &self.hub,
             security: &self.security,
+            hooks: &self.hooks,
         }
     }
 
-    pub(super) fn client(&self, transport: Transport) -> (Client, mpsc::Receiver<Outbound>) {
+    pub(super) async fn client(&self, transport: Transport) -> (Client, mpsc::Receiver<Outbound>) {
         Client::connect(
             self.ctx(),
             transport,
             Credentials::default(),
             Handshake::Later,
         )
+        .await
         .expect("connect")
     }
 }
@@ -166,7 +174,7 @@ pub(super) fn refusal(reply: &Reply) -> &Refusal {
 #[tokio::test]
 async fn requests_without_a_room_are_answered() {
     let s = Server::start(Policy::default()).await;
-    let (mut c, _rx) = s.client(Transport::Tcp);
+    let (mut c, _rx) = s.client(Transport::Tcp).await;
     let ctx = s.ctx();
     assert!(matches!(
         c.apply(ctx, Request::Ping(Some(json!("x")))).await,
@@ -198,8 +206,8 @@ async fn requests_without_a_room_are_answered() {
 async fn rooms_are_joined_used_and_left() {
     let s = Server::start(Policy::default()).await;
     let ctx = s.ctx();
-    let (mut a, _ra) = s.client(Transport::Ws);
-    let (mut b, mut rb) = s.client(Transport::Tcp);
+    let (mut a, _ra) = s.client(Transport::Ws).await;
+    let (mut b, mut rb) = s.client(Transport::Tcp).await;
     assert!(matches!(
         b.apply(ctx, join("general")).await,
         Reply::Joined(_)
@@ -282,7 +290,7 @@ async fn rooms_are_joined_used_and_left() {
 async fn history_has_one_default_on_every_transport() {
     let s = Server::start(Policy::default()).await;
     let ctx = s.ctx();
-    let (mut a, _ra) = s.client(Transport::Tcp);
+    let (mut a, _ra) = s.client(Transport::Tcp).await;
     a.apply(ctx, join("log")).await;
     for i in 0..(super::DEFAULT_HISTORY + 5) {
         assert!(matches!(
@@ -291,7 +299,7 @@ async fn history_has_one_default_on_every_transport() {
         ));
     }
     for transport in [Transport::Tcp, Transport::Ws, Transport::SocketIo] {
-        let (mut c, _rx) = s.client(transport);
+        let (mut c, _rx) = s.client(transport).await;
         let Reply::History { room, page, .. } = c
             .apply(
                 ctx,
@@ -340,7 +348,7 @@ async fn history_has_one_default_on_every_transport() {
 async fn the_single_room_api_acts_on_the_current_room() {
     let s = Server::start(Policy::default()).await;
     let ctx = s.ctx();
-    let (mut c, _rx) = s.client(Transport::SocketIo);
+    let (mut c, _rx) = s.client(Transport::SocketIo).await;
     let current = |content: Value| Request::Publish {
         room: Target::Current,
         content,
@@ -396,7 +404,7 @@ async fn anonymous_clients_are_told_how_to_authenticate_on_their_transport() {
         (Transport::Tcp, "AUTH token"),
         (Transport::Ws, r#"{"type":"auth""#),
     ] {
-        let (mut c, _rx) = s.client(transport);
+        let (mut c, _rx) = s.client(transport).await;
         assert!(c.deadline().is_some(), "time to authenticate");
         let r = c.apply(ctx, join("general")).await;
         let r = refusal(&r);
@@ -422,7 +430,7 @@ async fn anonymous_clients_are_told_how_to_authenticate_on_their_transport() {
             c.apply(ctx, Request::Anonymous(None)).await,
             Reply::Ended(r) if r.code == "AUTH_FAILED"
         ));
-        assert_eq!(c.deadline_passed(), Deadline::AuthTimeout);
+        assert_eq!(c.deadline_passed(ctx).await, Deadline::AuthTimeout);
     }
 }
 
@@ -434,7 +442,7 @@ async fn a_token_grants_its_rooms_and_is_refreshed_for_the_same_subject() {
     })
     .await;
     let ctx = s.ctx();
-    let (mut c, _rx) = s.client(Transport::Tcp);
+    let (mut c, _rx) = s.client(Transport::Tcp).await;
     let t = token(
         "u1",
         json!({"name": "alice", "rooms": ["team-*"], "publish": false}),
@@ -493,7 +501,7 @@ async fn a_token_grants_its_rooms_and_is_refreshed_for_the_same_subject() {
         .apply(ctx, Request::Authenticate(token("u2", json!({}))))
         .await;
     assert!(matches!(&r, Reply::Ended(e) if e.code == "AUTH_FAILED"));
-    assert_eq!(c.deadline_passed(), Deadline::Expired);
+    assert_eq!(c.deadline_passed(ctx).await, Deadline::Expired);
     assert_eq!(c.session().close_reason(), Some(CloseReason::AuthExpired));
 }
 
@@ -501,13 +509,13 @@ async fn a_token_grants_its_rooms_and_is_refreshed_for_the_same_subject() {
 async fn bad_tokens_end_the_session() {
     let s = Server::start(Policy::default()).await;
     let ctx = s.ctx();
-    let (mut c, _rx) = s.client(Transport::Ws);
+    let (mut c, _rx) = s.client(Transport::Ws).await;
     let r = c
         .apply(ctx, Request::Authenticate("not.a.jwt".into()))
         .await;
     assert!(matches!(&r, Reply::Ended(e) if e.code == "AUTH_FAILED"));
     // Anonymous in a room, then a token: refused, the session ends.
-    let (mut c, _rx) = s.client(Transport::Tcp);
+    let (mut c, _rx) = s.client(Transport::Tcp).await;
     c.apply(ctx, join("general")).await;
     let r = c
         .apply(ctx, Request::Authenticate(token("u1", json!({}))))
@@ -531,7 +539,7 @@ async fn the_handshake_checks_token_name_and_capacity() {
             Credentials {
                 token,
                 name: name.map(str::to_owned),
-                namespace: None,
+                ..Credentials::default()
             },
             handshake,
         )
@@ -541,20 +549,22 @@ async fn the_handshake_checks_token_name_and_capacity() {
         Ok(_) => panic!("expected a refusal"),
     };
     assert_eq!(
-        err(connect(None, None, Handshake::Now)).code,
+        err(connect(None, None, Handshake::Now).await).code,
         "AUTH_REQUIRED"
     );
     assert_eq!(
-        err(connect(Some("bad".into()), None, Handshake::Now)).code,
+        err(connect(Some("bad".into()), None, Handshake::Now).await).code,
         "AUTH_FAILED"
     );
-    let (c, _rx) = connect(Some(token("u1", json!({}))), None, Handshake::Now).expect("token");
+    let (c, _rx) = connect(Some(token("u1", json!({}))), None, Handshake::Now)
+        .await
+        .expect("token");
     assert!(c.is_authenticated());
     assert!(c.deadline().is_some());
     assert_eq!(s.hub.stats().connections_total(), 1);
-    let (later, _rl) = connect(None, None, Handshake::Later).expect("later");
+    let (later, _rl) = connect(None, None, Handshake::Later).await.expect("later");
     assert!(!later.is_authenticated());
-    let full = err(connect(Some(token("u2", json!({}))), None, Handshake::Now));
+    let full = err(connect(Some(token("u2", json!({}))), None, Handshake::Now).await);
     assert!(full.is_server_full());
 
     let open = Server::start(Policy::default()).await;
@@ -565,10 +575,11 @@ async fn the_handshake_checks_token_name_and_capacity() {
         Credentials {
             token: None,
             name: Some("carol".into()),
-            namespace: None,
+            ..Credentials::default()
         },
         Handshake::Now,
     )
+    .await
     .expect("named");
     assert_eq!(c.session().user().name, "carol");
     assert!(c.deadline().is_none());
@@ -578,10 +589,11 @@ async fn the_handshake_checks_token_name_and_capacity() {
         Credentials {
             token: None,
             name: Some("two words".into()),
-            namespace: None,
+            ..Credentials::default()
         },
         Handshake::Now,
-    );
+    )
+    .await;
     assert_eq!(err(bad).code, "BAD_REQUEST");
     // The refused session was let go.
     assert_eq!(open.hub.stats().connections_total(), 1);
@@ -612,7 +624,7 @@ fn a_rate_refusal_is_counted_once_on_every_transport() {
                     ..Policy::default()
                 })
                 .await;
-                let (mut c, _rx) = s.client(transport);
+                let (mut c, _rx) = s.client(transport).await;
                 let ctx = s.ctx();
                 assert!(matches!(
                     c.apply(ctx, Request::Ping(None)).await,
@@ -644,7 +656,7 @@ fn a_refused_token_is_counted_once() {
     let rendered = counted(|| {
         runtime().block_on(async {
             let s = Server::start(Policy::default()).await;
-            let (mut c, _rx) = s.client(Transport::Ws);
+            let (mut c, _rx) = s.client(Transport::Ws).await;
             let r = c.apply(s.ctx(), Request::Authenticate("x".into())).await;
             assert!(matches!(r, Reply::Ended(_)));
             let r = Client::connect(
@@ -652,11 +664,11 @@ fn a_refused_token_is_counted_once() {
                 Transport::SocketIo,
                 Credentials {
                     token: Some("x".into()),
-                    name: None,
-                    namespace: None,
+                    ..Credentials::default()
                 },
                 Handshake::Now,
-            );
+            )
+            .await;
             assert!(r.is_err());
         });
     });

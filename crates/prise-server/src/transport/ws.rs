@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
-use prise_hub::{CloseReason, Outbound, Transport};
+use prise_hub::{CloseReason, Outbound, Session, Transport};
 use prise_proto::wsjson::{Request as WsRequest, encode};
 use prise_ws::{Message, UpgradedWebSocket, Utf8Bytes, WsConfig, WsError, close_code};
 use serde_json::{Value, json};
@@ -45,6 +45,7 @@ pub(crate) async fn handler(
         return (StatusCode::SERVICE_UNAVAILABLE, "server is full").into_response();
     }
     let peer = crate::http::peer_of(&req);
+    let remote = crate::http::remote_of(&req);
     let header = |name: http::HeaderName| {
         req.headers()
             .get(name)
@@ -68,6 +69,15 @@ pub(crate) async fn handler(
             .find_map(|kv| kv.strip_prefix("token="))
             .map(str::to_owned)
     });
+    let mut credentials = Credentials {
+        token,
+        remote,
+        ..Credentials::default()
+    };
+    if shared.hooks.is_active() {
+        credentials.headers = req.headers().clone();
+        credentials.query = req.uri().query().unwrap_or("").to_owned();
+    }
     let permit = req.extensions().get::<Arc<IpPermit>>().cloned();
     match prise_ws::upgrade(&mut req, ws_config(&shared), None) {
         Ok((response, pending)) => {
@@ -77,7 +87,7 @@ pub(crate) async fn handler(
                 async move {
                     let _permit = permit;
                     match pending.finish().await {
-                        Ok(ws) => connection(ws, task_shared, token).await,
+                        Ok(ws) => connection(ws, task_shared, credentials).await,
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
                 }
@@ -111,17 +121,32 @@ pub(super) fn push(ev: &Outbound) -> Message {
     }
 }
 
-fn close_for(reason: CloseReason) -> Message {
+/// Close code of a session ended through the control API.
+pub(crate) const CLOSE_KICKED: u16 = 4003;
+/// Longest close reason: a close frame's payload is at most 125 bytes, 2 of
+/// them the code.
+const MAX_CLOSE_REASON: usize = 123;
+
+fn close_for(session: &Session, reason: CloseReason) -> Message {
     let code = match reason {
         CloseReason::SlowConsumer => close_code::POLICY,
         CloseReason::Shutdown => close_code::GOING_AWAY,
         CloseReason::AuthExpired => close_code::AUTH,
+        CloseReason::Kicked => CLOSE_KICKED,
     };
-    prise_ws::close_message(code, reason.as_str())
+    let text = match (reason, session.close_detail()) {
+        (CloseReason::Kicked, Some(d)) if !d.is_empty() => d,
+        _ => reason.as_str(),
+    };
+    let mut end = text.len().min(MAX_CLOSE_REASON);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    prise_ws::close_message(code, &text[..end])
 }
 
 fn error(id: Option<&Value>, r: &Refusal) -> Message {
-    text(encode::error(id, r.code, &r.message))
+    text(encode::error(id, &r.code, &r.message))
 }
 
 /// `auth_failed`, then close 4001.
@@ -168,6 +193,7 @@ pub(super) fn encode_reply(id: Option<&Value>, reply: Reply) -> (Vec<Message>, O
             page.complete,
         ))),
         Reply::Rooms(rooms) => one(text(encode::rooms(id, &rooms))),
+        Reply::RpcResult(result) => one(text(encode::rpc_result(id, &result))),
         Reply::Refused(r) => one(error(id, &r)),
         Reply::Ended(r) => {
             let (answer, close) = auth_failed(&r);
@@ -189,14 +215,11 @@ fn request(frame: &str) -> (Option<Value>, Request) {
     }
 }
 
-async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<String>) {
+async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, credentials: Credentials) {
     let hub = &shared.hub;
     let (mut sink, mut stream) = ws.split();
-    let credentials = Credentials {
-        token,
-        ..Credentials::default()
-    };
-    let connected = Client::connect(shared.ctx(), Transport::Ws, credentials, Handshake::Later);
+    let connected =
+        Client::connect(shared.ctx(), Transport::Ws, credentials, Handshake::Later).await;
     let (mut client, mut rx) = match connected {
         Ok(c) => c,
         Err(r) => {
@@ -240,16 +263,17 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
         }
         tokio::select! {
             biased;
-            reason = &mut closed => break Some(close_for(reason)),
-            () = &mut expiry => match client.deadline_passed() {
-                Deadline::Expired => break Some(close_for(CloseReason::AuthExpired)),
+            reason = &mut closed => break Some(close_for(&session, reason)),
+            () = &mut expiry => match client.deadline_passed(shared.ctx()).await {
+                Deadline::Extended => {}
+                Deadline::Expired => break Some(close_for(&session, CloseReason::AuthExpired)),
                 Deadline::AuthTimeout => {
                     break Some(prise_ws::close_message(close_code::AUTH, "authentication timeout"));
                 }
             },
             () = &mut shutdown => {
                 session.close(CloseReason::Shutdown);
-                break Some(close_for(CloseReason::Shutdown));
+                break Some(close_for(&session, CloseReason::Shutdown));
             }
             n = rx.recv_many(&mut pushes, WRITE_BATCH) => {
                 if n == 0 {
@@ -264,7 +288,7 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
                 tokio::select! {
                     biased;
                     r = write => if r.is_err() { break None },
-                    reason = &mut closed => break Some(close_for(reason)),
+                    reason = &mut closed => break Some(close_for(&session, reason)),
                 }
             }
             frame = stream.next() => {
@@ -279,8 +303,15 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => break close_for_error(&e),
                 };
+                let is_rpc = matches!(req, Request::Rpc { .. });
                 let reply = client.apply(shared.ctx(), req).await;
-                let (replies, close) = encode_reply(id.as_ref(), reply);
+                let (replies, close) = match reply {
+                    Reply::Refused(r) if is_rpc => (
+                        vec![text(encode::rpc_error(id.as_ref(), &r.code, &r.message))],
+                        None,
+                    ),
+                    reply => encode_reply(id.as_ref(), reply),
+                };
                 let write = async {
                     for r in replies {
                         sink.feed(r).await?;
@@ -290,7 +321,7 @@ async fn connection(ws: UpgradedWebSocket, shared: Arc<Shared>, token: Option<St
                 tokio::select! {
                     biased;
                     r = write => if r.is_err() { break None },
-                    reason = &mut closed => break Some(close_for(reason)),
+                    reason = &mut closed => break Some(close_for(&session, reason)),
                 }
                 if close.is_some() {
                     break close;

@@ -272,6 +272,7 @@ impl<H: EngineHandler> Engine<H> {
         transport: Transport,
         remote: Option<SocketAddr>,
         headers: http::HeaderMap,
+        query: &str,
     ) -> Option<(Arc<Entry<H::Conn>>, String)> {
         let sid = new_sid();
         let session = Arc::new(Session::new(
@@ -279,6 +280,7 @@ impl<H: EngineHandler> Engine<H> {
             transport,
             remote,
             headers,
+            query,
             self.config.clone(),
         ));
         let handshake = Handshake {

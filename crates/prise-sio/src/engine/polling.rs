@@ -31,7 +31,8 @@ pub(super) async fn handle<H: EngineHandler>(
     match (req.method().clone(), sid) {
         (Method::GET, None) => {
             let remote = remote_addr(&req);
-            match engine.open(Transport::Polling, remote, req.headers().clone()) {
+            let query = req.uri().query().unwrap_or("");
+            match engine.open(Transport::Polling, remote, req.headers().clone(), query) {
                 Some((entry, handshake)) => {
                     if let Some(cluster) = engine.cluster.get() {
                         cluster.claim(entry.session.sid()).await;

@@ -144,6 +144,7 @@ pub struct Session {
     sid: Arc<str>,
     remote: Option<SocketAddr>,
     headers: http::HeaderMap,
+    query: Box<str>,
     pub(crate) config: Arc<EngineConfig>,
     state: Mutex<State>,
     /// Wakes the transport that writes (a pending poll or the WebSocket writer).
@@ -162,6 +163,7 @@ impl Session {
         transport: Transport,
         remote: Option<SocketAddr>,
         headers: http::HeaderMap,
+        query: &str,
         config: Arc<EngineConfig>,
     ) -> Self {
         let pong_deadline =
@@ -170,6 +172,7 @@ impl Session {
             sid,
             remote,
             headers: detach(&headers),
+            query: query.into(),
             config,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -215,6 +218,11 @@ impl Session {
     /// The headers of the request that opened the session.
     pub fn headers(&self) -> &http::HeaderMap {
         &self.headers
+    }
+
+    /// The query string of the request that opened the session, without `?`.
+    pub fn query(&self) -> &str {
+        &self.query
     }
 
     /// The transport in use now (`polling` until an upgrade completes).
@@ -369,6 +377,7 @@ mod tests {
             Transport::Polling,
             None,
             http::HeaderMap::new(),
+            "",
             Arc::new(config),
         )
     }

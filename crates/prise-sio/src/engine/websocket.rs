@@ -61,6 +61,7 @@ pub(super) async fn handle<H: EngineHandler>(
     };
     let remote = super::polling::remote_addr(req);
     let headers = req.headers().clone();
+    let query = req.uri().query().unwrap_or("").to_owned();
     let tasks = engine.tasks.clone();
     let engine = engine.clone();
     tasks.spawn(async move {
@@ -90,7 +91,8 @@ pub(super) async fn handle<H: EngineHandler>(
         }
         let (ws, entry) = match existing {
             None => {
-                let Some((entry, _)) = engine.open(Transport::Websocket, remote, headers) else {
+                let Some((entry, _)) = engine.open(Transport::Websocket, remote, headers, &query)
+                else {
                     let mut ws = ws;
                     let refusal = close_message(close_code::INTERNAL_ERROR, "too many sessions");
                     let _ = Box::pin(ws.send(refusal)).await;

@@ -1,6 +1,7 @@
 //! PROXY protocol headers (HAProxy's spec, v1 text and v2 binary) that carry a client's
-//! address across a proxy: [`encode`] writes one toward backends, [`decode`] reads one from an
-//! upstream balancer (`--accept-proxy`). Pure functions over bytes and addresses; no I/O.
+//! address across a balancer: [`encode`] writes one (`prise proxy --proxy-protocol`),
+//! [`decode`] reads one (`prise proxy --accept-proxy`, `prise serve --trust-proxy`). Pure
+//! functions over bytes and addresses; no I/O.
 //!
 //! [`decode`] never asks for a byte past the end of the header, so the caller can read
 //! exactly what it asks for and leave the client's own data in the socket (for TLS or
@@ -9,7 +10,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::config::ProxyProtocol;
+/// Which header [`encode`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The human-readable v1 line.
+    V1,
+    /// The binary v2 header.
+    V2,
+}
 
 /// The 12-byte signature that opens every v2 header.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -18,9 +26,11 @@ pub const V1_MAX: usize = 107;
 /// Longest v2 address block accepted, TLVs included: a UNIX address block is 216 bytes and
 /// upstream balancers add a few TLVs; the 16-bit length field would allow 64 KiB.
 pub const MAX_V2_LEN: usize = 1024;
+/// Longest header of either version: [`decode`] never asks for a byte past it.
+pub const MAX_HEADER: usize = 16 + MAX_V2_LEN;
 /// Shortest header of either version (`PROXY UNKNOWN\r\n`): reading this many bytes first
 /// cannot read past any header.
-const MIN_HEADER: usize = 15;
+pub const MIN_HEADER: usize = 15;
 const V1_PREFIX: &[u8] = b"PROXY ";
 
 /// The addresses a header carries.
@@ -190,13 +200,13 @@ fn decode_v1(buf: &[u8]) -> Result<Decoded, HeaderError> {
 
 /// Encodes the header of `version` for a connection from `src` (the client) to `dst` (the
 /// proxy's listening address). Mixed address families are sent as IPv6 (v4-mapped).
-pub fn encode(version: ProxyProtocol, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+pub fn encode(version: Version, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let (src_ip, dst_ip) = match (src.ip(), dst.ip()) {
         (IpAddr::V4(a), IpAddr::V4(b)) => (IpAddr::V4(a), IpAddr::V4(b)),
         (a, b) => (IpAddr::V6(to_v6(a)), IpAddr::V6(to_v6(b))),
     };
     match version {
-        ProxyProtocol::V1 => {
+        Version::V1 => {
             let fam = if src_ip.is_ipv4() { "TCP4" } else { "TCP6" };
             format!(
                 "PROXY {fam} {src_ip} {dst_ip} {} {}\r\n",
@@ -205,7 +215,7 @@ pub fn encode(version: ProxyProtocol, src: SocketAddr, dst: SocketAddr) -> Vec<u
             )
             .into_bytes()
         }
-        ProxyProtocol::V2 => {
+        Version::V2 => {
             let mut out = Vec::with_capacity(16 + 36);
             out.extend_from_slice(&V2_SIGNATURE);
             out.push(0x21); // version 2, command PROXY
@@ -264,7 +274,7 @@ mod tests {
         let dst: SocketAddr = "198.51.100.2:80".parse().unwrap();
         let src6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
         let dst6: SocketAddr = "[2001:db8::2]:2".parse().unwrap();
-        for v in [ProxyProtocol::V1, ProxyProtocol::V2] {
+        for v in [Version::V1, Version::V2] {
             for (s, d) in [(src, dst), (src6, dst6)] {
                 let mut h = encode(v, s, d);
                 let len = h.len();
@@ -351,7 +361,7 @@ mod tests {
     #[test]
     fn v1_ipv4() {
         let h = encode(
-            ProxyProtocol::V1,
+            Version::V1,
             "192.0.2.1:5000".parse().unwrap(),
             "198.51.100.2:80".parse().unwrap(),
         );
@@ -361,7 +371,7 @@ mod tests {
     #[test]
     fn v1_mixed_is_ipv6() {
         let h = encode(
-            ProxyProtocol::V1,
+            Version::V1,
             "192.0.2.1:5000".parse().unwrap(),
             "[::1]:80".parse().unwrap(),
         );
@@ -371,7 +381,7 @@ mod tests {
     #[test]
     fn v2_ipv4() {
         let h = encode(
-            ProxyProtocol::V2,
+            Version::V2,
             "192.0.2.1:5000".parse().unwrap(),
             "198.51.100.2:80".parse().unwrap(),
         );
@@ -384,7 +394,7 @@ mod tests {
     #[test]
     fn v2_ipv6_length() {
         let h = encode(
-            ProxyProtocol::V2,
+            Version::V2,
             "[2001:db8::1]:1".parse().unwrap(),
             "[2001:db8::2]:2".parse().unwrap(),
         );
