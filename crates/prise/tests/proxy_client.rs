@@ -41,7 +41,16 @@ fn connect_probe_and_send_through_microsocks() {
     let url = format!("tcp://localhost:{echo}");
     assert_eq!(roundtrip(&url, &[], "through socks"), "through socks");
     // TLS and WebSocket through the tunnel.
-    let tls = prise(&["echo", "tls://127.0.0.1:0", "--self-signed"]);
+    // The generated certificate goes to a temporary folder, not the checkout.
+    let certs = prise_testkit::TestDir::new();
+    let cert = certs.path().join("echo.pem").to_string_lossy().into_owned();
+    let tls = prise(&[
+        "echo",
+        "tls://127.0.0.1:0",
+        "--self-signed",
+        "--cert-out",
+        &cert,
+    ]);
     let url = format!("tls://localhost:{}", tls.port());
     assert_eq!(roundtrip(&url, &["--insecure"], "tls"), "tls");
     let ws = prise(&["echo", "ws://127.0.0.1:0"]);
