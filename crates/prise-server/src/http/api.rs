@@ -72,6 +72,23 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A query string that did not parse.
+pub(super) type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// Checks the API key, then takes the query string; `Err` is the 401 answer,
+/// or the 400 answer saying `usage`.
+pub(super) fn authorized_query<T>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: QueryResult<T>,
+    usage: &str,
+) -> Result<T, Box<Response>> {
+    authorize(shared, headers)?;
+    query
+        .map(|Query(q)| q)
+        .map_err(|_| Box::new(error(StatusCode::BAD_REQUEST, "BAD_REQUEST", usage)))
+}
+
 /// Checks the API key; `Err` is the 401 answer.
 pub(super) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let keys = &shared.security.api_keys;
@@ -155,15 +172,14 @@ async fn history(
     Path(room): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &headers) {
-        return *r;
-    }
-    let Ok(Query(q)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "since and limit are non-negative integers",
-        );
+    let q = match authorized_query(
+        &shared,
+        &headers,
+        query,
+        "since and limit are non-negative integers",
+    ) {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
     match shared
         .hub
@@ -197,15 +213,9 @@ async fn presence(
     Path(room): Path<String>,
     query: Result<Query<PresenceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &headers) {
-        return *r;
-    }
-    let Ok(Query(q)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "limit is a non-negative integer",
-        );
+    let q = match authorized_query(&shared, &headers, query, "limit is a non-negative integer") {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
     let after = match q.after.as_deref().map(Cursor::decode).transpose() {
         Ok(c) => c,

@@ -19,7 +19,7 @@
 //! (shared by the nodes with `--redis`): the same key again gets that
 //! answer and publishes nothing.
 
-use super::api::{authorize, body_or_error, error, hub_error};
+use super::api::{authorize, authorized_query, body_or_error, hub_error};
 use crate::Shared;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -415,15 +415,14 @@ async fn sessions(
     headers: HeaderMap,
     query: Result<Query<SessionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &headers) {
-        return *r;
-    }
-    let Ok(Query(q)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "room and user are names, limit a non-negative integer",
-        );
+    let q = match authorized_query(
+        &shared,
+        &headers,
+        query,
+        "room and user are names, limit a non-negative integer",
+    ) {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
     let limit = q
         .limit

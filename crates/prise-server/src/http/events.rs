@@ -3,7 +3,7 @@
 //! `{"events": [...], "next": ID}` in order, delivered or not, as long as
 //! `--webhook-retain` keeps them; `next` is the `after` of the next page.
 
-use super::api::{authorize, error};
+use super::api::{authorized_query, error};
 use crate::Shared;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -36,15 +36,14 @@ async fn events(
     headers: HeaderMap,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&shared, &headers) {
-        return *r;
-    }
-    let Ok(Query(page)) = page else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "after is an event id, limit a count",
-        );
+    let page = match authorized_query(
+        &shared,
+        &headers,
+        page,
+        "after is an event id, limit a count",
+    ) {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
     let Some(webhooks) = &shared.webhooks else {
         return error(
