@@ -93,6 +93,16 @@ pub enum NameError {
     BadChar,
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary (for names and messages echoed in errors).
+pub fn clip(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Checks a room or user name: non-empty, at most `max` bytes, no whitespace
 /// or control characters (so it stays one token in the line protocol).
 ///
@@ -132,6 +142,14 @@ pub fn check_event(name: &str) -> Result<(), NameError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn clip_cuts_on_a_character_boundary() {
+        assert_eq!(clip("abc", 2), "ab");
+        assert_eq!(clip("abc", 9), "abc");
+        assert_eq!(clip("é", 1), "");
+        assert_eq!(clip("aé", 2), "a");
+    }
     use super::*;
 
     #[test]

@@ -397,13 +397,9 @@ impl Command {
             "QUIT" => Ok(Command::Quit),
             _ => {
                 // Keep at most 32 bytes, cut on a character boundary.
-                let mut v = verb;
-                let mut end = v.len().min(32);
-                while !v.is_char_boundary(end) {
-                    end -= 1;
-                }
-                v.truncate(end);
-                Err(ParseError::Unknown(v))
+                Err(ParseError::Unknown(
+                    crate::limits::clip(&verb, 32).to_owned(),
+                ))
             }
         }
     }

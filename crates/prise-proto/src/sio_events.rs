@@ -120,11 +120,7 @@ fn field_limit(v: &Value) -> Option<usize> {
 }
 
 fn cut(name: &str, max: usize) -> String {
-    let mut end = name.len().min(max);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_owned()
+    crate::limits::clip(name, max).to_owned()
 }
 
 impl ClientEvent {

@@ -370,19 +370,15 @@ pub(crate) fn backend_refusal(error: &Value) -> Refusal {
                 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         })
         .map_or_else(|| "HOOK_REFUSED".to_owned(), str::to_ascii_uppercase);
-    let mut message: String = message
+    let message: String = message
         .unwrap_or("refused by the backend")
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if message.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-    }
-    Refusal::new(code, message)
+    Refusal::new(
+        code,
+        prise_proto::limits::clip(&message, MAX_MESSAGE).to_owned(),
+    )
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use crate::security::auth::AuthError;
 use prise_hub::store::HistoryPage;
 use prise_hub::{CloseReason, HubError, Joined, Session, Transport};
+use prise_proto::limits::clip;
 use prise_proto::message::{Epoch, Message, RoomInfo, User};
 use prise_proto::presence::{CursorError, Page};
 use serde_json::Value;
@@ -148,23 +149,15 @@ impl Refusal {
     /// A Socket.IO event outside the vocabulary where the namespace does
     /// not relay (`relay = "deny"`, the default).
     pub(crate) fn unknown_event(name: &str) -> Self {
-        let mut end = name.len().min(64);
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        Self::bad_request(format!("unknown event {}", &name[..end]))
+        Self::bad_request(format!("unknown event {}", clip(name, 64)))
     }
 
     /// With `relay = "hook"`, an event that asks for no ack: an RPC needs
     /// one to carry its result.
     pub(crate) fn rpc_without_ack(name: &str) -> Self {
-        let mut end = name.len().min(64);
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
         Self::bad_request(format!(
             "event {} is an RPC here (relay = \"hook\"): send it with an ack (emitWithAck)",
-            &name[..end]
+            clip(name, 64)
         ))
     }
 

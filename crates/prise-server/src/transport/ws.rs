@@ -138,11 +138,7 @@ fn close_for(session: &Session, reason: CloseReason) -> Message {
         (CloseReason::Kicked, Some(d)) if !d.is_empty() => d,
         _ => reason.as_str(),
     };
-    let mut end = text.len().min(MAX_CLOSE_REASON);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    prise_ws::close_message(code, &text[..end])
+    prise_ws::close_message(code, prise_proto::limits::clip(text, MAX_CLOSE_REASON))
 }
 
 fn error(id: Option<&Value>, r: &Refusal) -> Message {

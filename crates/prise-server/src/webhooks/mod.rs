@@ -27,7 +27,7 @@ use prise_hub::activity::{Activity, ActivitySink};
 use prise_proto::backoff::{Backoff, BackoffConfig};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -59,9 +59,7 @@ pub(crate) fn reason_name(reason: Option<CloseReason>) -> &'static str {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    prise_hub::clock::Clock::now_ms(&prise_hub::clock::SystemClock)
 }
 
 fn user_json(u: &prise_proto::message::User) -> Value {

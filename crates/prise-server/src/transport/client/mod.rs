@@ -570,7 +570,7 @@ impl Client {
         let auth = &ctx.security.auth;
         let result = match &self.identity {
             Identity::Backend(_) => Err(AuthError::BadClaims(
-                "this session was admitted by the backend: its refresh hook extends it".into(),
+                "admitted by the backend: its refresh hook extends the connection".into(),
             )),
             Identity::Token(current) => auth.refresh(current, token),
             Identity::Anonymous if !self.session.rooms().is_empty() => Err(AuthError::BadClaims(
